@@ -1,0 +1,19 @@
+"""netpress: prune, quantize, share and entropy-code neural networks into a compact file.
+
+Top-level shortcuts (imported lazily):
+    ``netpress.save`` / ``netpress.load``: the ``.netp`` container (:mod:`netpress.encode`).
+    ``netpress.compress``: the Deep Compression pipeline (:mod:`netpress.pipeline`).
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {"save": "netpress.encode", "load": "netpress.encode", "compress": "netpress.pipeline"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'netpress' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from netpress.cli.main import main
+
+raise SystemExit(main())

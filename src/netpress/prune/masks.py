@@ -1,0 +1,205 @@
+"""The one masking mechanism: every pruned tensor is ``original * mask``, applied in one place.
+
+A mask is a :mod:`torch.nn.utils.parametrize` parametrization, so
+- the effective weight is exactly zero at masked positions in every forward pass, whatever the optimizer does;
+- gradients reaching the original parameter are masked by autograd (d(w*m)/dw = m);
+- the original ``nn.Parameter`` object is kept, so an optimizer made before pruning still holds it;
+- :func:`strip` makes pruning permanent and leaves an ordinary module.
+
+Tensors are named by their plain names (``'features.0.weight'``) everywhere, masked or not.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from netpress.errors import ConfigError, NetpressError
+
+PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class Mask(nn.Module):
+    """Parametrization multiplying a tensor by a fixed 0/1 mask buffer."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * self.mask
+
+
+def plain_name(name: str) -> str:
+    """``'fc.parametrizations.weight.original'`` -> ``'fc.weight'``."""
+    return name.replace(".parametrizations.", ".").replace(".original", "") if ".parametrizations." in name else name
+
+
+def _split(name: str) -> tuple[str, str]:
+    module, _, attr = name.rpartition(".")
+    return module, attr
+
+
+def prunable_tensors(model: nn.Module, names: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> dict[str, tuple[nn.Module, str]]:
+    """Tensors pruning may touch, by plain name.
+
+    Args:
+        model: any module.
+        names: explicit plain names of parameters (any parameter, e.g. an embedding); default: the ``weight``
+            of every Linear and Conv1d/2d/3d.
+        exclude: plain names to leave alone.
+
+    Returns:
+        ``{plain_name: (owning_module, attribute)}`` in model order.
+
+    Raises:
+        ConfigError: an unknown or excluded-but-absent name, or nothing prunable.
+    """
+    modules = dict(model.named_modules())
+    out: dict[str, tuple[nn.Module, str]] = {}
+    if names is None:
+        for mname, m in modules.items():
+            if isinstance(m, PRUNABLE_TYPES):
+                out[f"{mname}.weight" if mname else "weight"] = (m, "weight")
+    else:
+        for name in names:
+            mname, attr = _split(name)
+            m = modules.get(mname)
+            if m is None or not isinstance(getattr(m, attr, None), torch.Tensor):
+                raise ConfigError(f"no parameter named {name!r}; prunable: {', '.join(_default_names(model))}")
+            out[name] = (m, attr)
+    exclude = set(exclude)
+    missing = exclude - set(out)
+    if missing:
+        raise ConfigError(f"cannot exclude unknown layer(s) {sorted(missing)}; prunable: {', '.join(out)}")
+    out = {k: v for k, v in out.items() if k not in exclude}
+    if not out:
+        raise ConfigError(f"{type(model).__name__} has nothing prunable (no Linear/Conv weights selected)")
+    return out
+
+
+def _default_names(model: nn.Module) -> list[str]:
+    return [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
+
+
+def _mask_module(module: nn.Module, attr: str) -> Mask | None:
+    if parametrize.is_parametrized(module, attr):
+        for p in module.parametrizations[attr]:
+            if isinstance(p, Mask):
+                return p
+    return None
+
+
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
+    """Attach (or replace) masks on tensors named by plain name; masked originals are zeroed too.
+
+    Args:
+        model: the module, changed in place.
+        masks: ``{plain_name: 0/1 tensor of the parameter's shape}``.
+
+    Returns:
+        ``model``.
+
+    Example:
+        >>> apply_masks(net, {"fc1.weight": (net.fc1.weight.abs() > 0.1).float()})
+    """
+    modules = dict(model.named_modules())
+    for name, mask in masks.items():
+        mname, attr = _split(name)
+        module = modules.get(mname)
+        if module is None or not hasattr(module, attr):
+            raise ConfigError(f"no parameter named {name!r} to mask")
+        existing = _mask_module(module, attr)
+        original = module.parametrizations[attr].original if existing is not None else getattr(module, attr)
+        if tuple(mask.shape) != tuple(original.shape):
+            raise ConfigError(f"mask for {name} has shape {tuple(mask.shape)}, parameter has {tuple(original.shape)}")
+        mask = mask.detach().to(device=original.device, dtype=original.dtype)
+        if existing is not None:
+            existing.mask.copy_(mask)
+        else:
+            parametrize.register_parametrization(module, attr, Mask(mask))
+        with torch.no_grad():
+            module.parametrizations[attr].original.mul_(mask)
+    return model
+
+
+def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Current masks by plain name (only tensors that carry one)."""
+    out = {}
+    for mname, module in model.named_modules():
+        if not parametrize.is_parametrized(module):
+            continue
+        for attr in list(module.parametrizations.keys()):
+            m = _mask_module(module, attr)
+            if m is not None:
+                out[f"{mname}.{attr}" if mname else attr] = m.mask.detach().clone()
+    return out
+
+
+def is_masked(model: nn.Module) -> bool:
+    return bool(get_masks(model))
+
+
+def strip(model: nn.Module) -> nn.Module:
+    """Make pruning permanent: drop mask parametrizations, keeping the masked values. Returns ``model``."""
+    for module in model.modules():
+        if not parametrize.is_parametrized(module):
+            continue
+        for attr in list(module.parametrizations.keys()):
+            if _mask_module(module, attr) is not None:
+                if len(module.parametrizations[attr]) != 1:
+                    raise NetpressError(f"{type(module).__name__}.{attr} carries other parametrizations; strip those first")
+                parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
+    return model
+
+
+def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Effective tensors (masks applied) keyed by plain names, as an unpruned model would name them."""
+    out = {}
+    for name, value in model.state_dict().items():
+        if ".parametrizations." in name:
+            continue
+        out[name] = value.detach().clone()
+    for mname, module in model.named_modules():
+        if parametrize.is_parametrized(module):
+            for attr in module.parametrizations.keys():
+                out[f"{mname}.{attr}" if mname else attr] = getattr(module, attr).detach().clone()
+    return out
+
+
+@torch.no_grad()
+def load_plain_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """Load plain-named tensors into a possibly masked model; masks are kept and re-applied (rewinding)."""
+    modules = dict(model.named_modules())
+    plain = {}
+    for name, value in state.items():
+        mname, attr = _split(name)
+        module = modules.get(mname)
+        if module is not None and parametrize.is_parametrized(module, attr):
+            target = module.parametrizations[attr].original
+            mask = _mask_module(module, attr)
+            target.copy_(value * mask.mask if mask is not None else value)
+        else:
+            plain[name] = value
+    missing, unexpected = [], []
+    own = {k for k in model.state_dict() if ".parametrizations." not in k}
+    unexpected = sorted(set(plain) - own)
+    missing = sorted(own - set(plain))
+    if unexpected or missing:
+        raise ConfigError(f"state does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    sd = model.state_dict()
+    for k, v in plain.items():
+        sd[k].copy_(v)
+    return model
+
+
+def sparsity(model: nn.Module, names: Iterable[str] | None = None) -> float:
+    """Fraction of zeros over the prunable tensors (default: Linear/Conv weights)."""
+    total = zeros = 0
+    for module, attr in prunable_tensors(model, names).values():
+        w = getattr(module, attr)
+        total += w.numel()
+        zeros += (w == 0).sum().item()
+    return zeros / max(total, 1)

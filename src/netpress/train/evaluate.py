@@ -1,0 +1,53 @@
+"""Evaluation of any classifier on any dataset."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from netpress.data.base import batches
+
+
+@dataclasses.dataclass
+class EvalResult:
+    loss: float
+    accuracy: float
+    examples: int
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``'auto'`` picks CUDA when available, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, batch_size: int = 1000, device: str | torch.device | None = None) -> EvalResult:
+    """Mean cross-entropy and accuracy of ``model`` on ``data``.
+
+    Args:
+        model: any classifier returning logits.
+        data: any Dataset of (input, label).
+        batch_size: evaluation batch size.
+        device: defaults to the model's own device.
+
+    Returns:
+        :class:`EvalResult` with ``loss``, ``accuracy`` (a fraction) and ``examples``.
+    """
+    if device is None:
+        p = next(iter(model.parameters()), None)
+        device = p.device if p is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    total_loss, correct, n = 0.0, 0, 0
+    for batch in batches(data, batch_size):
+        x, y = batch.x.to(device), batch.y.to(device)
+        out = model(x)
+        total_loss += nn.functional.cross_entropy(out, y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+        n += len(y)
+    model.train(was_training)
+    return EvalResult(total_loss / max(n, 1), correct / max(n, 1), n)
