@@ -1,7 +1,7 @@
 """Runs: folders named by a hash of non-default hyperparameters, ``hparams.json``, a SQLite store, idempotent stages."""
-from netpress.runs.paths import run_id, runs_root, write_hparams
+from netpress.runs.paths import run_id, run_lock, runs_root, write_hparams
 from netpress.runs.store import Store
 from netpress.runs.training import TrainedRun, load_run_model, resolve_run, run_hparams, train_run
 
-__all__ = ["run_id", "runs_root", "write_hparams", "Store", "TrainedRun", "load_run_model", "resolve_run",
+__all__ = ["run_lock", "run_id", "runs_root", "write_hparams", "Store", "TrainedRun", "load_run_model", "resolve_run",
            "run_hparams", "train_run"]

@@ -1,6 +1,8 @@
 """Where runs live: ``$NETPRESS_HOME`` or ``./netpress_runs``; one folder per run, named by kind and hash."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -27,3 +29,15 @@ def write_hparams(folder: Path, kind: str, parts: dict[str, Hparams], extra: dic
     tmp = folder / "hparams.json.tmp"
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, folder / "hparams.json")
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path):
+    """Exclusive lock on a run folder, so two processes never train the same run at once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -12,7 +12,7 @@ from torch import nn
 from netpress.data import DataHparams, DataSplits, load_data
 from netpress.errors import NetpressError
 from netpress.models import ModelHparams, build_model, model_from_spec
-from netpress.runs.paths import run_id, runs_root, write_hparams
+from netpress.runs.paths import run_id, run_lock, runs_root, write_hparams
 from netpress.runs.store import Store
 from netpress.train import TrainingHparams, TrainResult, train
 
@@ -65,6 +65,12 @@ def train_run(
     store = Store(root)
     data = data or load_data(data_hp, data_dir)
     parts = {"model": model_hp, "data": data_hp, "training": train_hp}
+    with run_lock(folder):
+        return _train_locked(rid, folder, store, parts, data, device, progress)
+
+
+def _train_locked(rid, folder, store, parts, data, device, progress) -> TrainedRun:
+    model_hp, train_hp = parts["model"], parts["training"]
     if (folder / RESULT).exists():
         model = load_run_model(folder)
         return TrainedRun(rid, folder, model, json.loads((folder / RESULT).read_text()), data, reused=True)
