@@ -1,0 +1,30 @@
+"""Matplotlib helpers (headless Agg backend; figures saved atomically as PNG)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def new_figure(width: float = 6.0, height: float = 4.0):
+    """A (figure, axes) pair on the headless Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
+    return fig, ax
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save ``fig`` as PNG at ``path`` (written to a temp name, then renamed) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
