@@ -1,0 +1,111 @@
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from netpress.data import DataHparams, TensorData, batches, load_data, read_idx, write_idx
+from netpress.errors import ConfigError, DataError
+
+
+def _fake_idx_folder(folder, n_train=300, n_test=50, gz=True):
+    rng = np.random.default_rng(0)
+    sfx = ".gz" if gz else ""
+    write_idx(folder / f"train-images-idx3-ubyte{sfx}", rng.integers(0, 255, (n_train, 28, 28)))
+    write_idx(folder / f"train-labels-idx1-ubyte{sfx}", rng.integers(0, 10, n_train))
+    write_idx(folder / f"t10k-images-idx3-ubyte{sfx}", rng.integers(0, 255, (n_test, 28, 28)))
+    write_idx(folder / f"t10k-labels-idx1-ubyte{sfx}", rng.integers(0, 10, n_test))
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_round_trip(tmp_path, gz):
+    a = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    p = tmp_path / ("x.idx.gz" if gz else "x.idx")
+    write_idx(p, a)
+    np.testing.assert_array_equal(read_idx(p), a)
+
+
+def test_idx_truncated_names_file(tmp_path):
+    p = tmp_path / "imgs"
+    write_idx(p, np.zeros((4, 5, 5), np.uint8))
+    p.write_bytes(p.read_bytes()[:-7])
+    with pytest.raises(DataError, match=r"imgs.*truncated"):
+        read_idx(p)
+
+
+def test_idx_bad_magic_and_gzip(tmp_path):
+    p = tmp_path / "junk"
+    p.write_bytes(b"\x01\x02\x03\x04hello")
+    with pytest.raises(DataError, match="not an IDX file"):
+        read_idx(p)
+    g = tmp_path / "junk.gz"
+    g.write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="junk.gz"):
+        read_idx(g)
+    h = tmp_path / "short.gz"
+    h.write_bytes(gzip.compress(b"\x00\x00\x08\x03\x00\x00"))
+    with pytest.raises(DataError, match="truncated IDX header"):
+        read_idx(h)
+
+
+def test_fashion_mnist_from_folder_with_validation_split(tmp_path):
+    _fake_idx_folder(tmp_path)
+    d = load_data(DataHparams("fashion-mnist", val_size=100), data_dir=tmp_path)
+    assert (len(d.train), len(d.val), len(d.test)) == (200, 100, 50)
+    assert d.input_shape == (1, 28, 28) and d.num_classes == 10
+    again = load_data(DataHparams("fashion-mnist", val_size=100), data_dir=tmp_path)
+    assert torch.equal(d.val.x, again.val.x)  # fixed-seed split
+    assert d.train.x.dtype == torch.float32
+
+
+def test_env_var_data_dir(tmp_path, monkeypatch):
+    (tmp_path / "fashion-mnist").mkdir()
+    _fake_idx_folder(tmp_path / "fashion-mnist", gz=False)
+    monkeypatch.setenv("NETPRESS_DATA", str(tmp_path))
+    assert len(load_data(DataHparams("fashion-mnist", val_size=10)).test) == 50
+
+
+def test_missing_data_says_where_and_how(tmp_path, monkeypatch):
+    monkeypatch.setenv("NETPRESS_DATA", str(tmp_path / "nothing"))
+    with pytest.raises(DataError, match=r"mnist data not found; looked in: .*nothing.*NETPRESS_DATA"):
+        load_data("mnist", data_dir=tmp_path / "empty")
+
+
+def test_malformed_idx_shapes(tmp_path):
+    _fake_idx_folder(tmp_path)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(7, np.uint8))
+    with pytest.raises(DataError, match="expected N x H x W images and N labels"):
+        load_data(DataHparams("fashion-mnist", val_size=10), data_dir=tmp_path)
+
+
+def test_unknown_dataset_lists_names():
+    with pytest.raises(ConfigError, match="known: digits, fashion-mnist, mnist, synthetic"):
+        DataHparams("cifar-1000")
+
+
+def test_digits_and_synthetic():
+    d = load_data("digits")
+    assert d.input_shape == (1, 8, 8) and d.num_classes == 10 and len(d.val) == 300
+    s = load_data("synthetic")
+    assert s.num_classes == 4 and len(s.train) == 1000
+
+
+def test_batches_cover_in_order_and_resume():
+    data = TensorData(torch.arange(10).float().view(10, 1), torch.zeros(10))
+    order = torch.tensor([9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
+    got = [b.index.tolist() for b in batches(data, 4, order)]
+    assert got == [[9, 8, 7, 6], [5, 4, 3, 2], [1, 0]]
+    assert [b.index.tolist() for b in batches(data, 4, order, start=2)] == [[1, 0]]
+
+
+def test_user_dataset_batches():
+    class Squares(torch.utils.data.Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return torch.tensor([float(i * i)]), i % 2
+
+    out = list(batches(Squares(), 2, torch.tensor([4, 3, 2, 1, 0])))
+    assert out[0].x.flatten().tolist() == [16.0, 9.0] and out[0].index.tolist() == [4, 3]
+    assert out[-1].y.tolist() == [0]
