@@ -1,0 +1,310 @@
+"""Recipes: a validated list of stages (train, prune, quantize, distill, lowrank, encode) read from YAML.
+
+Every stage's options map onto a typed hyperparameter dataclass; an unknown key or a bad value is reported with
+the path of the offending key (``stages[1].prune.sparsity: ...``).
+
+Example:
+    >>> recipe = load_recipe("deep-compression")
+    >>> [s.kind for s in recipe.stages]
+    ['prune', 'quantize', 'encode']
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from netpress.errors import ConfigError
+from netpress.hparams import Hparams, require
+from netpress.train import TrainingHparams
+
+CODERS = ("huffman", "ans", "auto", "raw")
+SCHEDULES = ("oneshot", "iterative", "sensitivity")
+QUANT_METHODS = ("kmeans", "uniform", "sensitivity")
+
+
+class RecipeError(ConfigError):
+    """A recipe is malformed; the message starts with the path of the offending key."""
+
+
+def _fraction(x: Any) -> bool:
+    return isinstance(x, (int, float)) and 0 <= x < 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainStage(Hparams):
+    """Dense training (skipped when the pipeline starts ``--from`` a trained run). Fields: TrainingHparams overrides."""
+
+    overrides: dict = dataclasses.field(default_factory=dict)
+
+    def validate(self) -> None:
+        TrainingHparams().replace(**self.overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneStage(Hparams):
+    """Pruning with retraining.
+
+    Attributes:
+        schedule: ``iterative`` (``rounds`` prune-retrain rounds towards the targets, Han 2015), ``oneshot``, or
+            ``sensitivity`` (per-layer targets chosen from a sensitivity scan within ``accuracy_budget``).
+        sparsity: global target fraction of zeros (for layers not in ``layers``).
+        layers: per-layer targets ``{glob pattern or kind ('conv', 'fc'): fraction}``; first match wins.
+        scope: ``global`` or ``local`` ranking for the layers that follow ``sparsity``.
+        score: a registered pruning score.
+        rounds: prune-retrain rounds (iterative).
+        retrain: TrainingHparams overrides for each retraining (Han: lr / 10).
+        accuracy_budget: for ``sensitivity``: allowed accuracy drop per layer, a fraction (0.005 = 0.5 pt).
+    """
+
+    schedule: str = "iterative"
+    sparsity: float = 0.9
+    layers: dict = dataclasses.field(default_factory=dict)
+    scope: str = "local"
+    score: str = "magnitude"
+    rounds: int = 3
+    retrain: dict = dataclasses.field(default_factory=dict)
+    accuracy_budget: float = 0.005
+
+    def validate(self) -> None:
+        require(self.schedule in SCHEDULES, f"schedule: unknown {self.schedule!r}; known: {', '.join(SCHEDULES)}")
+        require(_fraction(self.sparsity), f"sparsity: must be a fraction in [0, 1), got {self.sparsity!r}")
+        for k, v in self.layers.items():
+            require(_fraction(v), f"layers.{k}: must be a fraction in [0, 1), got {v!r}")
+        require(self.scope in ("global", "local"), f"scope: must be 'global' or 'local', got {self.scope!r}")
+        require(isinstance(self.rounds, int) and self.rounds >= 1, f"rounds: must be an integer >= 1, got {self.rounds!r}")
+        require(0 < self.accuracy_budget < 1, f"accuracy_budget: must be in (0, 1), got {self.accuracy_budget!r}")
+        _check_overrides("retrain", self.retrain)
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizeStage(Hparams):
+    """Weight sharing / quantization with centroid fine-tuning.
+
+    Attributes:
+        method: ``kmeans`` (Deep Compression), ``uniform``, or ``sensitivity`` (per-layer bits from a scan).
+        bits: an int for every layer, or ``{glob pattern or kind ('conv', 'fc'): bits}``.
+        init: k-means centroid init: ``linear``, ``forgy`` (random) or ``density``.
+        finetune: TrainingHparams overrides for centroid fine-tuning; ``{}`` = no fine-tuning.
+        min_bits: lowest bit width tried by ``sensitivity``.
+        accuracy_budget: for ``sensitivity``: allowed accuracy drop per layer (fraction).
+    """
+
+    method: str = "kmeans"
+    bits: Any = 5
+    init: str = "linear"
+    finetune: dict = dataclasses.field(default_factory=dict)
+    min_bits: int = 2
+    accuracy_budget: float = 0.003
+
+    def validate(self) -> None:
+        require(self.method in QUANT_METHODS, f"method: unknown {self.method!r}; known: {', '.join(QUANT_METHODS)}")
+        bits = self.bits if isinstance(self.bits, dict) else {"*": self.bits}
+        for k, v in bits.items():
+            require(isinstance(v, int) and 1 <= v <= 16, f"bits{'' if k == '*' else '.' + k}: must be an integer in 1-16, got {v!r}")
+        require(self.init in ("linear", "forgy", "density"), f"init: must be linear, forgy or density, got {self.init!r}")
+        require(isinstance(self.min_bits, int) and 1 <= self.min_bits <= 8, f"min_bits: must be in 1-8, got {self.min_bits!r}")
+        require(0 < self.accuracy_budget < 1, f"accuracy_budget: must be in (0, 1), got {self.accuracy_budget!r}")
+        _check_overrides("finetune", self.finetune)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodeStage(Hparams):
+    """Writing the ``.netp`` file. ``coder``: ``huffman`` (the paper), ``ans``, ``auto`` (smaller per stream), ``raw``."""
+
+    coder: str = "huffman"
+
+    def validate(self) -> None:
+        require(self.coder in CODERS, f"coder: unknown {self.coder!r}; known: {', '.join(CODERS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillStage(Hparams):
+    """Use a distillation loss (teacher = the model entering the pipeline) in later retraining/fine-tuning."""
+
+    temperature: float = 4.0
+    alpha: float = 0.5
+    mode: str = "soft"
+
+    def validate(self) -> None:
+        require(self.temperature > 0, f"temperature: must be > 0, got {self.temperature!r}")
+        require(0 <= self.alpha <= 1, f"alpha: must be in [0, 1], got {self.alpha!r}")
+        require(self.mode in ("soft", "logits"), f"mode: must be 'soft' or 'logits', got {self.mode!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LowRankStage(Hparams):
+    """Truncated-SVD factorisation of Linear layers (``energy`` kept), then optional fine-tuning."""
+
+    energy: float = 0.95
+    finetune: dict = dataclasses.field(default_factory=dict)
+
+    def validate(self) -> None:
+        require(0 < self.energy <= 1, f"energy: must be in (0, 1], got {self.energy!r}")
+        _check_overrides("finetune", self.finetune)
+
+
+STAGE_TYPES: dict[str, type[Hparams]] = {
+    "train": TrainStage, "prune": PruneStage, "quantize": QuantizeStage, "encode": EncodeStage,
+    "distill": DistillStage, "lowrank": LowRankStage,
+}
+
+
+def _check_overrides(key: str, overrides: dict) -> None:
+    require(isinstance(overrides, dict), f"{key}: must be a mapping of training options")
+    try:
+        TrainingHparams().replace(**overrides)
+    except TypeError as exc:
+        known = ", ".join(f.name for f in dataclasses.fields(TrainingHparams))
+        raise ConfigError(f"{key}: {exc}; known: {known}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{key}.{exc}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    kind: str
+    hparams: Hparams
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A named, validated list of stages."""
+
+    name: str
+    stages: tuple[Stage, ...]
+    description: str = ""
+    source: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    def digest(self) -> str:
+        """Hash of the stages' non-default settings (names and comments do not matter)."""
+        payload = [[s.kind, s.hparams.non_default()] for s in self.stages]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description,
+                "stages": [{s.kind: s.hparams.non_default()} for s in self.stages]}
+
+
+def parse_recipe(doc: Any, name: str = "custom") -> Recipe:
+    """Validate a recipe document (already loaded from YAML/JSON).
+
+    Raises:
+        RecipeError: naming the path of the first offending key.
+    """
+    if not isinstance(doc, dict):
+        raise RecipeError(f"recipe {name}: must be a mapping with a 'stages' list")
+    unknown = sorted(set(doc) - {"name", "description", "stages"})
+    if unknown:
+        raise RecipeError(f"{unknown[0]}: unknown key; known: name, description, stages")
+    stages_doc = doc.get("stages")
+    if not isinstance(stages_doc, list) or not stages_doc:
+        raise RecipeError("stages: must be a non-empty list")
+    stages = [_parse_stage(i, s) for i, s in enumerate(stages_doc)]
+    kinds = [s.kind for s in stages]
+    if "encode" in kinds and kinds.index("encode") != len(kinds) - 1:
+        raise RecipeError(f"stages[{kinds.index('encode')}].encode: must be the last stage")
+    return Recipe(str(doc.get("name", name)), tuple(stages), str(doc.get("description", "")), doc)
+
+
+def _parse_stage(i: int, entry: Any) -> Stage:
+    where = f"stages[{i}]"
+    if not isinstance(entry, dict) or len(entry) != 1:
+        raise RecipeError(f"{where}: each stage is a mapping with one key, the stage kind ({', '.join(STAGE_TYPES)})")
+    (kind, options), = entry.items()
+    if kind not in STAGE_TYPES:
+        raise RecipeError(f"{where}.{kind}: unknown stage; known: {', '.join(STAGE_TYPES)}")
+    options = {} if options is None else options
+    if not isinstance(options, dict):
+        raise RecipeError(f"{where}.{kind}: options must be a mapping")
+    cls = STAGE_TYPES[kind]
+    if cls is TrainStage:
+        options = {"overrides": options}
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key in options:
+        if key not in known:
+            raise RecipeError(f"{where}.{kind}.{key}: unknown key; known: {', '.join(known)}")
+    try:
+        return Stage(kind, cls(**options))
+    except ConfigError as exc:
+        raise RecipeError(f"{where}.{kind}.{exc}".replace(".overrides.", ".")) from None
+
+
+BUILTIN = ("deep-compression", "prune-only", "quantize-only", "max")
+
+
+def load_recipe(ref: str | Path) -> Recipe:
+    """A built-in recipe by name, or a YAML file by path.
+
+    Raises:
+        RecipeError: unknown name, unreadable file, invalid YAML or invalid content.
+    """
+    path = Path(ref)
+    if str(ref) in BUILTIN:
+        text = resources.files("netpress.pipeline.recipes").joinpath(f"{ref}.yaml").read_text()
+        name = str(ref)
+    elif path.is_file():
+        text, name = path.read_text(), path.stem
+    else:
+        raise RecipeError(f"no recipe {str(ref)!r}: built-in recipes are {', '.join(BUILTIN)}, or give a YAML file path")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"recipe {name}: invalid YAML ({exc})") from None
+    return parse_recipe(doc, name)
+
+
+def layer_value(table: Any, layer: "LayerRef", default: Any = None) -> Any:
+    """Resolve a per-layer value from a recipe table.
+
+    A number applies to every layer. A mapping is searched in this order: a glob on the plain tensor name
+    (``'classifier.*'``), ``kind[i]`` (``conv[0]`` = the first conv), ``first`` / ``last`` (first / last prunable
+    layer), the kind (``conv`` or ``fc``), ``*``; else ``default``.
+    """
+    from fnmatch import fnmatchcase
+
+    if not isinstance(table, dict):
+        return table
+    selectors = {"conv", "fc", "first", "last", "*"}
+    for pattern, value in table.items():
+        if pattern not in selectors and "[" not in pattern and fnmatchcase(layer.name, pattern):
+            return value
+    for key in (f"{layer.kind}[{layer.kind_index}]", "first" if layer.index == 0 else None,
+                "last" if layer.is_last else None, layer.kind, "*"):
+        if key is not None and key in table:
+            return table[key]
+    return default
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRef:
+    """Where a prunable tensor sits: its plain name, kind (``conv``/``fc``) and positions."""
+
+    name: str
+    kind: str
+    index: int
+    kind_index: int
+    is_last: bool
+
+
+def layer_refs(model) -> list[LayerRef]:
+    """The Linear/Conv weights of ``model`` in order, as :class:`LayerRef`."""
+    from torch import nn
+
+    found = [(f"{n}.weight", "fc" if isinstance(m, nn.Linear) else "conv") for n, m in model.named_modules()
+             if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    counts: dict[str, int] = {}
+    refs = []
+    for i, (name, kind) in enumerate(found):
+        refs.append(LayerRef(name, kind, i, counts.get(kind, 0), i == len(found) - 1))
+        counts[kind] = counts.get(kind, 0) + 1
+    return refs
+
+
+__all__ = ["Recipe", "RecipeError", "Stage", "STAGE_TYPES", "PruneStage", "QuantizeStage", "EncodeStage",
+           "TrainStage", "DistillStage", "LowRankStage", "parse_recipe", "load_recipe", "layer_value", "layer_refs", "LayerRef", "BUILTIN"]
