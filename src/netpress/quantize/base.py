@@ -1,0 +1,158 @@
+"""What every weight quantizer shares: the parametrization base class, input checks, export and strip.
+
+A quantized weight is a :mod:`torch.nn.utils.parametrize` parametrization subclassing :class:`WeightQuantizer`.
+Each one can describe the tensor it produces as :class:`~netpress.quantize.codes.Codes`, and its forward
+returns exactly ``codes.decode()`` (the one codebook lookup), so exported codes and the model agree bit for bit.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from netpress.errors import ConfigError
+from netpress.quantize.codes import Codes
+
+
+class WeightQuantizer(nn.Module):
+    """Base of weight-quantizing parametrizations.
+
+    Subclasses implement ``codes(w)`` (the :class:`Codes` of the tensor this parametrization makes from its
+    input ``w``) and ``forward(w)``, which must return values equal to ``codes(w).decode()``.
+    """
+
+    def codes(self, w: torch.Tensor) -> Codes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def check_bits(bits: int, what: str = "bits") -> int:
+    """Return ``bits`` if it is an int in 1..16, else raise :class:`ConfigError`."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
+        raise ConfigError(f"{what} must be an integer from 1 to 16, got {bits!r}")
+    return bits
+
+
+def check_finite(name: str, w: torch.Tensor) -> None:
+    """Raise :class:`ConfigError` if tensor ``name`` holds NaN or Inf."""
+    if not torch.isfinite(w).all():
+        bad = int((~torch.isfinite(w)).sum())
+        raise ConfigError(f"{name} contains {bad} NaN/Inf value(s); cannot quantize it")
+
+
+def selected_tensors(model: nn.Module, names: Iterable[str] | None = None,
+                     exclude: Iterable[str] = ()) -> dict[str, tuple[nn.Module, str]]:
+    """Tensors to quantize by plain name (default: Linear/Conv weights), as ``{name: (module, attr)}``."""
+    from netpress.prune.masks import prunable_tensors
+
+    return prunable_tensors(model, names, exclude)
+
+
+def bits_per_tensor(bits: int | dict[str, int], names: Iterable[str]) -> dict[str, int]:
+    """Expand ``bits`` (one int, or ``{plain_name: bits}`` covering every name) to a checked dict."""
+    names = list(names)
+    if isinstance(bits, dict):
+        unknown = sorted(set(bits) - set(names))
+        missing = [n for n in names if n not in bits]
+        if unknown or missing:
+            raise ConfigError(f"bits per tensor: unknown {unknown}, missing {missing}; tensors: {names}")
+        return {n: check_bits(bits[n], f"bits of {n}") for n in names}
+    check_bits(bits)
+    return {n: bits for n in names}
+
+
+def quantizer_of(module: nn.Module, attr: str) -> tuple[WeightQuantizer, int] | None:
+    """The weight quantizer on ``module.attr`` and its position in the parametrization list, if any."""
+    if not parametrize.is_parametrized(module, attr):
+        return None
+    for i, p in enumerate(module.parametrizations[attr]):
+        if isinstance(p, WeightQuantizer):
+            return p, i
+    return None
+
+
+def quantizer_input(module: nn.Module, attr: str, position: int) -> torch.Tensor:
+    """The tensor entering the parametrization at ``position`` (the original through any earlier ones)."""
+    plist = module.parametrizations[attr]
+    w = plist.original
+    for p in list(plist)[:position]:
+        w = p(w)
+    return w
+
+
+def quantized_tensors(model: nn.Module) -> dict[str, tuple[nn.Module, str, WeightQuantizer, int]]:
+    """Every quantized tensor by plain name: ``(module, attr, quantizer, position)``."""
+    out = {}
+    for mname, module in model.named_modules():
+        if not parametrize.is_parametrized(module):
+            continue
+        for attr in list(module.parametrizations.keys()):
+            found = quantizer_of(module, attr)
+            if found is not None:
+                out[f"{mname}.{attr}" if mname else attr] = (module, attr, *found)
+    return out
+
+
+@torch.no_grad()
+def export_codes(model: nn.Module) -> dict[str, Codes]:
+    """The :class:`Codes` of every quantized tensor (k-means, uniform, binary, ternary, ...), by plain name.
+
+    Args:
+        model: a model with quantized weights (e.g. after :func:`~netpress.quantize.share_weights`).
+
+    Returns:
+        ``{plain_name: Codes}``; ``codes.decode()`` equals the model's effective weight exactly.
+
+    Example:
+        >>> codes = export_codes(share_weights(net, bits=5))
+        >>> torch.equal(codes["fc1.weight"].decode(), net.fc1.weight)
+        True
+    """
+    return {name: q.codes(quantizer_input(m, attr, pos)) for name, (m, attr, q, pos) in quantized_tensors(model).items()}
+
+
+def remove_quantizer(module: nn.Module, attr: str) -> None:
+    """Make one tensor's quantization permanent (plain float values equal to the decoded ones)."""
+    original = module.parametrizations[attr].original
+    parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
+    getattr(module, attr).requires_grad_(True)
+    del original
+
+
+def strip_quantization(model: nn.Module, activations: bool = False) -> nn.Module:
+    """Make weight quantization permanent: plain float weights equal to the decoded values.
+
+    Other parametrizations on a quantized tensor (e.g. a pruning mask under a QAT quantizer) are folded in too;
+    the values stay exactly what the model computed.
+
+    Args:
+        model: a quantized model, changed in place.
+        activations: also remove activation fake-quantizers (default: keep them; they are part of the function).
+
+    Returns:
+        ``model``.
+
+    Example:
+        >>> net = strip_quantization(share_weights(net, bits=4))
+        >>> len(torch.unique(net.fc1.weight)) <= 16
+        True
+    """
+    for _name, (module, attr, _q, _pos) in quantized_tensors(model).items():
+        remove_quantizer(module, attr)
+    if activations:
+        from netpress.quantize.activations import remove_activation_quantizers
+
+        remove_activation_quantizers(model)
+    return model
+
+
+def tensor_bits(codes: Codes) -> int:
+    """Storage in bits of one Codes with fixed-length indices and float32 codebook (the seed's formula)."""
+    return codes.indices.numel() * codes.bits + codes.codebook.numel() * 32
+
+
+def kmeans_compression_rate(n: int, k: int, b: int = 32) -> float:
+    """Deep Compression's rate for ``n`` weights of ``b`` bits shared into ``k`` values: nb / (n log2 k + kb)."""
+    return n * b / (n * math.log2(k) + k * b)
