@@ -1,0 +1,325 @@
+"""A lottery-ticket experiment: replicates of IMP levels, control branches and LMC analyses, as idempotent stages.
+
+Layout (open_lth-like: levels hold a main line and branches that share the level's trained parent)::
+
+    lottery_<hash>/
+      hparams.json                 every setting; the hash covers those that change numbers
+      results.json, report.md, *.png
+      replicate_0/
+        init.pt                    the initial weights (plain names)
+        level_00/ticket/           the dense network (snapshots of the rewind points live in its final.pt)
+        level_01/mask.pt           the level's IMP mask, from level 00's trained ticket
+        level_01/ticket/           mask + rewound weights, trained
+        level_01/reinit/ ...       controls: same mask fresh init / random mask / one-shot mask
+        lmc/level_03_0it/copy_a/, copy_b/, result.json
+
+Each stage writes ``result.json`` last; re-running the same call skips finished stages and resumes a killed one
+from its checkpoint, so the final numbers equal those of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from netpress.data import DataHparams, DataSplits, iterations_per_epoch, load_data
+from netpress.errors import ConfigError
+from netpress.lottery.hparams import BRANCH, LotteryHparams
+from netpress.lottery.lmc import linear_interpolation
+from netpress.lottery.pruning import dense_masks, level_masks, mask_sparsity, random_masks
+from netpress.lottery.results import summarise
+from netpress.lottery.stages import atomic_json, atomic_torch, done, load_stage, set_weights, train_stage
+from netpress.models import ModelHparams, build_model
+from netpress.prune import plain_state_dict
+from netpress.runs import Store, run_id, run_lock, runs_root, write_hparams
+from netpress.train import TrainingHparams, lr_multiplier
+from netpress.units import Steps
+
+KIND = "lottery"
+
+
+@dataclasses.dataclass
+class LotteryResult:
+    """A finished experiment.
+
+    Attributes:
+        id: ``lottery_<hash>``.
+        path: its folder.
+        rows: one dict per replicate, level and branch (sparsity, accuracies, early-stopping iteration, curve).
+        summary: mean and spread over replicates per level and branch, and the LMC analyses.
+    """
+
+    id: str
+    path: Path
+    rows: list[dict]
+    summary: dict
+
+
+@dataclasses.dataclass
+class _Ctx:
+    folder: Path
+    model_hp: ModelHparams
+    train_hp: TrainingHparams
+    hp: LotteryHparams
+    data: DataSplits
+    device: str
+    progress: bool | None
+    callbacks: tuple
+    on_stage: Callable[[dict], None] | None
+    store: Store
+    rid: str
+
+    @property
+    def total(self) -> int:
+        return Steps.parse(self.train_hp.steps).iterations(self.ipe)
+
+    @property
+    def ipe(self) -> int:
+        return iterations_per_epoch(len(self.data.train), self.train_hp.batch_size)
+
+
+def experiment_id(model_hp: ModelHparams, data_hp: DataHparams, train_hp: TrainingHparams, hp: LotteryHparams) -> str:
+    """``lottery_<hash>`` of the settings that change numbers (levels, replicates, controls and LMC only add
+    stages, so raising them later reuses the finished ones).
+
+    Example:
+        >>> experiment_id(ModelHparams(), DataHparams(), TrainingHparams(), LotteryHparams())
+        'lottery_...'
+    """
+    return run_id(KIND, model_hp, data_hp, train_hp, hp.identity())
+
+
+def run_lottery(model_hp: ModelHparams, data_hp: DataHparams, train_hp: TrainingHparams, hp: LotteryHparams, *,
+                root: str | Path | None = None, data: DataSplits | None = None, data_dir: str | None = None,
+                device: str = "auto", progress: bool | None = None, callbacks: Iterable = (),
+                on_stage: Callable[[dict], None] | None = None) -> LotteryResult:
+    """Run (or resume, or reuse) a lottery-ticket experiment.
+
+    Args:
+        model_hp, data_hp, train_hp: the network, data and how every level trains (the dense level trains
+            ``train_hp.steps``; levels rewound to iteration k train the remaining ``steps - k``).
+        hp: levels, pruning fractions, rewind point, controls, replicates, LMC.
+        root: runs folder (default ``$NETPRESS_HOME`` or ``./netpress_runs``).
+        data: already-loaded splits (else loaded from ``data_hp``).
+        data_dir: where the data files are.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        progress: progress bars (default: only on a terminal).
+        callbacks: trainer callbacks run in every training (e.g. for tests).
+        on_stage: called with each stage's row as it finishes (or is found finished).
+
+    Returns:
+        :class:`LotteryResult`.
+
+    Raises:
+        ConfigError: a rewind point at or past the end of training.
+
+    Example:
+        >>> res = run_lottery(ModelHparams("lenet300"), DataHparams("fashion-mnist"),
+        ...                   lottery_training_defaults(), LotteryHparams(levels=3))
+        >>> res.summary["levels"][-1]["ticket"]["test_accuracy"]["mean"]
+    """
+    root = runs_root(root)
+    rid = experiment_id(model_hp, data_hp, train_hp, hp)
+    folder = root / rid
+    data = data or load_data(data_hp, data_dir)
+    ctx = _Ctx(folder, model_hp, train_hp, hp, data, device, progress, tuple(callbacks), on_stage, Store(root), rid)
+    _check_rewind(ctx)
+    parts = {"model": model_hp, "data": data_hp, "training": train_hp, "lottery": hp}
+    flat = {k: v.to_dict() for k, v in parts.items()}
+    with run_lock(folder):
+        write_hparams(folder, KIND, parts)
+        ctx.store.upsert_run(rid, KIND, folder, flat, "running")
+        rows, lmc = [], []
+        for rep in range(hp.replicates):
+            r_rows, r_lmc = _replicate(ctx, rep)
+            rows, lmc = rows + r_rows, lmc + r_lmc
+        summary = summarise(rows, lmc, hp)
+        atomic_json({"rows": rows, "summary": summary}, folder / "results.json")
+        ctx.store.upsert_run(rid, KIND, folder, flat, "done", _short_summary(summary))
+    return LotteryResult(rid, folder, rows, summary)
+
+
+def _check_rewind(ctx: _Ctx) -> None:
+    points = [ctx.hp.rewind] if ctx.hp.rewind_iteration is not None else []
+    for point in points + list(ctx.hp.lmc_rewind_list if ctx.hp.lmc_level_list else ()):
+        if Steps.parse(point).iterations(ctx.ipe) >= ctx.total:
+            raise ConfigError(f"rewind point {point} is not before the end of training ({ctx.train_hp.steps})")
+
+
+def _short_summary(summary: dict) -> dict:
+    last = summary["levels"][-1]
+    ticket = last["branches"].get(BRANCH, {})
+    return {"levels": len(summary["levels"]) - 1, "remaining": last["remaining"],
+            "test_accuracy": ticket.get("test_accuracy", {}).get("mean"),
+            "dense_test_accuracy": summary["levels"][0]["branches"][BRANCH]["test_accuracy"]["mean"]}
+
+
+# ---------------------------------------------------------------- one replicate
+
+def _replicate(ctx: _Ctx, rep: int) -> tuple[list[dict], list[dict]]:
+    folder = ctx.folder / f"replicate_{rep}"
+    train_hp = ctx.train_hp.replace(seed=ctx.train_hp.seed + rep)
+    init = _init_state(ctx, folder, train_hp.seed)
+    rows = [_dense_level(ctx, folder, rep, train_hp, init)]
+    dense = load_stage(folder / "level_00" / BRANCH)
+    parent = dense
+    for level in range(1, ctx.hp.levels + 1):
+        masks = _level_mask(ctx, folder / f"level_{level:02d}", parent, level)
+        for branch in ctx.hp.branches:
+            rows.append(_branch(ctx, folder, rep, train_hp, level, branch, masks, init, parent, dense))
+        parent = load_stage(folder / f"level_{level:02d}" / BRANCH)
+    lmc = [_lmc(ctx, folder, rep, train_hp, level, point, init, dense)
+           for level in ctx.hp.lmc_level_list for point in ctx.hp.lmc_rewind_list]
+    return rows, lmc
+
+
+def _fresh_model(ctx: _Ctx, seed: int):
+    return build_model(ctx.model_hp, ctx.data.input_shape, ctx.data.num_classes, seed=seed)
+
+
+def _init_state(ctx: _Ctx, folder: Path, seed: int) -> dict[str, torch.Tensor]:
+    path = folder / "init.pt"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_torch(plain_state_dict(_fresh_model(ctx, seed)), path)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _dense_level(ctx: _Ctx, folder: Path, rep: int, train_hp: TrainingHparams, init: dict) -> dict:
+    model = set_weights(_fresh_model(ctx, train_hp.seed), {}, init)
+    points = {ctx.hp.rewind} if ctx.hp.rewind_iteration is not None else set()
+    points |= set(ctx.hp.lmc_rewind_list)
+    extra = _facts(dense_masks(model), level=0, branch=BRANCH, rep=rep)
+    result = train_stage(folder / "level_00" / BRANCH, model, ctx.data, train_hp, snapshot_at=sorted(points),
+                         desc=_desc(ctx, rep, 0, "dense"), device=ctx.device, progress=ctx.progress,
+                         callbacks=ctx.callbacks, extra=extra)
+    return _row(ctx, result)
+
+
+def _level_mask(ctx: _Ctx, folder: Path, parent: dict, level: int) -> dict[str, torch.Tensor]:
+    path = folder / "mask.pt"
+    if not path.exists():
+        model = set_weights(_fresh_model(ctx, 0), parent["masks"], parent["state"])
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_torch(level_masks(model, ctx.hp, level), path)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _branch(ctx: _Ctx, folder: Path, rep: int, train_hp: TrainingHparams, level: int, branch: str,
+            masks: dict, init: dict, parent: dict, dense: dict) -> dict:
+    seed = derived_seed(train_hp.seed, level, branch)
+    start = _start_state(ctx, init, parent, dense)
+    if branch == "reinit":
+        start = plain_state_dict(_fresh_model(ctx, seed))
+    elif branch == "random-mask":
+        masks = random_masks(masks, seed)
+    elif branch == "oneshot":
+        masks = level_masks(set_weights(_fresh_model(ctx, 0), {}, dense["state"]), ctx.hp, level)
+    model = set_weights(_fresh_model(ctx, train_hp.seed), masks, start)
+    hp, start_it = retrain_hparams(ctx.hp, train_hp, ctx.ipe)
+    extra = {**_facts(masks, level, branch, rep), "branch_seed": seed}
+    result = train_stage(folder / f"level_{level:02d}" / branch, model, ctx.data, hp, start_iteration=start_it,
+                         desc=_desc(ctx, rep, level, branch), device=ctx.device, progress=ctx.progress,
+                         callbacks=ctx.callbacks, extra=extra)
+    return _row(ctx, result)
+
+
+def _start_state(ctx: _Ctx, init: dict, parent: dict, dense: dict) -> dict[str, torch.Tensor]:
+    """The weights survivors restart from: the init, the dense run at iteration k, or the parent's final weights."""
+    point = ctx.hp.rewind_iteration
+    if point is None:
+        return parent["state"]
+    return rewind_state(dense, init, point.iterations(ctx.ipe))
+
+
+def rewind_state(dense: dict, init: dict, iteration: int) -> dict[str, torch.Tensor]:
+    """The dense run's weights at ``iteration`` (0 = the saved init).
+
+    Raises:
+        ConfigError: when the dense level kept no snapshot there (the point was added after it finished).
+    """
+    if iteration == 0:
+        return init
+    snaps = dense["snapshots"]
+    if iteration not in snaps:
+        raise ConfigError(f"the dense level kept no weights at iteration {iteration} (kept: {sorted(snaps)}); "
+                          f"this rewind point needs a new experiment")
+    return snaps[iteration]
+
+
+def retrain_hparams(hp: LotteryHparams, train_hp: TrainingHparams, ipe: int) -> tuple[TrainingHparams, int]:
+    """How a pruned level trains: (training hparams, lr-schedule start iteration).
+
+    Rewinding to iteration k trains the remaining ``T - k`` iterations with the schedule from k; ``lr`` replays
+    the whole schedule; ``finetune`` trains ``T`` iterations at the schedule's final lr.
+
+    Example:
+        >>> retrain_hparams(LotteryHparams(rewind="100it"), TrainingHparams(steps="1000it"), 50)[0].steps
+        '900it'
+    """
+    point = hp.rewind_iteration
+    total = Steps.parse(train_hp.steps).iterations(ipe)
+    if hp.rewind == "finetune":
+        final_lr = train_hp.lr * lr_multiplier(train_hp, ipe)(total - 1)
+        return train_hp.replace(lr=max(final_lr, 1e-12), lr_schedule="constant", warmup="0it", milestones=""), 0
+    if point is None or point.iterations(ipe) == 0:
+        return train_hp, 0
+    k = point.iterations(ipe)
+    return train_hp.replace(steps=f"{total - k}it"), k
+
+
+def derived_seed(seed: int, level: int, branch: str) -> int:
+    """A seed for a control's fresh init or random mask, a pure function of (seed, level, branch)."""
+    digest = hashlib.sha256(f"{seed}/{level}/{branch}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def _facts(masks: dict, level: int, branch: str, rep: int) -> dict:
+    s = mask_sparsity(masks)
+    return {"level": level, "branch": branch, "replicate": rep, "sparsity": s["sparsity"],
+            "remaining": s["remaining"], "layer_sparsity": s["layers"]}
+
+
+def _desc(ctx: _Ctx, rep: int, level: int, branch: str) -> str:
+    return f"rep {rep} level {level}/{ctx.hp.levels} {branch} ({ctx.train_hp.steps}, {ctx.ipe} it/ep)"
+
+
+def _row(ctx: _Ctx, result: dict) -> dict:
+    row = dict(result)
+    row["early_stop_epoch"] = row["early_stop_iteration"] / ctx.ipe
+    name = f"{row['branch']}.r{row['replicate']}"
+    ctx.store.log_metrics(ctx.rid, [{"iteration": row["level"], f"{name}.test_accuracy": row["test_accuracy"],
+                                     f"{name}.early_stop_iteration": row["early_stop_iteration"],
+                                     f"{name}.remaining": row["remaining"]}])
+    if ctx.on_stage:
+        ctx.on_stage(row)
+    return row
+
+
+# ---------------------------------------------------------------- linear mode connectivity
+
+def _lmc(ctx: _Ctx, folder: Path, rep: int, train_hp: TrainingHparams, level: int, point: str,
+         init: dict, dense: dict) -> dict:
+    out = folder / "lmc" / f"level_{level:02d}_{point}"
+    found = done(out)
+    if found is not None:
+        return found
+    k = Steps.parse(point).iterations(ctx.ipe)
+    masks = load_stage(folder / f"level_{level:02d}" / BRANCH)["masks"] if level else {}
+    start = rewind_state(dense, init, k)
+    hp = train_hp.replace(steps=f"{ctx.total - k}it") if k else train_hp
+    copies = []
+    for name, order_seed in zip(("copy_a", "copy_b"), ctx.hp.lmc_seed_pair):
+        model = set_weights(_fresh_model(ctx, train_hp.seed), masks, start)
+        train_stage(out / name, model, ctx.data, hp.replace(data_order_seed=order_seed), start_iteration=k,
+                    desc=_desc(ctx, rep, level, f"lmc {name} from {point}"), device=ctx.device,
+                    progress=ctx.progress, callbacks=ctx.callbacks)
+        copies.append(set_weights(model.cpu(), {}, load_stage(out / name)["state"]))  # also when found done
+    curve = linear_interpolation(copies[0], copies[1], ctx.data.test, points=ctx.hp.lmc_points)
+    result = {"replicate": rep, "level": level, "rewind": point, **_facts(masks or dense_masks(copies[0]), level,
+              "lmc", rep), **curve.to_dict()}
+    atomic_json(result, out / "result.json")
+    return result

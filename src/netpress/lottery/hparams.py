@@ -1,0 +1,142 @@
+"""Typed hyperparameters of a lottery-ticket experiment (iterative magnitude pruning with rewinding)."""
+from __future__ import annotations
+
+import dataclasses
+
+from netpress.hparams import Hparams, require
+from netpress.train import TrainingHparams
+from netpress.units import Steps
+
+CONTROLS = ("reinit", "random-mask", "oneshot")
+SCOPES = ("global", "local")
+REWIND_MODES = ("lr", "finetune")  # besides a point in training ('0it', '500it', '2ep')
+BRANCH = "ticket"  # the main line of each level
+ADDITIVE = ("levels", "replicates", "controls", "lmc_levels", "lmc_rewinds", "lmc_points", "lmc_seeds")
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+@dataclasses.dataclass(frozen=True)
+class LotteryHparams(Hparams):
+    """How tickets are found and which controls and analyses run beside them.
+
+    Attributes:
+        levels: pruning levels after the dense level 0 (>= 1); level L keeps (1-p)^L of the weights.
+        prune_fraction: fraction p of the remaining weights pruned at each level, in (0, 1).
+        output_fraction: fraction pruned per level in the output layer, in [0, 1) (0 leaves it dense).
+        scope: ``global`` (one magnitude threshold over the hidden layers) or ``local`` (per layer).
+        rewind: where survivors restart: a point of the dense run (``'0it'`` = initialization, ``'500it'``,
+            ``'2ep'``), ``'lr'`` (learning-rate rewinding: keep the trained weights, replay the lr schedule)
+            or ``'finetune'`` (keep the trained weights, train on at the schedule's final lr).
+        controls: comma-separated branches trained beside each ticket: ``reinit`` (same mask, fresh init),
+            ``random-mask`` (same per-layer counts, random positions), ``oneshot`` (the dense net pruned once
+            to the same sparsity).
+        replicates: independent repeats (model seed = training seed + replicate index).
+        lmc_levels: comma-separated levels whose ticket gets a linear-mode-connectivity analysis ('' = none;
+            level 0 is the dense net).
+        lmc_rewinds: comma-separated points the two LMC copies start from ('' = the rewind point, or '0it'
+            for ``lr``/``finetune``).
+        lmc_points: evaluation points on the line between the two copies (>= 3).
+        lmc_seeds: the two data-order seeds of the copies, ``'a,b'``.
+
+    Example:
+        >>> LotteryHparams(levels=15, rewind="0it", controls="reinit,random-mask").control_names
+        ('reinit', 'random-mask')
+    """
+
+    levels: int = 15
+    prune_fraction: float = 0.2
+    output_fraction: float = 0.1
+    scope: str = "global"
+    rewind: str = "0it"
+    controls: str = "reinit,random-mask"
+    replicates: int = 1
+    lmc_levels: str = ""
+    lmc_rewinds: str = ""
+    lmc_points: int = 30
+    lmc_seeds: str = "1001,1002"
+
+    def validate(self) -> None:
+        require(isinstance(self.levels, int) and self.levels >= 1, f"levels must be an integer >= 1, got {self.levels!r}")
+        require(0 < self.prune_fraction < 1, f"prune_fraction must be in (0, 1), got {self.prune_fraction}")
+        require(0 <= self.output_fraction < 1, f"output_fraction must be in [0, 1), got {self.output_fraction}")
+        require(self.scope in SCOPES, f"unknown scope {self.scope!r}; known: {', '.join(SCOPES)}")
+        _validate_rewind(self.rewind)
+        unknown = [c for c in self.control_names if c not in CONTROLS]
+        require(not unknown, f"unknown control(s) {unknown}; known: {', '.join(CONTROLS)}")
+        require(isinstance(self.replicates, int) and self.replicates >= 1, f"replicates must be >= 1, got {self.replicates!r}")
+        for lv in self.lmc_level_list:
+            require(0 <= lv <= self.levels, f"lmc level {lv} outside 0..{self.levels}")
+        for r in self.lmc_rewind_list:
+            require(r not in REWIND_MODES, f"LMC copies start from a point in training, not {r!r}")
+            _validate_rewind(r)
+        require(self.lmc_points >= 3, f"lmc_points must be >= 3, got {self.lmc_points}")
+        seeds = _split(self.lmc_seeds)
+        require(len(seeds) == 2 and all(s.lstrip("-").isdigit() for s in seeds) and seeds[0] != seeds[1],
+                f"lmc_seeds must be two different integers 'a,b', got {self.lmc_seeds!r}")
+
+    @property
+    def control_names(self) -> tuple[str, ...]:
+        return _split(self.controls)
+
+    @property
+    def branches(self) -> tuple[str, ...]:
+        """The ticket followed by the controls."""
+        return (BRANCH, *self.control_names)
+
+    @property
+    def rewind_iteration(self) -> Steps | None:
+        """The rewind point as :class:`Steps`, or None for ``lr``/``finetune``."""
+        return None if self.rewind in REWIND_MODES else Steps.parse(self.rewind)
+
+    @property
+    def lmc_level_list(self) -> tuple[int, ...]:
+        try:
+            return tuple(int(t) for t in _split(self.lmc_levels))
+        except ValueError:
+            raise_config(f"lmc_levels must be comma-separated integers, got {self.lmc_levels!r}")
+
+    @property
+    def lmc_rewind_list(self) -> tuple[str, ...]:
+        given = _split(self.lmc_rewinds)
+        if given:
+            return given
+        return ("0it",) if self.rewind in REWIND_MODES else (self.rewind,)
+
+    @property
+    def lmc_seed_pair(self) -> tuple[int, int]:
+        a, b = _split(self.lmc_seeds)
+        return int(a), int(b)
+
+    def identity(self) -> "LotteryHparams":
+        """The settings that change numbers; levels, replicates, controls and LMC only add stages, so they are
+        left out of the experiment's hash (raising ``levels`` later reuses every finished level)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in ADDITIVE}
+        return self.replace(**defaults)
+
+    def density(self, level: int, output: bool = False) -> float:
+        """Fraction of weights kept after ``level`` levels: (1 - p)^level (output layer: its own rate)."""
+        return (1 - (self.output_fraction if output else self.prune_fraction)) ** level
+
+
+def _validate_rewind(text: str) -> None:
+    if text in REWIND_MODES:
+        return
+    try:
+        Steps.parse(text)
+    except Exception:
+        raise_config(f"unknown rewind {text!r}: use a point in training ('0it', '500it', '2ep'), "
+                     f"'lr' (learning-rate rewinding) or 'finetune'")
+
+
+def raise_config(message: str):
+    from netpress.errors import ConfigError
+
+    raise ConfigError(message)
+
+
+def lottery_training_defaults() -> TrainingHparams:
+    """Frankle & Carbin's LeNet-300-100 setting: Adam 1.2e-3, batch 60, constant lr (length: pick your own)."""
+    return TrainingHparams(optimizer="adam", lr=1.2e-3, batch_size=60, steps="5ep", lr_schedule="constant")

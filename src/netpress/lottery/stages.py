@@ -1,0 +1,95 @@
+"""Idempotent stages: a folder per level/branch, a done-marker written last, resumable training inside.
+
+A stage folder holds the trainer's ``checkpoint.pt`` while it runs, then ``final.pt`` (plain-named weights,
+masks and rewind snapshots) and finally ``result.json``. A stage whose ``result.json`` exists is never run again;
+a stage killed before that resumes from its checkpoint and ends with the same numbers.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from netpress.data import DataSplits
+from netpress.prune import apply_masks, get_masks, load_plain_state_dict, plain_state_dict
+from netpress.train import TrainingHparams, train
+
+DONE = "result.json"
+FINAL = "final.pt"
+
+
+def atomic_json(obj, path: Path) -> None:
+    """Write JSON to ``path`` via a temporary file and a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def atomic_torch(obj, path: Path) -> None:
+    """``torch.save`` to ``path`` via a temporary file and a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def done(folder: Path) -> dict | None:
+    """The stage's recorded result, or None while it is not finished."""
+    marker = folder / DONE
+    return json.loads(marker.read_text()) if marker.exists() else None
+
+
+def train_stage(folder: Path, model: nn.Module, data: DataSplits, hp: TrainingHparams, *, start_iteration: int = 0,
+                snapshot_at: Iterable[str] = (), desc: str = "train", device="auto", progress=None,
+                callbacks: Iterable = (), extra: dict | None = None) -> dict:
+    """Train ``model`` as the stage in ``folder`` unless that stage is already done.
+
+    Args:
+        folder: the stage folder (created).
+        model: the starting network (masks and weights set); trained in place when the stage runs.
+        data, hp: what to train on and how.
+        start_iteration: where the lr schedule starts (iteration rewinding replays from k).
+        snapshot_at: points whose weights are kept for rewinding.
+        desc: progress label.
+        device, progress, callbacks: passed to :func:`netpress.train.train`.
+        extra: facts recorded with the result (sparsity, seeds, ...).
+
+    Returns:
+        The result dict (training summary, ``metrics`` curve, ``extra``).
+
+    Example:
+        >>> train_stage(Path("exp/level_00/ticket"), net, splits, hp, snapshot_at=["0it"])["test_accuracy"]
+    """
+    found = done(folder)
+    if found is not None:
+        return found
+    folder.mkdir(parents=True, exist_ok=True)
+    result = train(model, data, hp, checkpoint_dir=folder, device=device, progress=progress, desc=desc,
+                   snapshot_at=list(snapshot_at), start_iteration=start_iteration, callbacks=list(callbacks))
+    snapshots = {int(k): {n: t.cpu() for n, t in v.items()} for k, v in result.snapshots.items()}
+    atomic_torch({"state": _cpu(plain_state_dict(model)), "masks": _cpu(get_masks(model)), "snapshots": snapshots},
+                 folder / FINAL)
+    summary = {**result.summary(), "start_iteration": start_iteration, "metrics": result.metrics, **(extra or {})}
+    atomic_json(summary, folder / DONE)  # written last: marks the stage done
+    (folder / "checkpoint.pt").unlink(missing_ok=True)
+    return summary
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def load_stage(folder: Path) -> dict:
+    """``{"state", "masks", "snapshots"}`` saved by a finished stage."""
+    return torch.load(folder / FINAL, map_location="cpu", weights_only=True)
+
+
+def set_weights(model: nn.Module, masks: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> nn.Module:
+    """Apply ``masks`` (if any) then load the plain-named ``state``: survivors take their values from ``state``,
+    pruned positions stay zero (this is rewinding)."""
+    if masks:
+        apply_masks(model, masks)
+    return load_plain_state_dict(model, state)
