@@ -1,0 +1,331 @@
+"""Uniform affine quantization: x_int = clamp(round(x / s) + z, qmin, qmax), x_hat = (x_int - z) * s.
+
+Per tensor, per channel (any axis) or per group (``group_size`` consecutive values along an axis); 1-16 bits;
+symmetric or asymmetric; signed or unsigned. The arithmetic is torch's own (``x * (1/s)`` in float32,
+round-half-even, clamp, ``(q - z) * s``), so at 8 bits it matches ``torch.fake_quantize_per_tensor_affine`` and
+``torch.fake_quantize_per_channel_affine`` bit for bit.
+
+Example:
+    >>> spec = UniformSpec(bits=4, granularity="channel", calibration="mse")
+    >>> net = quantize_weights(net, spec)            # frozen uniform codes on every Linear/Conv weight
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from netpress.errors import ConfigError
+from netpress.hparams import Hparams, require
+from netpress.quantize.base import (WeightQuantizer, bits_per_tensor, check_finite, quantizer_of, remove_quantizer,
+                                    selected_tensors)
+from netpress.quantize.calibration import CALIBRATORS
+from netpress.quantize.codes import PRUNED, Codes
+
+GRANULARITIES = ("tensor", "channel", "group")
+
+
+@dataclasses.dataclass(frozen=True)
+class UniformSpec(Hparams):
+    """A uniform affine quantizer.
+
+    Attributes:
+        bits: 1-16.
+        symmetric: alpha = -beta (zero point fixed: 0 signed, mid-range unsigned); else the tight affine range.
+        signed: integer range [-2^(b-1), 2^(b-1)-1], else [0, 2^b - 1].
+        granularity: ``tensor``, ``channel`` or ``group``.
+        axis: the channel axis (``channel``) or the axis groups run along (``group``).
+        group_size: values per group along ``axis`` (``group``); must divide that axis.
+        calibration: a registered calibrator: ``minmax``, ``percentile``, ``mse``, ``aciq_laplace``, ``aciq_gaussian``.
+        percentile: for ``percentile``, in (50, 100].
+    """
+
+    bits: int = 8
+    symmetric: bool = True
+    signed: bool = True
+    granularity: str = "tensor"
+    axis: int = 0
+    group_size: int = 0
+    calibration: str = "minmax"
+    percentile: float = 99.99
+
+    def validate(self) -> None:
+        require(isinstance(self.bits, int) and not isinstance(self.bits, bool) and 1 <= self.bits <= 16,
+                f"bits must be an integer from 1 to 16, got {self.bits!r}")
+        require(self.granularity in GRANULARITIES,
+                f"unknown granularity {self.granularity!r}; known: {', '.join(GRANULARITIES)}")
+        require(self.granularity != "group" or self.group_size > 0, "granularity 'group' needs group_size > 0")
+        require(self.calibration in CALIBRATORS,
+                f"unknown calibration {self.calibration!r}; known: {', '.join(CALIBRATORS.names())}")
+        require(50 < self.percentile <= 100, f"percentile must be in (50, 100], got {self.percentile}")
+
+    @property
+    def qmin(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def qmax(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+
+def qparams(lo: torch.Tensor, hi: torch.Tensor, spec: UniformSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale (float32) and zero point (int64) of each range, following torch's observer conventions.
+
+    The range is widened to include 0 so that 0 (a pruned weight, a ReLU zero) is exactly representable.
+
+    Args:
+        lo: lower clipping bounds.
+        hi: upper clipping bounds.
+        spec: the quantizer.
+
+    Returns:
+        ``(scale, zero_point)`` of ``lo``'s shape.
+
+    Example:
+        >>> qparams(torch.tensor([-1.0]), torch.tensor([1.0]), UniformSpec(bits=8))
+        (tensor([0.0078]), tensor([0]))
+    """
+    lo = torch.minimum(lo.float(), torch.zeros_like(lo, dtype=torch.float32))
+    hi = torch.maximum(hi.float(), torch.zeros_like(hi, dtype=torch.float32))
+    eps = torch.finfo(torch.float32).eps
+    if spec.symmetric:
+        amax = torch.maximum(-lo, hi)
+        scale = (amax / ((spec.qmax - spec.qmin) / 2)).clamp_min(eps)
+        zp = torch.full_like(scale, 0 if spec.signed else (spec.qmin + spec.qmax + 1) // 2, dtype=torch.int64)
+    else:
+        scale = ((hi - lo) / float(spec.qmax - spec.qmin)).clamp_min(eps)
+        zp = (spec.qmin - torch.round(lo / scale)).clamp(spec.qmin, spec.qmax).to(torch.int64)
+    return scale, zp
+
+
+def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+    """Integer codes ``clamp(round(x * (1/s)) + z, qmin, qmax)`` as int64 (scale/zero point broadcastable)."""
+    inv = torch.reciprocal(scale.float())
+    return (torch.round(x.float() * inv) + zero_point).clamp(qmin, qmax).to(torch.int64)
+
+
+def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
+    """``(q - z) * s`` in float32."""
+    return (q - zero_point).float() * scale.float()
+
+
+def fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+    """Quantize then dequantize (no gradient logic; see :class:`STEFakeQuantize` for training).
+
+    Example:
+        >>> fake_quantize(torch.tensor([0.26]), torch.tensor(0.1), torch.tensor(0), -128, 127)
+        tensor([0.3000])
+    """
+    return dequantize(quantize(x, scale, zero_point, qmin, qmax), scale, zero_point)
+
+
+def slices_2d(w: torch.Tensor, spec: UniformSpec) -> torch.Tensor:
+    """The ``[slices, values]`` view a range is calibrated over (1 row; a row per channel; a row per group)."""
+    if spec.granularity == "tensor":
+        return w.reshape(1, -1)
+    axis = _axis(w, spec)
+    if spec.granularity == "channel":
+        return w.movedim(axis, 0).reshape(w.shape[axis], -1)
+    return w.movedim(axis, -1).reshape(-1, spec.group_size)
+
+
+def expand(per_slice: torch.Tensor, w: torch.Tensor, spec: UniformSpec) -> torch.Tensor:
+    """Broadcast per-slice values (scale, zero point) back to ``w``'s shape."""
+    if spec.granularity == "tensor":
+        return per_slice.reshape(()).expand(w.shape)
+    axis = _axis(w, spec)
+    if spec.granularity == "channel":
+        shape = [1] * w.dim()
+        shape[axis] = -1
+        return per_slice.reshape(shape).expand(w.shape)
+    moved = list(w.movedim(axis, -1).shape)
+    groups = per_slice.reshape(*moved[:-1], moved[-1] // spec.group_size, 1)
+    return groups.expand(*moved[:-1], moved[-1] // spec.group_size, spec.group_size).reshape(moved).movedim(-1, axis)
+
+
+def _axis(w: torch.Tensor, spec: UniformSpec) -> int:
+    return spec.axis % w.dim()
+
+
+def check_tensor(name: str, w: torch.Tensor, spec: UniformSpec) -> None:
+    """Raise :class:`ConfigError` if ``spec`` cannot quantize ``w`` (bad axis, group size, NaN/Inf)."""
+    check_finite(name, w)
+    if spec.granularity != "tensor" and not -w.dim() <= spec.axis < w.dim():
+        raise ConfigError(f"{name}: axis {spec.axis} out of range for shape {tuple(w.shape)}")
+    if spec.granularity == "group" and w.shape[_axis(w, spec)] % spec.group_size:
+        raise ConfigError(f"{name}: group_size {spec.group_size} does not divide axis {spec.axis} "
+                          f"(size {w.shape[_axis(w, spec)]})")
+
+
+def calibrate(w: torch.Tensor, spec: UniformSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-slice ``(scale, zero_point)`` of ``w`` with ``spec.calibration``.
+
+    Example:
+        >>> scale, zp = calibrate(torch.randn(16, 8), UniformSpec(bits=4, granularity="channel"))
+        >>> scale.shape
+        torch.Size([16])
+    """
+    lo, hi = CALIBRATORS.get(spec.calibration)(slices_2d(w.detach().float(), spec), spec)
+    return qparams(lo, hi, spec)
+
+
+def uniform_codes(w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, spec: UniformSpec) -> Codes:
+    """:class:`Codes` of ``w`` quantized with per-slice ``scale``/``zero_point``; exact zeros get index -1.
+
+    Per tensor: a 1-D codebook ``s * (q - z)`` over all integer levels. Per channel: a ``[channels, levels]``
+    codebook with ``axis``. Per group (not expressible as one table per channel): a 1-D codebook of the distinct
+    dequantized values, so ``bits`` is then ``ceil(log2(distinct values))``.
+
+    Example:
+        >>> s, z = calibrate(w, spec); codes = uniform_codes(w, s, z, spec)
+    """
+    q = quantize(w, expand(scale, w, spec), expand(zero_point, w, spec), spec.qmin, spec.qmax)
+    levels = torch.arange(spec.qmin, spec.qmax + 1, dtype=torch.int64)
+    zero = w == 0
+    if spec.granularity == "group":
+        values = dequantize(q, expand(scale, w, spec), expand(zero_point, w, spec))
+        book, inverse = torch.unique(values, return_inverse=True)
+        bits = max(1, math.ceil(math.log2(max(len(book), 2))))
+        return Codes(inverse.masked_fill(zero, PRUNED), book, bits, None, "uniform")
+    if spec.granularity == "tensor":
+        book = dequantize(levels, scale.reshape(()), zero_point.reshape(()))
+        return Codes((q - spec.qmin).masked_fill(zero, PRUNED), book, spec.bits, None, "uniform")
+    book = dequantize(levels[None, :], scale.reshape(-1, 1), zero_point.reshape(-1, 1))
+    return Codes((q - spec.qmin).masked_fill(zero, PRUNED), book, spec.bits, _axis(w, spec), "uniform")
+
+
+def quantize_weights(model: nn.Module, spec: UniformSpec | dict[str, UniformSpec] = UniformSpec(), *,
+                     names: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> nn.Module:
+    """Post-training uniform quantization of weights: each becomes frozen codes (a :class:`CodebookWeight`).
+
+    Args:
+        model: any module, changed in place.
+        spec: one :class:`UniformSpec` or ``{plain_name: UniformSpec}`` (mixed precision).
+        names: plain names (default: every Linear/Conv weight).
+        exclude: plain names to leave alone.
+
+    Returns:
+        ``model``; :func:`~netpress.quantize.export_codes` gives each tensor's :class:`Codes`.
+
+    Raises:
+        ConfigError: NaN/Inf weights, a group size that does not divide its axis, a bad axis; before any change.
+
+    Example:
+        >>> quantize_weights(net, UniformSpec(bits=4, granularity="channel", calibration="mse"))
+    """
+    from netpress.quantize.sharing import CodebookWeight, _attach
+
+    tensors = selected_tensors(model, names if not isinstance(spec, dict) or names else list(spec), exclude)
+    specs = spec_per_tensor(spec, tensors)
+    values = {n: getattr(m, a).detach() for n, (m, a) in tensors.items()}
+    for name, w in values.items():
+        check_tensor(name, w, specs[name])
+    for name, (module, attr) in tensors.items():
+        if quantizer_of(module, attr) is not None:
+            remove_quantizer(module, attr)
+        codes = uniform_codes(values[name], *calibrate(values[name], specs[name]), specs[name])
+        _attach(module, attr, CodebookWeight(codes.indices, codes.codebook, codes.bits, codes.axis, "uniform",
+                                             trainable=False))
+    return model
+
+
+def spec_per_tensor(spec: UniformSpec | dict[str, UniformSpec], names) -> dict[str, UniformSpec]:
+    """One spec per tensor name (a dict must cover exactly the selected names)."""
+    if isinstance(spec, dict):
+        bits_per_tensor({n: s.bits for n, s in spec.items()}, names)
+        return dict(spec)
+    return {n: spec for n in names}
+
+
+class _RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class _GradScale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, factor: float):
+        ctx.factor = factor
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.factor, None
+
+
+class STEFakeQuantize(torch.autograd.Function):
+    """Fake quantization with the straight-through estimator.
+
+    Forward: exactly :func:`fake_quantize`. Backward: the identity (``clipped=False``) or the identity inside the
+    clipping range ``[(qmin - z) s, (qmax - z) s]`` and zero outside (``clipped=True``, as torch's fake-quantize).
+    """
+
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, qmin: int, qmax: int, clipped: bool):
+        q = quantize(x, scale, zero_point, qmin, qmax)
+        if clipped:
+            raw = torch.round(x.float() * torch.reciprocal(scale.float())) + zero_point
+            ctx.save_for_backward((raw >= qmin) & (raw <= qmax))
+        ctx.clipped = clipped
+        return dequantize(q, scale, zero_point).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        if ctx.clipped:
+            (inside,) = ctx.saved_tensors
+            g = g * inside
+        return g, None, None, None, None, None
+
+
+class UniformQAT(WeightQuantizer):
+    """Trainable fake-quantized weight: float weights learn through the STE; the range is re-calibrated each
+    forward (``lsq=False``) or is a learned per-slice scale (``lsq=True``, LSQ: Esser et al. 2020).
+
+    Args:
+        w: the initial weight (sets the LSQ scale init and checks the spec).
+        spec: the quantizer.
+        ste: ``clipped`` (zero gradient outside the range) or ``identity``.
+        lsq: learn the scales.
+    """
+
+    def __init__(self, w: torch.Tensor, spec: UniformSpec, ste: str = "clipped", lsq: bool = False):
+        super().__init__()
+        if ste not in ("clipped", "identity"):
+            raise ConfigError(f"unknown ste {ste!r}; known: clipped, identity")
+        if lsq and not spec.symmetric:
+            raise ConfigError("LSQ learns a scale with a fixed zero point: use a symmetric spec")
+        self.spec, self.ste, self.lsq = spec, ste, lsq
+        scale, zp = calibrate(w, spec)
+        self.register_buffer("zero_point", zp)
+        if lsq:
+            self.scale = nn.Parameter(scale)
+        else:
+            self.register_buffer("scale", scale)
+
+    def qparams(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.lsq:
+            with torch.no_grad():
+                self.scale, self.zero_point = calibrate(w, self.spec)
+        return self.scale, self.zero_point
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        scale, zp = self.qparams(w)
+        s, z = expand(scale, w, self.spec), expand(zp, w, self.spec)
+        if not self.lsq:
+            return STEFakeQuantize.apply(w, s, z, self.spec.qmin, self.spec.qmax, self.ste == "clipped")
+        per_slice = w.numel() // scale.numel()
+        s = _GradScale.apply(s.clamp_min(1e-8), 1.0 / math.sqrt(per_slice * max(self.spec.qmax, 1)))
+        v = _RoundSTE.apply(w * torch.reciprocal(s)) + z
+        return (v.clamp(self.spec.qmin, self.spec.qmax) - z) * s
+
+    def codes(self, w: torch.Tensor) -> Codes:
+        scale, zp = (self.scale.detach().clamp_min(1e-8), self.zero_point) if self.lsq else calibrate(w, self.spec)
+        return uniform_codes(w.detach(), scale, zp, self.spec)
