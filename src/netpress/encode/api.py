@@ -1,0 +1,241 @@
+"""``netpress.save`` / ``netpress.load``: a model to a ``.netp`` file and back."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from netpress.encode import container
+from netpress.encode.errors import NetpressFormatError, check
+from netpress.encode.streams import CODERS
+from netpress.encode.tensors import Reader, Sections, decode_entry, encode_codes, encode_raw, entry_shape
+from netpress.errors import ConfigError
+from netpress.quantize.codes import Codes
+
+ELEMENTS_PER_FILE_BYTE = 1024   # decoded elements allowed per file byte (guards against decompression bombs)
+BASE_ELEMENTS = 1 << 24
+
+
+def save(model: nn.Module, path: str | os.PathLike, *, recipe: Any = None, metrics: dict | None = None,
+         coder: str = "huffman", codes: dict[str, Codes] | None = None) -> dict:
+    """Write ``model`` as a compressed ``.netp`` file (atomically).
+
+    Quantized tensors (those :func:`netpress.quantize.export_codes` reports, or ``codes``) are stored as
+    positions + entropy-coded codebook indices + codebook; every other tensor of the state dict raw or
+    zstd-compressed (sparse when that is smaller). Pruning masks are folded in (effective weights are saved).
+
+    Args:
+        model: any module; registry models (with ``netpress_spec``) can later be loaded without ``model=``.
+        path: the file to write.
+        recipe: how the model was made (any JSON-able value), stored in the manifest.
+        metrics: measured results (e.g. ``{'test_accuracy': 0.89}``), stored in the manifest.
+        coder: ``'huffman'`` (default), ``'ans'`` or ``'auto'`` (smallest per stream).
+        codes: explicit ``{plain_name: Codes}`` (default: ``export_codes(model)``).
+
+    Returns:
+        The report of :func:`summarize` (per-tensor sizes, totals, ratio).
+
+    Raises:
+        ConfigError: unknown coder, or Codes that do not reproduce the model's weights.
+
+    Example:
+        >>> report = netpress.save(share_weights(prune(net, 0.9), 5), "net.netp", metrics={"test_accuracy": 0.88})
+        >>> report["ratio"]
+        41.3...
+    """
+    if coder not in CODERS:
+        raise ConfigError(f"unknown coder {coder!r}; known: {', '.join(CODERS)}")
+    from netpress.prune.masks import plain_state_dict
+
+    state = plain_state_dict(model)
+    codes = _model_codes(model) if codes is None else dict(codes)
+    _check_codes(codes, state)
+    sections, entries = Sections(), []
+    for name, tensor in state.items():
+        if name in codes:
+            entries.append(encode_codes(name, codes[name], sections, coder))
+        else:
+            entries.append(encode_raw(name, tensor, sections, coder))
+    manifest = _manifest(model, entries, recipe, metrics, coder)
+    size = container.write_file(path, manifest, sections.items)
+    return summarize(read_manifest(path))
+
+
+def _model_codes(model: nn.Module) -> dict[str, Codes]:
+    from netpress.quantize import export_codes
+
+    return export_codes(model)
+
+
+def _check_codes(codes: dict[str, Codes], state: dict[str, torch.Tensor]) -> None:
+    for name, c in codes.items():
+        if name not in state:
+            raise ConfigError(f"Codes for {name!r}, which the model does not have; tensors: {', '.join(state)}")
+        decoded = c.decode()
+        if tuple(decoded.shape) != tuple(state[name].shape) or not torch.equal(decoded, state[name].to(decoded.dtype)):
+            raise ConfigError(f"Codes for {name} do not reproduce the model's weights exactly; "
+                              "re-export them from the quantized model")
+
+
+def _manifest(model: nn.Module, entries: list[dict], recipe: Any, metrics: dict | None, coder: str) -> dict:
+    import netpress
+
+    spec = getattr(model, "netpress_spec", None)
+    return {"format": "netp", "netpress_version": netpress.__version__, "model": dict(spec) if spec else None,
+            "model_class": type(model).__name__, "recipe": recipe, "metrics": metrics or {}, "coder": coder,
+            "tensors": entries}
+
+
+def read_manifest(path: str | os.PathLike, verify: bool = True) -> dict:
+    """The validated manifest of a ``.netp`` file, plus ``file_bytes`` and ``manifest_bytes``.
+
+    Raises:
+        NetpressFormatError: the file is not a readable ``.netp`` container.
+    """
+    blob = container.read_bytes(path)
+    manifest, _, mlen = container.parse(blob, verify)
+    _check_tensor_list(manifest)
+    return {**manifest, "file_bytes": len(blob), "manifest_bytes": mlen + container.HEADER.size}
+
+
+def _check_tensor_list(manifest: dict) -> list[dict]:
+    tensors = manifest.get("tensors")
+    check(isinstance(tensors, list) and all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tensors),
+          "manifest", "bad tensor list")
+    names = [t["name"] for t in tensors]
+    check(len(set(names)) == len(names), "manifest", "duplicate tensor names")
+    for t in tensors:
+        entry_shape(t)
+    return tensors
+
+
+def load_state(path: str | os.PathLike, max_elements: int | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """Decode every tensor of a ``.netp`` file (fully validated) without building a model.
+
+    Args:
+        path: the file.
+        max_elements: the most tensor elements to decode (default ``2**24 + 1024 * file size``).
+
+    Returns:
+        ``({plain_name: tensor}, manifest)``.
+
+    Raises:
+        NetpressFormatError: anything wrong with the file, naming the section.
+    """
+    blob = container.read_bytes(path)
+    manifest, sections, _ = container.parse(blob)
+    tensors = _check_tensor_list(manifest)
+    limit = max_elements if max_elements is not None else BASE_ELEMENTS + ELEMENTS_PER_FILE_BYTE * len(blob)
+    total = sum(int(np.prod(entry_shape(t), dtype=np.float64)) for t in tensors)
+    check(total <= limit, "manifest", f"declares {total} elements, more than the limit {limit} for this file size")
+    reader = Reader(sections)
+    state = {}
+    for t in tensors:
+        try:
+            state[t["name"]] = decode_entry(t, reader)
+        except NetpressFormatError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, RuntimeError, MemoryError) as exc:
+            raise NetpressFormatError(t["name"], f"cannot decode ({type(exc).__name__}: {exc})") from None
+    return state, manifest
+
+
+def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_elements: int | None = None) -> nn.Module:
+    """Read a ``.netp`` file into a working model.
+
+    Args:
+        path: the file.
+        model: the module to fill (required for models not from the registry); default: rebuild the registry
+            model named in the manifest.
+        max_elements: see :func:`load_state`.
+
+    Returns:
+        The model with the decoded weights (bit-identical to the saved quantized model's), in eval mode.
+
+    Raises:
+        NetpressFormatError: malformed file (nothing is loaded into ``model``).
+        ConfigError: the file's tensors do not fit ``model``, or no model given for a non-registry file.
+
+    Example:
+        >>> net = netpress.load("net.netp")                 # registry model
+        >>> mine = netpress.load("mine.netp", model=MyNet())  # user model
+    """
+    state, manifest = load_state(path, max_elements)
+    if model is None:
+        model = _rebuild(manifest)
+    _check_fits(model, state)
+    from netpress.prune.masks import load_plain_state_dict
+
+    with torch.no_grad():
+        load_plain_state_dict(model, state)
+    return model.eval()
+
+
+def _rebuild(manifest: dict) -> nn.Module:
+    spec = manifest.get("model")
+    if not spec:
+        raise ConfigError(f"this file holds a {manifest.get('model_class', 'user')} model that is not in the registry; "
+                          "pass it: netpress.load(path, model=MyNet())")
+    from netpress.models import model_from_spec
+
+    check(isinstance(spec, dict) and isinstance(spec.get("input_shape"), list) and len(spec["input_shape"]) <= 4
+          and all(isinstance(d, int) and 0 < d <= 4096 for d in spec["input_shape"])
+          and isinstance(spec.get("num_classes"), int) and 0 < spec["num_classes"] <= 1 << 20, "manifest",
+          f"bad model spec {spec!r}")
+    return model_from_spec(spec)
+
+
+def _check_fits(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    from netpress.prune.masks import plain_state_dict
+
+    own = {k: tuple(v.shape) for k, v in plain_state_dict(model).items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    missing, unexpected = sorted(set(own) - set(got)), sorted(set(got) - set(own))
+    wrong = [f"{k}: file {got[k]} vs model {own[k]}" for k in own if k in got and got[k] != own[k]]
+    if missing or unexpected or wrong:
+        raise ConfigError(f"the file does not fit {type(model).__name__}: missing {missing[:5]}, "
+                          f"unexpected {unexpected[:5]}, shape mismatch {wrong[:5]}")
+
+
+def summarize(manifest: dict) -> dict:
+    """Per-tensor size table (Deep Compression Tables 2-3) and totals, from a manifest alone.
+
+    Returns:
+        ``{'tensors': [row, ...], 'file_bytes', 'manifest_bytes', 'weight_bytes', 'index_bytes', 'codebook_bytes',
+        'raw_bytes', 'fp32_bytes', 'ratio', 'metrics', 'model'}``; each row has ``name, weights, kept,
+        kept_fraction, bits, weight_bits_coded, index_bits, codebook_bytes, total_bytes, ratio``.
+    """
+    lengths = {s["name"]: s["length"] for s in manifest["sections"]}
+    rows = [_row(t, lengths) for t in manifest["tensors"]]
+    fp32 = sum(4 * r["weights"] for r in rows)
+    file_bytes = manifest.get("file_bytes", sum(lengths.values()))
+    keys = ("weight_bytes", "index_bytes", "codebook_bytes", "raw_bytes")
+    totals = {k: sum(r[k] for r in rows) for k in keys}
+    return {"tensors": rows, "file_bytes": file_bytes, "manifest_bytes": manifest.get("manifest_bytes", 0), **totals,
+            "fp32_bytes": fp32, "ratio": fp32 / max(file_bytes, 1), "metrics": manifest.get("metrics", {}),
+            "model": manifest.get("model"), "recipe": manifest.get("recipe")}
+
+
+def _row(t: dict, lengths: dict[str, int]) -> dict:
+    weights = int(np.prod(t["shape"], dtype=np.int64))
+    pos = t.get("positions") or {"method": "dense", "streams": {}, "params": {}}
+    index_bytes = sum(lengths.get(s.get("section"), 0) for s in pos["streams"].values())
+    row = {"name": t["name"], "kind": t["kind"], "weights": weights, "positions": pos["method"],
+           "gap_bits": pos["params"].get("b"), "index_bytes": index_bytes, "weight_bytes": 0, "codebook_bytes": 0,
+           "raw_bytes": 0}
+    if t["kind"] == "codes":
+        kept = int(t.get("kept", weights))
+        row.update(kept=kept, bits=t["bits"], weight_bytes=lengths.get(t["values"]["section"], 0),
+                   codebook_bytes=lengths.get(t["codebook"]["section"], 0), values_coding=t["values"]["coding"])
+        row["weight_bits_coded"] = 8 * row["weight_bytes"] / max(kept, 1)
+    else:
+        row.update(raw_bytes=lengths.get(t.get("section"), 0), bits=32, values_coding=t.get("compression"),
+                   kept=weights if "positions" not in t else None, weight_bits_coded=None)
+    row["index_bits"] = 8 * index_bytes / max(row["kept"] or weights, 1)
+    row["kept_fraction"] = (row["kept"] / weights) if (row["kept"] is not None and weights) else None
+    row["total_bytes"] = row["index_bytes"] + row["weight_bytes"] + row["codebook_bytes"] + row["raw_bytes"]
+    row["ratio"] = 4 * weights / max(row["total_bytes"], 1)
+    return row

@@ -1,0 +1,121 @@
+"""The ``.netp`` container: header, JSON manifest, checksummed binary sections. See ``docs/format.md``.
+
+Layout (little-endian)::
+
+    0   8 bytes  magic b"\\x89NETP\\r\\n\\x1a"
+    8   u16      format major version (readers reject other majors)
+    10  u16      format minor version
+    12  u32      manifest length M
+    16  u32      CRC32 of the manifest bytes
+    20  M bytes  manifest, UTF-8 JSON
+    20+M         data area: the sections, at the offsets the manifest gives (relative to 20+M)
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+MAGIC = b"\x89NETP\r\n\x1a"
+MAJOR, MINOR = 1, 0
+HEADER = struct.Struct("<8sHHII")
+MAX_MANIFEST = 64 << 20
+
+from netpress.encode.errors import NetpressFormatError, check  # noqa: E402
+
+
+def write_file(path: str | os.PathLike, manifest: dict, sections: list[tuple[str, bytes]]) -> int:
+    """Write a container atomically (temp file in the same folder, fsync, ``os.replace``).
+
+    Args:
+        path: target file.
+        manifest: JSON-able dict; ``sections`` and ``data_length`` are filled in here.
+        sections: ``(name, bytes)`` in file order.
+
+    Returns:
+        The file size in bytes.
+    """
+    table, offset = [], 0
+    for name, data in sections:
+        table.append({"name": name, "offset": offset, "length": len(data), "crc32": zlib.crc32(data)})
+        offset += len(data)
+    manifest = {**manifest, "sections": table, "data_length": offset}
+    body = json.dumps(manifest, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+    header = HEADER.pack(MAGIC, MAJOR, MINOR, len(body), zlib.crc32(body))
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(header)
+            f.write(body)
+            for _, data in sections:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return len(header) + len(body) + offset
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The whole file; unreadable paths raise :class:`NetpressFormatError` (section ``file``)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise NetpressFormatError("file", f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def parse(blob: bytes, verify: bool = True) -> tuple[dict, dict[str, bytes], int]:
+    """Check the header, manifest and section table of a container held in memory.
+
+    Args:
+        blob: the file contents.
+        verify: also check every section's CRC32 (``inspect`` may skip it).
+
+    Returns:
+        ``(manifest, {section name: bytes}, manifest length)``.
+
+    Raises:
+        NetpressFormatError: wrong magic, unknown version, truncation, bad checksum, bad section table.
+    """
+    check(len(blob) >= HEADER.size, "header", f"file is {len(blob)} bytes, shorter than the header")
+    magic, major, minor, mlen, mcrc = HEADER.unpack_from(blob)
+    check(magic == MAGIC, "header", "not a .netp file (wrong magic bytes)")
+    check(major == MAJOR, "header", f"format version {major}.{minor} is not supported (this reader: {MAJOR}.x)")
+    check(mlen <= min(MAX_MANIFEST, len(blob) - HEADER.size), "manifest", f"length {mlen} does not fit the file")
+    body = blob[HEADER.size:HEADER.size + mlen]
+    check(zlib.crc32(body) == mcrc, "manifest", "checksum mismatch (corrupted)")
+    try:
+        manifest = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise NetpressFormatError("manifest", f"not valid JSON ({exc})") from None
+    check(isinstance(manifest, dict), "manifest", "not a JSON object")
+    start = HEADER.size + mlen
+    length = manifest.get("data_length")
+    check(isinstance(length, int) and start + length == len(blob), "data",
+          f"file has {len(blob) - start} data bytes, manifest says {length} (truncated or padded)")
+    return manifest, _sections(manifest, blob, start, verify), mlen
+
+
+def _sections(manifest: dict, blob: bytes, start: int, verify: bool) -> dict[str, bytes]:
+    table = manifest.get("sections")
+    check(isinstance(table, list), "manifest", "missing section table")
+    out: dict[str, bytes] = {}
+    end = len(blob) - start
+    for item in table:
+        check(isinstance(item, dict), "manifest", "bad section table entry")
+        name, off, n, crc = (item.get(k) for k in ("name", "offset", "length", "crc32"))
+        where = str(name)
+        check(isinstance(name, str) and name not in out, "manifest", f"bad or duplicate section name {name!r}")
+        check(all(isinstance(v, int) and v >= 0 for v in (off, n, crc)), where, "bad offset, length or checksum")
+        check(off + n <= end, where, f"section [{off}, {off + n}) runs past the end of the data ({end} bytes)")
+        data = blob[start + off:start + off + n]
+        check(not verify or zlib.crc32(data) == crc, where, "checksum mismatch (corrupted)")
+        out[name] = data
+    return out

@@ -1,0 +1,131 @@
+"""Where the surviving weights are: relative indices with filler entries (Deep Compression Fig. 2), CSR, a
+bitmask, or dense (every position carries a value). Each method yields integer streams plus the ordered flat
+positions that carry a value ("entries").
+
+relative(b): entry ``i`` is ``gap_i + 1`` positions after entry ``i-1`` (the first after position -1), with
+``gap_i`` in ``[0, 2**b)``. A jump longer than ``2**b`` is bridged by filler entries every ``2**b`` positions;
+a filler's value is the "zero" symbol. ``b`` is chosen per tensor to minimise ``entries * (b + value_bits)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from netpress.encode.errors import check
+
+METHODS = ("dense", "bitmask", "relative", "csr")
+MAX_GAP_BITS = 16
+
+
+@dataclasses.dataclass
+class Positions:
+    """An encoded set of positions.
+
+    Attributes:
+        method: ``dense``, ``bitmask``, ``relative`` or ``csr``.
+        params: ``{'b': bits}`` for relative, ``{'rows': r, 'cols': c}`` for csr, else ``{}``.
+        streams: ``{name: (symbols, alphabet)}`` to entropy-code.
+        entries: increasing flat positions that carry a value (relative: including fillers).
+    """
+
+    method: str
+    params: dict
+    streams: dict
+    entries: np.ndarray
+
+
+def best_gap_bits(kept: np.ndarray, value_bits: int) -> int:
+    """The ``b`` minimising ``entries(b) * (b + value_bits)`` for these kept flat positions."""
+    if len(kept) == 0:
+        return 1
+    d = np.diff(np.concatenate(([-1], kept)))
+    costs = [(int(np.sum((d + (1 << b) - 1) >> b)) * (b + value_bits), b) for b in range(1, MAX_GAP_BITS + 1)]
+    return min(costs)[1]
+
+
+def relative(kept: np.ndarray, b: int) -> Positions:
+    """Relative indices of ``kept`` (increasing flat positions) in ``b`` bits with fillers."""
+    kept = np.asarray(kept, dtype=np.int64)
+    prev = np.concatenate(([-1], kept[:-1]))
+    fillers = (kept - prev - 1) >> b
+    owner = np.repeat(np.arange(len(kept)), fillers + 1)
+    step = np.arange(len(owner)) - np.repeat(np.cumsum(fillers + 1) - fillers - 1, fillers + 1)
+    entries = np.where(step < fillers[owner], prev[owner] + ((step + 1) << b), kept[owner])
+    gaps = np.diff(np.concatenate(([-1], entries))) - 1
+    return Positions("relative", {"b": b}, {"gaps": (gaps, 1 << b)}, entries)
+
+
+def csr(kept: np.ndarray, shape: tuple[int, ...]) -> Positions:
+    """Row counts and column indices of a ``[shape[0], rest]`` view (one row for 0-/1-D tensors)."""
+    rows, cols = _matrix(shape)
+    r, c = np.divmod(np.asarray(kept, dtype=np.int64), cols)
+    counts = np.bincount(r, minlength=rows)
+    return Positions("csr", {"rows": rows, "cols": cols}, {"row_counts": (counts, cols + 1), "cols": (c, cols)}, kept)
+
+
+def _matrix(shape: tuple[int, ...]) -> tuple[int, int]:
+    numel = int(np.prod(shape, dtype=np.int64))
+    rows = int(shape[0]) if len(shape) >= 2 else 1
+    return rows, numel // max(rows, 1)
+
+
+def bitmask(kept: np.ndarray, numel: int) -> Positions:
+    """One bit per position."""
+    mask = np.zeros(numel, dtype=np.int64)
+    mask[kept] = 1
+    return Positions("bitmask", {}, {"mask": (mask, 2)}, np.asarray(kept, dtype=np.int64))
+
+
+def dense(numel: int) -> Positions:
+    """Every position carries a value; no position streams."""
+    return Positions("dense", {}, {}, np.arange(numel, dtype=np.int64))
+
+
+def candidates(kept: np.ndarray, shape: tuple[int, ...], value_bits: int) -> list[Positions]:
+    """Every applicable method for these kept positions (relative with its best ``b``)."""
+    numel = int(np.prod(shape, dtype=np.int64))
+    out = [dense(numel), bitmask(kept, numel), relative(kept, best_gap_bits(kept, value_bits))]
+    if numel and _matrix(shape)[1] >= 1:
+        out.append(csr(kept, shape))
+    return out
+
+
+def stream_limits(method: str, params: dict, numel: int) -> dict[str, int]:
+    """The most symbols each stream of ``method`` may hold in a tensor of ``numel`` elements."""
+    if method == "relative":
+        return {"gaps": numel}
+    if method == "bitmask":
+        return {"mask": numel}
+    if method == "csr":
+        return {"row_counts": int(params["rows"]), "cols": numel}
+    return {}
+
+
+def check_params(method: str, params: dict, shape: tuple[int, ...], section: str) -> None:
+    """Validate a manifest's position method and parameters against the tensor shape."""
+    check(method in METHODS, section, f"unknown position method {method!r}")
+    if method == "relative":
+        b = params.get("b")
+        check(isinstance(b, int) and 1 <= b <= MAX_GAP_BITS, section, f"bad gap width {b!r}")
+    if method == "csr":
+        check(params == dict(zip(("rows", "cols"), _matrix(shape))), section, "CSR dimensions do not fit the shape")
+
+
+def decode(method: str, params: dict, streams: dict[str, np.ndarray], shape: tuple[int, ...], section: str) -> np.ndarray:
+    """Rebuild the increasing flat entry positions; raises :class:`NetpressFormatError` if they do not fit."""
+    numel = int(np.prod(shape, dtype=np.int64))
+    if method == "dense":
+        return np.arange(numel, dtype=np.int64)
+    if method == "bitmask":
+        check(len(streams["mask"]) == numel, section, "bitmask length differs from the tensor size")
+        return np.flatnonzero(streams["mask"])
+    if method == "relative":
+        entries = np.cumsum(streams["gaps"] + 1) - 1
+    else:
+        counts, cols = streams["row_counts"], streams["cols"]
+        check(len(counts) == params["rows"] and int(counts.sum()) == len(cols), section, "CSR row counts do not add up")
+        entries = np.repeat(np.arange(params["rows"], dtype=np.int64), counts) * params["cols"] + cols
+    check(len(entries) == 0 or (int(entries[-1]) < numel and bool(np.all(np.diff(entries) > 0))), section,
+          "positions fall outside the tensor or repeat")
+    return entries

@@ -1,0 +1,98 @@
+"""One integer stream -> one section: fixed-width packing, canonical Huffman or ANS, whichever is smallest.
+
+A stream's manifest entry: ``{"section", "coding", "count", "alphabet", ...coding parameters, "entropy"}``
+(``entropy``: empirical bits per symbol, for reports only).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from netpress.encode import ans, huffman
+from netpress.encode.bits import pack, unpack, width_for
+from netpress.encode.errors import check
+
+CODERS = ("huffman", "ans", "auto")
+CANDIDATES = {"huffman": ("packed", "huffman"), "ans": ("packed", "ans"), "auto": ("packed", "huffman", "ans"),
+              "packed": ("packed",)}
+
+
+def entropy(symbols: np.ndarray, alphabet: int) -> float:
+    """Empirical entropy in bits per symbol (0 for an empty stream)."""
+    counts = np.bincount(np.asarray(symbols, dtype=np.int64), minlength=alphabet)
+    n = counts.sum()
+    p = counts[counts > 0] / max(n, 1)
+    return float(-(p * np.log2(p)).sum()) if n else 0.0
+
+
+def estimate(symbols: np.ndarray, alphabet: int, coder: str) -> tuple[str, int]:
+    """The coding ``coder`` would pick for this stream and its approximate size in bytes."""
+    counts = np.bincount(np.asarray(symbols, dtype=np.int64), minlength=alphabet)
+    n = len(symbols)
+    sizes = {"packed": (n * width_for(alphabet - 1) + 7) // 8}
+    if "huffman" in CANDIDATES[coder] and alphabet <= huffman.MAX_ALPHABET:
+        lengths = huffman.code_lengths(counts)
+        table = (alphabet + 1) // 2 if lengths.max(initial=0) <= 15 else alphabet
+        chunks = -(-n // huffman.pick_chunk(n))
+        sizes["huffman"] = table + chunks + (huffman.encoded_bits(counts, lengths) + 7) // 8
+    if "ans" in CANDIDATES[coder] and alphabet <= 1 << 20:
+        sizes["ans"] = ans.estimated_bytes(counts)
+    best = min(sizes, key=lambda k: (sizes[k], k != "packed"))
+    return best, sizes[best]
+
+
+def encode_stream(symbols: np.ndarray, alphabet: int, coder: str = "huffman") -> tuple[bytes, dict]:
+    """Encode one stream with the smallest coding allowed by ``coder``.
+
+    Args:
+        symbols: integers in ``[0, alphabet)``.
+        alphabet: alphabet size (>= 1).
+        coder: ``'huffman'`` (packed or Huffman), ``'ans'`` (packed or ANS), ``'auto'`` (any), ``'packed'``.
+
+    Returns:
+        ``(section bytes, manifest entry without 'section')``.
+
+    Example:
+        >>> data, meta = encode_stream(np.array([3, 3, 3, 0]), 4)
+        >>> decode_stream(data, meta).tolist()
+        [3, 3, 3, 0]
+    """
+    symbols = np.asarray(symbols, dtype=np.int64)
+    coding, _ = estimate(symbols, alphabet, coder)
+    meta = {"coding": coding, "count": int(len(symbols)), "alphabet": int(alphabet),
+            "entropy": round(entropy(symbols, alphabet), 6)}
+    if coding == "packed":
+        meta["width"] = width_for(alphabet - 1)
+        return pack(symbols, meta["width"]), meta
+    data, params = (huffman if coding == "huffman" else ans).encode(symbols, alphabet)
+    meta.update(params)
+    return data, meta
+
+
+def decode_stream(data: bytes, meta: dict, section: str = "stream", max_count: int | None = None) -> np.ndarray:
+    """Decode a stream; symbols are checked to lie in ``[0, alphabet)``.
+
+    Args:
+        data: the section bytes.
+        meta: the stream's manifest entry.
+        section: name used in errors.
+        max_count: the most symbols this stream may hold (checked before decoding).
+
+    Raises:
+        NetpressFormatError: any inconsistency.
+    """
+    coding, count, alphabet = meta.get("coding"), meta.get("count"), meta.get("alphabet")
+    check(isinstance(count, int) and count >= 0, section, f"bad symbol count {count!r}")
+    check(max_count is None or count <= max_count, section, f"{count} symbols, at most {max_count} fit the tensor")
+    check(isinstance(alphabet, int) and 1 <= alphabet <= 1 << 40, section, f"bad alphabet size {alphabet!r}")
+    if coding == "packed":
+        width = meta.get("width")
+        check(width == width_for(alphabet - 1), section, f"bad packed width {width!r}")
+        out = unpack(data, count, width, section)
+    elif coding == "huffman":
+        out = huffman.decode(data, count, alphabet, meta, section)
+    elif coding == "ans":
+        out = ans.decode(data, count, alphabet, meta, section)
+    else:
+        raise check(False, section, f"unknown coding {coding!r}")  # type: ignore[func-returns-value]
+    check(count == 0 or int(out.max()) < alphabet, section, "symbol outside the alphabet")
+    return out
