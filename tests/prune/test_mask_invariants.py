@@ -74,3 +74,15 @@ def test_strip_keeps_outputs(synthetic):
     assert all(type(p) is nn.Parameter for p in out.parameters())
     torch.testing.assert_close(out(x), ref)
     assert isinstance(out[3], nn.Linear) and not hasattr(out[3], "parametrizations")
+
+
+def test_strip_of_a_deepcopy_leaves_the_original_working():
+    import copy
+    model = net()
+    prune(model, 0.5)
+    x = torch.randn(2, 1, 8, 8)
+    ref = model(x)
+    twin = strip(copy.deepcopy(model))
+    torch.testing.assert_close(twin(x), ref)
+    torch.testing.assert_close(model(x), ref)  # the original still has its masks and weights
+    assert get_masks(model)

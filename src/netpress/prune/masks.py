@@ -151,8 +151,20 @@ def strip(model: nn.Module) -> nn.Module:
             if _mask_module(module, attr) is not None:
                 if len(module.parametrizations[attr]) != 1:
                     raise NetpressError(f"{type(module).__name__}.{attr} carries other parametrizations; strip those first")
+                _own_class(module)
                 parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
     return model
+
+
+def _own_class(module: nn.Module) -> None:
+    """Give a parametrized module a private copy of its generated class.
+
+    ``copy.deepcopy`` of a parametrized module shares the generated ``Parametrized<Type>`` class with the
+    original, and removing a parametrization deletes the property from that class, which would silently break
+    the original (``'ParametrizedLinear' object has no attribute 'weight'``). A private class avoids that.
+    """
+    cls = type(module)
+    module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
 
 
 def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
