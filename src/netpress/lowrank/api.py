@@ -14,7 +14,7 @@ from netpress.errors import ConfigError
 from netpress.lowrank.hparams import LowRankHparams
 from netpress.lowrank.svd import (check_rank, compression_rate, factorizable, factorize_layer, rank_for_energy,
                                   rank_for_ratio, singular_values, weight_matrix)
-from netpress.train import TrainingHparams, TrainResult, train
+from netpress.train import TrainingHparams, TrainResult, evaluate, train
 from netpress.units import Steps
 
 
@@ -65,6 +65,7 @@ class LowRankResult:
         params_before, params_after: parameters of the whole model.
         finetune: the fine-tuning :class:`TrainResult`, if any.
         spectrum_png: path of the singular-value plot, if one was written.
+        factorized_test_accuracy: test accuracy right after factorization (before fine-tuning), when data was given.
     """
 
     model: nn.Module
@@ -73,6 +74,7 @@ class LowRankResult:
     params_after: int
     finetune: TrainResult | None = None
     spectrum_png: Path | None = None
+    factorized_test_accuracy: float | None = None
 
     @property
     def ranks(self) -> dict[str, int]:
@@ -91,6 +93,8 @@ class LowRankResult:
             out["finetune"] = self.finetune.summary()
         if self.spectrum_png is not None:
             out["spectrum_png"] = str(self.spectrum_png)
+        if self.factorized_test_accuracy is not None:
+            out["factorized_test_accuracy"] = self.factorized_test_accuracy
         return out
 
 
@@ -262,7 +266,8 @@ def low_rank(model: nn.Module, hparams: LowRankHparams, *, data: DataSplits | No
     Args:
         model: any nn.Module (not modified unless ``inplace``).
         hparams: :class:`LowRankHparams` (rank selector, layers, fine-tuning length).
-        data: needed when ``hparams.finetune`` is longer than zero.
+        data: needed when ``hparams.finetune`` is longer than zero; when given, the factorized model's test
+            accuracy (before fine-tuning) is recorded.
         train_hp: fine-tuning hyperparameters (its ``steps`` is replaced by ``hparams.finetune``).
         spectrum_png: if given, write the singular-value plot of every selected layer there.
         inplace: factorize ``model`` itself.
@@ -293,6 +298,8 @@ def low_rank(model: nn.Module, hparams: LowRankHparams, *, data: DataSplits | No
         from netpress.report.lowrank import plot_spectra
 
         result.spectrum_png = plot_spectra(reports, spectrum_png)
+    if data is not None:
+        result.factorized_test_accuracy = evaluate(new, data.test).accuracy
     if finetune.epochs or finetune.its:
         hp = (train_hp or TrainingHparams()).replace(steps=str(finetune))
         result.finetune = train(new, data, hp, device=device, progress=progress, desc="finetune low-rank")
