@@ -6,13 +6,24 @@ Example:
     >>> codes = export_codes(net)              # {'fc1.weight': Codes(indices, codebook, bits=5, ...), ...}
     >>> net = strip_quantization(net)          # plain float weights equal to the decoded values
 """
+from netpress.quantize.activations import (ActivationQuantizer, activation_quantizers, add_activation_quantizers,
+                                           calibrate_activations, remove_activation_quantizers)
 from netpress.quantize.base import (WeightQuantizer, export_codes, kmeans_compression_rate, quantized_tensors,
                                     strip_quantization)
+from netpress.quantize.binary import BinaryWeight, TernaryWeight, binarize, ternarize
+from netpress.quantize.calibration import CALIBRATORS, aciq_factor
 from netpress.quantize.codes import PRUNED, Codes, decode_indices
 from netpress.quantize.kmeans import INITS, KMeansResult, kmeans_1d
+from netpress.quantize.ptq import PTQHparams, QATHparams, prepare_qat, ptq
 from netpress.quantize.sharing import (CodebookWeight, FinetuneHparams, SharingHparams, finetune_centroids,
                                        kmeans_codebook, share_weights)
+from netpress.quantize.uniform import (STEFakeQuantize, UniformQAT, UniformSpec, calibrate, dequantize, fake_quantize,
+                                       quantize, quantize_weights, uniform_codes)
 
 __all__ = ["PRUNED", "Codes", "decode_indices", "WeightQuantizer", "export_codes", "kmeans_compression_rate",
            "quantized_tensors", "strip_quantization", "INITS", "KMeansResult", "kmeans_1d", "CodebookWeight",
-           "FinetuneHparams", "SharingHparams", "finetune_centroids", "kmeans_codebook", "share_weights"]
+           "FinetuneHparams", "SharingHparams", "finetune_centroids", "kmeans_codebook", "share_weights",
+           "ActivationQuantizer", "activation_quantizers", "add_activation_quantizers", "calibrate_activations",
+           "remove_activation_quantizers", "BinaryWeight", "TernaryWeight", "binarize", "ternarize", "CALIBRATORS",
+           "aciq_factor", "PTQHparams", "QATHparams", "prepare_qat", "ptq", "STEFakeQuantize", "UniformQAT",
+           "UniformSpec", "calibrate", "dequantize", "fake_quantize", "quantize", "quantize_weights", "uniform_codes"]
