@@ -74,7 +74,7 @@ def encode(symbols: np.ndarray, alphabet: int) -> tuple[bytes, dict]:
     symbols = np.asarray(symbols, dtype=np.int32)
     counts = np.bincount(symbols, minlength=alphabet)
     table = varints(counts)
-    if len(symbols) == 0:
+    if len(symbols) == 0 or alphabet == 1:  # nothing to code: the histogram says it all
         return table, {"table_bytes": len(table)}
     coder = constriction.stream.stack.AnsCoder()
     coder.encode_reverse(symbols, _model(counts))
@@ -95,9 +95,9 @@ def decode(data: bytes, count: int, alphabet: int, params: dict, section: str = 
     check(int(counts.sum()) == count, section, f"histogram sums to {int(counts.sum())}, stream has {count} symbols")
     payload = raw[table_bytes:]
     check(len(payload) % 4 == 0, section, "ANS payload is not a whole number of 32-bit words")
-    if count == 0:
-        check(len(payload) == 0, section, "empty stream with a payload")
-        return np.zeros(0, dtype=np.int64)
+    if count == 0 or alphabet == 1:
+        check(len(payload) == 0, section, "a stream with one possible symbol has no payload")
+        return np.zeros(count, dtype=np.int64)
     try:
         coder = constriction.stream.stack.AnsCoder(payload.view("<u4").astype(np.uint32))
         out = np.asarray(coder.decode(_model(counts), count), dtype=np.int64)

@@ -15,7 +15,7 @@ from netpress.encode.tensors import Reader, Sections, decode_entry, encode_codes
 from netpress.errors import ConfigError
 from netpress.quantize.codes import Codes
 
-ELEMENTS_PER_FILE_BYTE = 1024   # decoded elements allowed per file byte (guards against decompression bombs)
+ELEMENTS_PER_FILE_BYTE = 64     # decoded elements allowed per file byte (guards against decompression bombs)
 BASE_ELEMENTS = 1 << 24
 
 
@@ -117,7 +117,7 @@ def load_state(path: str | os.PathLike, max_elements: int | None = None) -> tupl
 
     Args:
         path: the file.
-        max_elements: the most tensor elements to decode (default ``2**24 + 1024 * file size``).
+        max_elements: the most tensor elements to decode (default ``2**24 + 64 * file size``).
 
     Returns:
         ``({plain_name: tensor}, manifest)``.

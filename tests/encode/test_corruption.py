@@ -1,0 +1,154 @@
+"""Every kind of bad input raises NetpressFormatError naming the section; nothing crashes or half-loads."""
+import json
+import random
+import struct
+import time
+import zlib
+
+import pytest
+import torch
+
+import netpress
+from encode_helpers import UserNet
+from netpress.encode import NetpressFormatError, container, load_state
+from netpress.errors import NetpressError
+
+
+@pytest.fixture
+def saved(tmp_path, user_model):
+    path = tmp_path / "u.netp"
+    netpress.save(user_model, path, coder="auto")
+    return path
+
+
+def _rewrite(blob: bytes, edit) -> bytes:
+    """Apply ``edit`` to the manifest and re-seal it with a valid checksum (a crafted, not a damaged, file)."""
+    _, major, minor, mlen, _ = container.HEADER.unpack_from(blob)
+    manifest = json.loads(blob[20:20 + mlen])
+    edit(manifest)
+    body = json.dumps(manifest).encode()
+    return container.HEADER.pack(container.MAGIC, major, minor, len(body), zlib.crc32(body)) + body + blob[20 + mlen:]
+
+
+def _tensor(m, name):
+    return next(t for t in m["tensors"] if t["name"] == name)
+
+
+def _expect(tmp_path, blob, section=None):
+    bad = tmp_path / "bad.netp"
+    bad.write_bytes(blob)
+    model = UserNet()
+    before = [v.clone() for v in model.state_dict().values()]
+    with pytest.raises(NetpressFormatError) as info:
+        netpress.load(bad, model=model)
+    assert isinstance(info.value, NetpressError) and info.value.section
+    if section:
+        assert section in info.value.section, str(info.value)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.state_dict().values()))  # no partial model
+    return info.value
+
+
+def test_wrong_magic_and_unknown_version(tmp_path, saved):
+    blob = saved.read_bytes()
+    _expect(tmp_path, b"PK\x03\x04" + blob[4:], "header")
+    _expect(tmp_path, blob[:8] + struct.pack("<H", 9) + blob[10:], "header")
+    _expect(tmp_path, b"", "header")
+
+
+def test_truncation_anywhere(tmp_path, saved):
+    blob = saved.read_bytes()
+    for cut in (5, 19, 20, 100, len(blob) // 2, len(blob) - 1):
+        _expect(tmp_path, blob[:cut])
+    _expect(tmp_path, blob + b"\0", "data")
+
+
+def test_flipped_bits_name_the_section(tmp_path, saved):
+    blob = saved.read_bytes()
+    _expect(tmp_path, blob[:30] + bytes([blob[30] ^ 1]) + blob[31:], "manifest")
+    _expect(tmp_path, blob[:-3] + bytes([blob[-3] ^ 4]) + blob[-2:], "fc.")  # the last section belongs to fc
+    manifest = netpress.encode.read_manifest(saved)
+    conv = next(s for s in manifest["sections"] if s["name"] == "conv.weight/codebook")
+    at = len(blob) - manifest["data_length"] + conv["offset"]
+    _expect(tmp_path, blob[:at] + bytes([blob[at] ^ 0x80]) + blob[at + 1:], "conv.weight/codebook")
+
+
+CRAFTED = [
+    ("absurd shape", lambda m: _tensor(m, "fc.weight").update(shape=[2 ** 39, 2 ** 39]), "manifest"),
+    ("negative dim", lambda m: _tensor(m, "fc.weight").update(shape=[-5, 144]), "fc.weight"),
+    ("shape grows", lambda m: _tensor(m, "fc.weight").update(shape=[5, 1440]), "fc.weight"),
+    ("section past end", lambda m: m["sections"][0].update(offset=10 ** 12), ""),
+    ("missing section", lambda m: _tensor(m, "conv.weight")["values"].update(section="nope"), "conv.weight/values"),
+    ("count too big", lambda m: _tensor(m, "fc.weight")["values"].update(count=10 ** 15), "fc.weight"),
+    ("alphabet wrong", lambda m: _tensor(m, "conv.weight")["values"].update(alphabet=3), "conv.weight/values"),
+    ("codebook shape", lambda m: _tensor(m, "conv.weight")["codebook"].update(shape=[99]), "conv.weight/codebook"),
+    ("bits too few", lambda m: _tensor(m, "fc.weight").update(bits=1), "fc.weight/codebook"),
+    ("unknown coding", lambda m: _tensor(m, "conv.weight")["values"].update(coding="lzma"), "conv.weight/values"),
+    ("unknown dtype", lambda m: _tensor(m, "fc.bias").update(dtype="complex64"), "fc.bias"),
+    ("raw size", lambda m: _tensor(m, "fc.bias").update(shape=[6]), "fc.bias"),
+    ("unknown kind", lambda m: _tensor(m, "fc.bias").update(kind="pickle"), "fc.bias"),
+    ("bad method", lambda m: _tensor(m, "fc.weight")["positions"].update(method="rle"), "fc.weight/positions"),
+    ("tensor list", lambda m: m.update(tensors={"a": 1}), "manifest"),
+    ("data length", lambda m: m.update(data_length=-1), "data"),
+    ("duplicate tensor", lambda m: m["tensors"].append(m["tensors"][0]), "manifest"),
+]
+
+
+@pytest.mark.parametrize("label,edit,section", CRAFTED, ids=[c[0] for c in CRAFTED])
+def test_crafted_manifests(tmp_path, saved, label, edit, section):
+    _expect(tmp_path, _rewrite(saved.read_bytes(), edit), section)
+
+
+def test_not_json_and_not_an_object(tmp_path, saved):
+    blob = saved.read_bytes()
+    for body in (b"\xff\xfe{", b"[1, 2]", b"{" * 100000):
+        mlen = container.HEADER.unpack_from(blob)[3]
+        data = blob[20 + mlen:]
+        _expect(tmp_path, container.HEADER.pack(container.MAGIC, 1, 0, len(body), zlib.crc32(body)) + body + data,
+                "manifest")
+
+
+def test_missing_file_is_typed(tmp_path):
+    with pytest.raises(NetpressFormatError, match="file"):
+        netpress.load(tmp_path / "none.netp")
+
+
+def _mutate(value, rng):
+    if isinstance(value, dict) and value:
+        key = rng.choice(list(value))
+        if rng.random() < 0.15:
+            del value[key]
+        else:
+            value[key] = _mutate(value[key], rng)
+        return value
+    if isinstance(value, list) and value:
+        i = rng.randrange(len(value))
+        value[i] = _mutate(value[i], rng)
+        return value
+    return rng.choice([0, -1, 1, 7, 2 ** 31, 2 ** 62, 10 ** 30, 0.5, None, "x", [], {}, True,
+                       (value + rng.randint(-3, 3)) if isinstance(value, int) else value])
+
+
+def test_fuzz_bytes_and_manifest_bounded(tmp_path, saved):
+    """Random byte flips, truncations and (re-sealed) manifest mutations for a few seconds."""
+    blob = saved.read_bytes()
+    rng = random.Random(0)
+    bad = tmp_path / "fuzz.netp"
+    deadline, tries = time.monotonic() + 3.0, 0
+    while time.monotonic() < deadline:
+        kind = tries % 3
+        if kind == 0:
+            data = bytearray(blob)
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+            data = bytes(data)
+        elif kind == 1:
+            data = blob[:rng.randrange(len(blob))]
+        else:
+            data = _rewrite(blob, lambda m: _mutate(m, rng))
+        bad.write_bytes(data)
+        try:
+            load_state(bad)
+        except NetpressFormatError:
+            pass
+        tries += 1
+    assert tries > 30
