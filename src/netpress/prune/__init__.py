@@ -6,9 +6,9 @@ Entry points: :func:`compute_masks` / :func:`prune` (unstructured, any score and
 from netpress.prune.masks import (Mask, apply_masks, get_masks, is_masked, load_plain_state_dict, plain_name,
                                   plain_state_dict, prunable_tensors, sparsity, strip)
 from netpress.prune.scores import SCORES, Score, resolve_score
-from netpress.prune.scope import SCOPES
+from netpress.prune.scope import SCOPES, check_fraction
 from netpress.prune.core import compute_masks, magnitude_threshold_masks, prune
 
 __all__ = ["Mask", "apply_masks", "get_masks", "is_masked", "load_plain_state_dict", "plain_name",
            "plain_state_dict", "prunable_tensors", "sparsity", "strip",
-           "SCORES", "Score", "resolve_score", "SCOPES", "compute_masks", "magnitude_threshold_masks", "prune"]
+           "SCORES", "Score", "resolve_score", "SCOPES", "check_fraction", "compute_masks", "magnitude_threshold_masks", "prune"]

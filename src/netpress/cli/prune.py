@@ -1,0 +1,157 @@
+"""``netpress prune``: prune a trained model (unstructured with a schedule, or structured with surgery)."""
+from __future__ import annotations
+
+import argparse
+
+from netpress.cli import common
+from netpress.errors import ConfigError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("prune", help="prune a trained model: any score, scope and schedule; or structured surgery")
+    common.add_model_options(p)
+    common.add_data_options(p)
+    common.add_training_options(p)
+    common.add_from_option(p)
+    p.add_argument("--sparsity", type=float, required=True, help="target fraction of zeros in [0, 1), e.g. 0.92 "
+                   "(with --structured: fraction of neurons/filters removed per layer group)")
+    p.add_argument("--score", default="magnitude", help="magnitude, random, gradient, taylor, snip, l1, l2, activation, apoz")
+    p.add_argument("--scope", default="global", help="global or local")
+    p.add_argument("--schedule", default="oneshot", help="oneshot, iterative:N or agp")
+    p.add_argument("--layer-sparsity", action="append", default=[], metavar="NAME=F",
+                   help="own rate for a tensor, e.g. fc_out.weight=0.46 (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="NAME", help="tensor to leave alone (repeatable)")
+    p.add_argument("--allow-collapse", action="store_true", help="let global pruning empty a whole layer")
+    p.add_argument("--structured", action="store_true", help="remove whole neurons/filters and thin the model (surgery)")
+    p.add_argument("--retrain-mode", default="finetune", help="finetune, lr-rewind or weight-rewind")
+    common.add_training_options(p, prefix="retrain-")
+    p.add_argument("--out", default=None, help="save the pruned (or thinned) model here as .safetensors")
+    common.add_run_options(p)
+    common.add_json(p)
+    p.set_defaults(func=run)
+
+
+def parse_layer_sparsity(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise ConfigError(f"--layer-sparsity expects NAME=FRACTION, got {item!r}")
+    return out
+
+
+def _validate(args, model) -> dict:
+    """Every check that can fail, against an untrained model of the same architecture, before training."""
+    from netpress.prune import check_fraction, compute_masks, resolve_score
+    from netpress.prune.schedules import parse_schedule
+
+    check_fraction(args.sparsity)
+    schedule = parse_schedule(args.schedule, retrain=args.retrain_mode)
+    resolve_score(args.score)
+    layer = parse_layer_sparsity(args.layer_sparsity)
+    if args.structured:
+        from netpress.prune.scores import SCORES
+        if args.schedule != "oneshot":
+            raise ConfigError("--structured runs one-shot surgery; use --schedule oneshot (fine-tune with --retrain-steps)")
+        return {"schedule": schedule, "layer": layer}
+    if args.scope not in ("global", "local"):
+        raise ConfigError(f"unknown scope {args.scope!r}; known: global, local")
+    compute_masks(model, 0.0, score="magnitude", scope=args.scope, layer_sparsity=layer or None, exclude=args.exclude)
+    return {"schedule": schedule, "layer": layer}
+
+
+def _fresh_model(args):
+    """The architecture to validate against: the --from run's model, or the registry model (untrained)."""
+    from netpress.data import load_data
+    from netpress.models import build_model
+
+    if args.from_run:
+        from netpress.runs import load_run_model, resolve_run
+        return load_run_model(resolve_run(args.from_run, args.runs_dir)), None
+    data = load_data(common.data_hparams(args), args.data_dir)
+    return build_model(common.model_hparams(args), data.input_shape, data.num_classes, seed=0), data
+
+
+def run(args) -> int:
+    import copy
+
+    from netpress.prune import sparsity, strip
+    from netpress.prune.accounting import account
+    from netpress.train import evaluate
+
+    fresh, _ = _fresh_model(args)
+    plan = _validate(args, fresh)
+    base = common.trained_model(args)
+    model, data = copy.deepcopy(base.model), base.data
+    dense_acc = evaluate(model, data.test, device=None).accuracy
+    retrain_hp = _retrain_hp(args, plan["schedule"].kind)
+    result = (_structured(args, model, data, retrain_hp) if args.structured
+              else _unstructured(args, model, data, plan, retrain_hp, base))
+    model = strip(result.pop("model"))
+    rows, total = account(model, data.input_shape)
+    acc = evaluate(model, data.test).accuracy
+    out = {"run": base.id, "dense_accuracy": dense_acc, "test_accuracy": acc, "accuracy_drop": dense_acc - acc,
+           "sparsity": sparsity(model) if not args.structured else total["sparsity"], "params": total["params"],
+           "nonzeros": total["nonzeros"], "flops_dense": total["flops_dense"], "flops_effective": total["flops_effective"],
+           "layers": rows, **result}
+    if args.out:
+        from netpress.prune.surgery import save_thinned
+        out["path"] = str(save_thinned(model, args.out))
+    human = (common.table(rows + [total], ["layer", "shape", "params", "nonzeros", "sparsity", "flops_dense", "flops_effective"])
+             + f"\n\ndense accuracy {dense_acc:.4f} -> pruned {acc:.4f} (sparsity {out['sparsity']:.4f})")
+    common.emit(out, args.json, human)
+    return 0
+
+
+def _retrain_hp(args, kind: str):
+    from netpress.train import TrainingHparams
+
+    given = common.training_hparams(args, prefix="retrain-", base=TrainingHparams(lr=0.005, steps="2ep"))
+    wants = any(getattr(args, f"retrain_{k}") is not None for k in ("steps", "lr", "optimizer"))
+    return given if (wants or kind in ("iterative", "agp")) else None
+
+
+def _unstructured(args, model, data, plan, retrain_hp, base) -> dict:
+    from netpress.prune import plain_state_dict
+    from netpress.prune.schedules import AGP, iterative_prune
+    from netpress.train import train
+
+    kw = dict(score=args.score, scope=args.scope, layer_sparsity=plan["layer"] or None, exclude=args.exclude,
+              allow_collapse=args.allow_collapse)
+    sched = plan["schedule"]
+    if sched.kind == "agp":
+        total = _iterations(retrain_hp, data)
+        agp = AGP(args.sparsity, start=0, end=max(2, int(0.75 * total)), every=max(1, total // 40),
+                  data=data if args.score not in ("magnitude", "random") else None, **kw)
+        train(agp.attach(model), data, retrain_hp, callbacks=[agp], device=args.device)
+        return {"model": model, "schedule": "agp"}
+    rewind = None
+    if sched.retrain == "weight-rewind":
+        from netpress.runs import load_run_model
+        rewind = plain_state_dict(load_run_model(base.path, "init.pt"))
+    hist = iterative_prune(model, data, args.sparsity, rounds=sched.rounds, retrain_hp=retrain_hp,
+                           retrain=sched.retrain, rewind_state=rewind, device=args.device, **kw)
+    return {"model": model, "schedule": args.schedule, "rounds": hist}
+
+
+def _iterations(hp, data) -> int:
+    from netpress.data import iterations_per_epoch
+    from netpress.units import Steps
+
+    return Steps.parse(hp.steps).iterations(iterations_per_epoch(len(data.train), hp.batch_size))
+
+
+def _structured(args, model, data, retrain_hp) -> dict:
+    from netpress.prune.surgery import prune_structured
+    from netpress.train import train
+
+    res = prune_structured(model, args.sparsity, data.test.x[:16], score=args.score if args.score != "magnitude" else "l1",
+                           exclude=[e for e in args.exclude], data=data)
+    if retrain_hp is not None:
+        train(res.model, data, retrain_hp, device=args.device)
+    return {"model": res.model, "schedule": "structured", "groups": res.plan.summary(),
+            "skipped": {k: v for k, v in res.plan.skipped.items()}}
