@@ -8,7 +8,7 @@ import sys
 from netpress.errors import NetpressError
 
 # one module per command; each defines add_parser(subparsers)
-COMMANDS = ["train", "runs", "distill", "lowrank"]
+COMMANDS = ["train", "runs", "prune", "sensitivity"]
 
 
 def build_parser() -> argparse.ArgumentParser:
