@@ -186,3 +186,24 @@ def test_bad_input(kwargs, err):
 def test_nothing_prunable():
     with pytest.raises(ConfigError, match="nothing prunable"):
         prune(nn.Sequential(nn.ReLU()), 0.5)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(first=st.floats(0, 0.9), second=st.floats(0, 0.95), scope=st.sampled_from(["global", "local"]),
+       seed=st.integers(0, 5))
+def test_exactness_property_with_existing_masks(first, second, scope, seed):
+    net = mlp(seed)
+    prune(net, first, scope=scope, allow_collapse=True)
+    old = get_masks(net)
+    masks = compute_masks(net, second, scope=scope, allow_collapse=True)
+    for k in masks:
+        assert torch.all(masks[k] <= old[k])
+    if scope == "global":
+        z, n = zeros(masks)
+        assert z == max(round(second * n), zeros(old)[0])
+    else:
+        for k, m in masks.items():
+            assert int((m == 0).sum()) == max(round(second * m.numel()), int((old[k] == 0).sum()))

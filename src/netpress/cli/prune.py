@@ -54,7 +54,6 @@ def _validate(args, model) -> dict:
     resolve_score(args.score)
     layer = parse_layer_sparsity(args.layer_sparsity)
     if args.structured:
-        from netpress.prune.scores import SCORES
         if args.schedule != "oneshot":
             raise ConfigError("--structured runs one-shot surgery; use --schedule oneshot (fine-tune with --retrain-steps)")
         return {"schedule": schedule, "layer": layer}
