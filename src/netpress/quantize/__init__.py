@@ -27,3 +27,6 @@ __all__ = ["PRUNED", "Codes", "decode_indices", "WeightQuantizer", "export_codes
            "remove_activation_quantizers", "BinaryWeight", "TernaryWeight", "binarize", "ternarize", "CALIBRATORS",
            "aciq_factor", "PTQHparams", "QATHparams", "prepare_qat", "ptq", "STEFakeQuantize", "UniformQAT",
            "UniformSpec", "calibrate", "dequantize", "fake_quantize", "quantize", "quantize_weights", "uniform_codes"]
+from netpress.quantize.vector import VQResult, kmeans_vectors, product_quantize, residual_quantize  # noqa: E402
+
+__all__ += ["VQResult", "kmeans_vectors", "product_quantize", "residual_quantize"]

@@ -154,10 +154,29 @@ class PrefixSums:
 
 
 def _means(prefix: PrefixSums, cuts: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """New centroids: cluster means; an empty cluster moves to the value farthest from its centroid (as
+    scikit-learn relocates empty clusters), found in O(k) because each cluster's farthest value is an end."""
     counts = np.diff(cuts)
     at = prefix.at(cuts)
     sums = at[1:] - at[:-1]
-    return np.where(counts > 0, sums / np.maximum(counts, 1), old)
+    new = np.where(counts > 0, sums / np.maximum(counts, 1), old)
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        new = _relocate(prefix.xs, cuts, counts, new, empty)
+    return np.sort(new)
+
+
+def _relocate(xs: np.ndarray, cuts: np.ndarray, counts: np.ndarray, centroids: np.ndarray,
+              empty: np.ndarray) -> np.ndarray:
+    full = np.flatnonzero(counts > 0)
+    first, last = xs[cuts[full]].astype(np.float64), xs[cuts[full + 1] - 1].astype(np.float64)
+    c = centroids[full]
+    candidates = np.concatenate([first, last])
+    distance = np.concatenate([c - first, last - c])
+    order = np.argsort(-distance, kind="stable")[: empty.size]
+    centroids = centroids.copy()
+    centroids[empty[: order.size]] = candidates[order]
+    return centroids
 
 
 def _inertia(xs: np.ndarray, prefix: PrefixSums, cuts: np.ndarray, c: np.ndarray) -> float:
