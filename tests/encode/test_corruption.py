@@ -23,11 +23,21 @@ def saved(tmp_path, user_model):
 
 def _rewrite(blob: bytes, edit) -> bytes:
     """Apply ``edit`` to the manifest and re-seal it with a valid checksum (a crafted, not a damaged, file)."""
-    _, major, minor, mlen, _ = container.HEADER.unpack_from(blob)
-    manifest = json.loads(blob[20:20 + mlen])
+    _, major, minor, flags, mlen, _ = container.HEADER.unpack_from(blob)
+    n = container.HEADER.size
+    manifest = json.loads(container.zstd_decompress(blob[n:n + mlen], 1 << 26, "m", exact=False))
     edit(manifest)
-    body = json.dumps(manifest).encode()
-    return container.HEADER.pack(container.MAGIC, major, minor, len(body), zlib.crc32(body)) + body + blob[20 + mlen:]
+    return _seal(json.dumps(manifest).encode(), blob[n + mlen:], compress=rng_compress(manifest))
+
+
+def rng_compress(manifest) -> bool:
+    return len(manifest.get("sections", [])) % 2 == 0 if isinstance(manifest, dict) else True
+
+
+def _seal(body: bytes, data: bytes, compress: bool = True, major: int = 1, flags: int | None = None) -> bytes:
+    body = container.zstd_compress(body) if compress else body
+    flags = int(compress) if flags is None else flags
+    return container.HEADER.pack(container.MAGIC, major, 0, flags, len(body), zlib.crc32(body)) + body + data
 
 
 def _tensor(m, name):
@@ -65,6 +75,7 @@ def test_truncation_anywhere(tmp_path, saved):
 def test_flipped_bits_name_the_section(tmp_path, saved):
     blob = saved.read_bytes()
     _expect(tmp_path, blob[:30] + bytes([blob[30] ^ 1]) + blob[31:], "manifest")
+    _expect(tmp_path, blob[:12] + bytes([blob[12] ^ 2]) + blob[13:], "header")  # unknown flag
     _expect(tmp_path, blob[:-3] + bytes([blob[-3] ^ 4]) + blob[-2:], "fc.")  # the last section belongs to fc
     manifest = netpress.encode.read_manifest(saved)
     conv = next(s for s in manifest["sections"] if s["name"] == "conv.weight/codebook")
@@ -100,11 +111,26 @@ def test_crafted_manifests(tmp_path, saved, label, edit, section):
 
 def test_not_json_and_not_an_object(tmp_path, saved):
     blob = saved.read_bytes()
+    data = blob[container.HEADER.size + container.HEADER.unpack_from(blob)[4]:]
     for body in (b"\xff\xfe{", b"[1, 2]", b"{" * 100000):
-        mlen = container.HEADER.unpack_from(blob)[3]
-        data = blob[20 + mlen:]
-        _expect(tmp_path, container.HEADER.pack(container.MAGIC, 1, 0, len(body), zlib.crc32(body)) + body + data,
-                "manifest")
+        _expect(tmp_path, _seal(body, data, compress=False), "manifest")
+    _expect(tmp_path, _seal(b"{}", data, compress=False, flags=1), "manifest")  # flag says zstd, it is not
+    bomb = container.zstd_compress(b" " * (container.MAX_MANIFEST + 1))
+    _expect(tmp_path, _seal(bomb, data, compress=False, flags=1), "manifest")
+
+
+def test_zstd_bomb_in_a_section_is_refused_before_allocating(tmp_path, saved):
+    bomb = container.zstd_compress(bytes(1 << 26))
+    blob = saved.read_bytes()
+    _, _, _, _, mlen, _ = container.HEADER.unpack_from(blob)
+
+    def edit(m):
+        bias = next(t for t in m["tensors"] if t["name"] == "fc.bias")
+        bias.update(compression="zstd", section="bomb")
+        m["sections"].append({"name": "bomb", "offset": m["data_length"], "length": len(bomb), "crc32": zlib.crc32(bomb)})
+        m["data_length"] += len(bomb)
+
+    _expect(tmp_path, _rewrite(blob, edit) + bomb, "fc.bias")
 
 
 def test_missing_file_is_typed(tmp_path):

@@ -214,9 +214,26 @@ def summarize(manifest: dict) -> dict:
     file_bytes = manifest.get("file_bytes", sum(lengths.values()))
     keys = ("weight_bytes", "index_bytes", "codebook_bytes", "raw_bytes")
     totals = {k: sum(r[k] for r in rows) for k in keys}
-    return {"tensors": rows, "file_bytes": file_bytes, "manifest_bytes": manifest.get("manifest_bytes", 0), **totals,
-            "fp32_bytes": fp32, "ratio": fp32 / max(file_bytes, 1), "metrics": manifest.get("metrics", {}),
+    return {"tensors": rows, "streams": stream_stats(manifest), "file_bytes": file_bytes,
+            "manifest_bytes": manifest.get("manifest_bytes", 0), **totals, "fp32_bytes": fp32,
+            "ratio": fp32 / max(file_bytes, 1), "metrics": manifest.get("metrics", {}),
             "model": manifest.get("model"), "recipe": manifest.get("recipe")}
+
+
+def stream_stats(manifest: dict) -> list[dict]:
+    """Per entropy-coded stream: coding, symbols, bits per symbol (section size), empirical entropy and the gap."""
+    lengths = {s["name"]: s["length"] for s in manifest["sections"]}
+    out = []
+    for t in manifest["tensors"]:
+        metas = list((t.get("positions") or {}).get("streams", {}).values())
+        metas += [t["values"]] if "values" in t else []
+        for m in metas:
+            n = max(m["count"], 1)
+            bps = 8 * lengths.get(m["section"], 0) / n
+            out.append({"stream": m["section"], "coding": m["coding"], "symbols": m["count"],
+                        "alphabet": m["alphabet"], "bits_per_symbol": bps, "entropy": m.get("entropy"),
+                        "gap": bps - m["entropy"] if isinstance(m.get("entropy"), (int, float)) else None})
+    return out
 
 
 def _row(t: dict, lengths: dict[str, int]) -> dict:

@@ -5,10 +5,11 @@ Layout (little-endian)::
     0   8 bytes  magic b"\\x89NETP\\r\\n\\x1a"
     8   u16      format major version (readers reject other majors)
     10  u16      format minor version
-    12  u32      manifest length M
-    16  u32      CRC32 of the manifest bytes
-    20  M bytes  manifest, UTF-8 JSON
-    20+M         data area: the sections, at the offsets the manifest gives (relative to 20+M)
+    12  u32      flags: bit 0 = the manifest is zstd-compressed; other bits must be 0
+    16  u32      stored manifest length M
+    20  u32      CRC32 of the M stored manifest bytes
+    24  M bytes  manifest: UTF-8 JSON (zstd frame if flag bit 0)
+    24+M         data area: the sections, at the offsets the manifest gives (relative to 24+M)
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from pathlib import Path
 
 MAGIC = b"\x89NETP\r\n\x1a"
 MAJOR, MINOR = 1, 0
-HEADER = struct.Struct("<8sHHII")
+HEADER = struct.Struct("<8sHHIII")
+FLAG_ZSTD_MANIFEST = 1
 MAX_MANIFEST = 64 << 20
 
 from netpress.encode.errors import NetpressFormatError, check  # noqa: E402
@@ -43,8 +45,8 @@ def write_file(path: str | os.PathLike, manifest: dict, sections: list[tuple[str
         table.append({"name": name, "offset": offset, "length": len(data), "crc32": zlib.crc32(data)})
         offset += len(data)
     manifest = {**manifest, "sections": table, "data_length": offset}
-    body = json.dumps(manifest, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
-    header = HEADER.pack(MAGIC, MAJOR, MINOR, len(body), zlib.crc32(body))
+    body = zstd_compress(json.dumps(manifest, separators=(",", ":"), sort_keys=True, allow_nan=False).encode())
+    header = HEADER.pack(MAGIC, MAJOR, MINOR, FLAG_ZSTD_MANIFEST, len(body), zlib.crc32(body))
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -85,12 +87,15 @@ def parse(blob: bytes, verify: bool = True) -> tuple[dict, dict[str, bytes], int
         NetpressFormatError: wrong magic, unknown version, truncation, bad checksum, bad section table.
     """
     check(len(blob) >= HEADER.size, "header", f"file is {len(blob)} bytes, shorter than the header")
-    magic, major, minor, mlen, mcrc = HEADER.unpack_from(blob)
+    magic, major, minor, flags, mlen, mcrc = HEADER.unpack_from(blob)
     check(magic == MAGIC, "header", "not a .netp file (wrong magic bytes)")
     check(major == MAJOR, "header", f"format version {major}.{minor} is not supported (this reader: {MAJOR}.x)")
+    check(flags & ~FLAG_ZSTD_MANIFEST == 0, "header", f"unknown flags {flags:#x}")
     check(mlen <= min(MAX_MANIFEST, len(blob) - HEADER.size), "manifest", f"length {mlen} does not fit the file")
     body = blob[HEADER.size:HEADER.size + mlen]
     check(zlib.crc32(body) == mcrc, "manifest", "checksum mismatch (corrupted)")
+    if flags & FLAG_ZSTD_MANIFEST:
+        body = zstd_decompress(body, MAX_MANIFEST, "manifest", exact=False)
     try:
         manifest = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -118,4 +123,29 @@ def _sections(manifest: dict, blob: bytes, start: int, verify: bool) -> dict[str
         data = blob[start + off:start + off + n]
         check(not verify or zlib.crc32(data) == crc, where, "checksum mismatch (corrupted)")
         out[name] = data
+    return out
+
+
+def zstd_compress(data: bytes, level: int = 19) -> bytes:
+    """A zstd frame (with its content size) of ``data``."""
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=level).compress(data)
+
+
+def zstd_decompress(data: bytes, limit: int, section: str, exact: bool = True) -> bytes:
+    """Decompress one zstd frame of at most ``limit`` bytes (exactly ``limit`` if ``exact``), never allocating more.
+
+    Raises:
+        NetpressFormatError: not a zstd frame, a declared size over the limit, or a different size.
+    """
+    import zstandard
+
+    try:
+        declared = zstandard.frame_content_size(data)
+        check(declared <= limit, section, f"zstd frame declares {declared} bytes, at most {limit} expected")
+        out = zstandard.ZstdDecompressor().decompress(data, max_output_size=limit)
+    except zstandard.ZstdError as exc:
+        raise NetpressFormatError(section, f"zstd data does not decompress ({exc})") from None
+    check(not exact or len(out) == limit, section, f"decompressed to {len(out)} bytes, expected {limit}")
     return out

@@ -11,7 +11,7 @@ from netpress.encode import ans, huffman
 from netpress.encode.bits import pack, unpack, width_for
 from netpress.encode.errors import check
 
-CODERS = ("huffman", "ans", "auto")
+CODERS = ("huffman", "ans", "auto", "packed")  # packed: fixed-length indices, no entropy coding
 CANDIDATES = {"huffman": ("packed", "huffman"), "ans": ("packed", "ans"), "auto": ("packed", "huffman", "ans"),
               "packed": ("packed",)}
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from netpress.encode import positions as P
+from netpress.encode.container import zstd_compress, zstd_decompress
 from netpress.encode.errors import NetpressFormatError, check
 from netpress.encode.streams import decode_stream, encode_stream, estimate
 from netpress.quantize.codes import Codes, decode_indices
@@ -113,9 +114,7 @@ def _le_bytes(t: torch.Tensor) -> bytes:
 
 
 def _compress(data: bytes) -> tuple[bytes, str]:
-    import zstandard
-
-    packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+    packed = zstd_compress(data, ZSTD_LEVEL)
     return (packed, "zstd") if len(packed) < len(data) else (data, "none")
 
 
@@ -228,14 +227,7 @@ def _decompress(data: bytes, compression: object, expected: int, name: str) -> b
         check(len(data) == expected, name, f"{len(data)} bytes, expected {expected}")
         return data
     check(compression == "zstd", name, f"unknown compression {compression!r}")
-    import zstandard
-
-    try:
-        out = zstandard.ZstdDecompressor().decompress(data, max_output_size=expected)
-    except zstandard.ZstdError as exc:
-        raise NetpressFormatError(name, f"zstd data does not decompress ({exc})") from None
-    check(len(out) == expected, name, f"decompressed to {len(out)} bytes, expected {expected}")
-    return out
+    return zstd_decompress(data, expected, name)
 
 
 def _from_le_bytes(data: bytes, dtype: torch.dtype) -> torch.Tensor:

@@ -1,0 +1,37 @@
+"""``netpress evaluate model.netp --data fashion-mnist``: test accuracy of the decoded model."""
+from __future__ import annotations
+
+from netpress.cli import common
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="load a .netp file (registry models) and measure its test accuracy")
+    p.add_argument("path", help="the .netp file")
+    common.add_data_options(p)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    common.add_json(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import netpress
+    from netpress.data import load_data
+    from netpress.encode import read_manifest
+    from netpress.errors import ConfigError
+    from netpress.train import evaluate
+    from netpress.train.evaluate import resolve_device
+
+    manifest = read_manifest(args.path)
+    data = load_data(common.data_hparams(args), args.data_dir)
+    spec = manifest.get("model") or {}
+    if spec and list(spec.get("input_shape", [])) != list(data.input_shape):
+        raise ConfigError(f"the model takes inputs of shape {spec['input_shape']}, {args.data} has {list(data.input_shape)}")
+    model = netpress.load(args.path).to(resolve_device(args.device))
+    res = evaluate(model, data.test)
+    saved = (manifest.get("metrics") or {}).get("test_accuracy")
+    result = {"path": args.path, "data": args.data, "test_accuracy": res.accuracy, "test_loss": res.loss,
+              "examples": res.examples, "saved_test_accuracy": saved, "bytes": manifest["file_bytes"]}
+    human = f"{args.path}: test accuracy {res.accuracy:.4f} on {res.examples} {args.data} examples" + (
+        f" (recorded at save: {saved:.4f})" if isinstance(saved, float) else "")
+    common.emit(result, args.json, human)
+    return 0

@@ -1,0 +1,49 @@
+"""``netpress inspect model.netp``: the per-layer size table of Deep Compression Tables 2-3."""
+from __future__ import annotations
+
+from netpress.cli import common
+
+COLUMNS = ["layer", "weights", "kept_%", "bits", "coded_bits", "positions", "index_bits", "codebook_B", "total_B",
+           "ratio"]
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("inspect", help="per-layer size table of a .netp file (weights, % kept, bits, bytes, ratio)")
+    p.add_argument("path", help="the .netp file")
+    p.add_argument("--streams", action="store_true", help="also list every coded stream: bits/symbol vs entropy")
+    common.add_json(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from netpress.encode import read_manifest, summarize
+
+    report = summarize(read_manifest(args.path))
+    common.emit(report, args.json, _human(report, args.streams))
+    return 0
+
+
+def _human(r: dict, streams: bool) -> str:
+    rows = [_table_row(t) for t in r["tensors"]]
+    rows.append({"layer": "total", "weights": sum(t["weights"] for t in r["tensors"]),
+                 "codebook_B": r["codebook_bytes"], "total_B": r["file_bytes"], "ratio": f"{r['ratio']:.1f}x"})
+    model = (r.get("model") or {}).get("name", "user model")
+    lines = [f"{model}: {r['file_bytes']:,} bytes (fp32 {r['fp32_bytes']:,}), ratio {r['ratio']:.1f}x",
+             f"  weights {r['weight_bytes']:,} B, index {r['index_bytes']:,} B, codebooks {r['codebook_bytes']:,} B, "
+             f"raw tensors {r['raw_bytes']:,} B, manifest+header {r['manifest_bytes']:,} B",
+             common.table(rows, COLUMNS)]
+    if r.get("metrics"):
+        lines.append("metrics: " + ", ".join(f"{k}={v}" for k, v in r["metrics"].items()))
+    if streams:
+        lines.append(common.table([{k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()}
+                                   for s in r["streams"]]))
+    return "\n".join(lines)
+
+
+def _table_row(t: dict) -> dict:
+    pos = t["positions"] + (f"(b={t['gap_bits']})" if t.get("gap_bits") else "")
+    kept = f"{100 * t['kept_fraction']:.1f}" if t.get("kept_fraction") is not None else ""
+    coded = f"{t['weight_bits_coded']:.2f}" if t.get("weight_bits_coded") is not None else ""
+    return {"layer": t["name"], "weights": t["weights"], "kept_%": kept, "bits": t["bits"], "coded_bits": coded,
+            "positions": pos, "index_bits": f"{t['index_bits']:.2f}", "codebook_B": t["codebook_bytes"],
+            "total_B": t["total_bytes"], "ratio": f"{t['ratio']:.1f}x"}
