@@ -30,3 +30,6 @@ __all__ = ["PRUNED", "Codes", "decode_indices", "WeightQuantizer", "export_codes
 from netpress.quantize.vector import VQResult, kmeans_vectors, product_quantize, residual_quantize  # noqa: E402
 
 __all__ += ["VQResult", "kmeans_vectors", "product_quantize", "residual_quantize"]
+from netpress.quantize.mixed import BitPlan, Sensitivity, allocate_bits, apply_plan, bit_sensitivity  # noqa: E402
+
+__all__ += ["BitPlan", "Sensitivity", "allocate_bits", "apply_plan", "bit_sensitivity"]
