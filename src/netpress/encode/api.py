@@ -32,7 +32,8 @@ def save(model: nn.Module, path: str | os.PathLike, *, recipe: Any = None, metri
         path: the file to write.
         recipe: how the model was made (any JSON-able value), stored in the manifest.
         metrics: measured results (e.g. ``{'test_accuracy': 0.89}``), stored in the manifest.
-        coder: ``'huffman'`` (default), ``'ans'`` or ``'auto'`` (smallest per stream).
+        coder: ``'huffman'`` (default), ``'ans'``, ``'auto'`` (smallest per stream) or ``'packed'`` (fixed-width
+            fields, no entropy coding: Deep Compression's P+Q stage).
         codes: explicit ``{plain_name: Codes}`` (default: ``export_codes(model)``).
 
     Returns:
