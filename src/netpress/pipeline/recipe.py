@@ -23,7 +23,7 @@ from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
 from netpress.train import TrainingHparams
 
-CODERS = ("huffman", "ans", "auto", "raw")
+CODERS = ("huffman", "ans", "auto", "packed")
 SCHEDULES = ("oneshot", "iterative", "sensitivity")
 QUANT_METHODS = ("kmeans", "uniform", "sensitivity")
 
@@ -115,7 +115,7 @@ class QuantizeStage(Hparams):
 
 @dataclasses.dataclass(frozen=True)
 class EncodeStage(Hparams):
-    """Writing the ``.netp`` file. ``coder``: ``huffman`` (the paper), ``ans``, ``auto`` (smaller per stream), ``raw``."""
+    """Writing the ``.netp`` file. ``coder``: ``huffman`` (the paper), ``ans``, ``auto`` (smaller per stream), ``packed`` (fixed-length)."""
 
     coder: str = "huffman"
 
@@ -129,12 +129,14 @@ class DistillStage(Hparams):
 
     temperature: float = 4.0
     alpha: float = 0.5
-    mode: str = "soft"
+    mode: str = "kd"
 
     def validate(self) -> None:
         require(self.temperature > 0, f"temperature: must be > 0, got {self.temperature!r}")
         require(0 <= self.alpha <= 1, f"alpha: must be in [0, 1], got {self.alpha!r}")
-        require(self.mode in ("soft", "logits"), f"mode: must be 'soft' or 'logits', got {self.mode!r}")
+        from netpress.distill.hparams import MODES
+
+        require(self.mode in MODES, f"mode: must be one of {', '.join(MODES)}, got {self.mode!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,53 @@
+"""``netpress compress``: Deep Compression (or any recipe) from a trained run to a ``.netp`` file and a report."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from netpress.cli import common
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compress", help="run a compression recipe (default: deep-compression) and write a .netp file")
+    common.add_model_options(p)
+    common.add_data_options(p)
+    common.add_training_options(p)
+    common.add_run_options(p)
+    common.add_from_option(p)
+    p.add_argument("--recipe", default="deep-compression",
+                   help="built-in recipe (deep-compression, prune-only, quantize-only, max) or a YAML file")
+    p.add_argument("--out", default=None, help="output .netp file (default: <model>.netp)")
+    p.add_argument("--report", default=None, help="report folder (default: <out without .netp>_report)")
+    common.add_json(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from netpress.pipeline import compress, load_recipe
+    from netpress.report.compression import layer_table, stage_table
+    from netpress.runs import run_hparams, run_lock, runs_root
+    from netpress.train import TrainingHparams
+
+    recipe = load_recipe(args.recipe)  # validated before any training
+    out = Path(args.out or f"{args.model}.netp")
+    report = Path(args.report) if args.report else out.with_name(out.stem + "_report")
+    start = common.trained_model(args)
+    base_hp = TrainingHparams.from_dict(run_hparams(start.path)["training"]) if (start.path / "hparams.json").exists() \
+        else common.training_hparams(args)
+    key = hashlib.sha256(f"{start.id}|{recipe.digest()}".encode()).hexdigest()[:12]
+    workdir = runs_root(args.runs_dir) / f"compress_{key}"
+    with run_lock(workdir):
+        result = compress(start.model, start.data, recipe=recipe, train_hp=base_hp, out=out, workdir=workdir,
+                          report_dir=report, title=f"{recipe.name}: {args.model} on {start.data.name}",
+                          device=args.device)
+    summary = {**result.summary(), "recipe": recipe.name, "run": start.id, "workdir": str(workdir),
+               "report": str(result.report), "stages": result.rows, "layers": result.layers}
+    human = "\n".join([
+        f"{recipe.name}: {args.model} on {start.data.name} (from run {start.id})", "", stage_table(result.rows), "",
+        layer_table(result.layers), "",
+        f"wrote {out} ({result.rows[-1]['bytes']:,} bytes, {result.rows[-1]['ratio']:.1f}x smaller than fp32) "
+        f"and {result.report}",
+        f"next: netpress inspect {out}    netpress evaluate {out} --data {start.data.name}",
+    ])
+    common.emit(summary, args.json, human)
+    return 0

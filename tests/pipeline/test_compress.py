@@ -1,0 +1,119 @@
+"""End-to-end compression on synthetic data: compress -> .netp -> load -> same predictions; resume after a kill."""
+import json
+
+import pytest
+import torch
+
+import netpress
+from netpress.models import build_model
+from netpress.pipeline import compress, parse_recipe
+from netpress.pipeline import stages as stages_module
+from netpress.prune.masks import plain_state_dict
+from netpress.train import TrainingHparams, evaluate, train
+
+RECIPE = parse_recipe({"name": "tiny", "stages": [
+    {"prune": {"schedule": "iterative", "rounds": 2, "layers": {"last": 0.5}, "sparsity": 0.8,
+               "retrain": {"steps": "1ep", "lr": 0.02}}},
+    {"quantize": {"method": "kmeans", "bits": 4, "finetune": {"steps": "1ep", "lr": 0.01}}},
+    {"encode": {"coder": "huffman"}},
+]})
+HP = TrainingHparams(steps="3ep", batch_size=100, lr=0.05)
+
+
+@pytest.fixture()
+def trained(synthetic):
+    model = build_model("lenet300", synthetic.input_shape, synthetic.num_classes, seed=0)
+    train(model, synthetic, HP, device="cpu")
+    return model
+
+
+def test_compress_load_evaluate_same_predictions(trained, synthetic, tmp_path):
+    out = tmp_path / "tiny.netp"
+    result = compress(trained, synthetic, recipe=RECIPE, train_hp=HP, out=out, report_dir=tmp_path / "report",
+                      device="cpu")
+    assert [r["stage"] for r in result.rows] == ["dense", "prune", "quantize", "encode"]
+    dense, pruned, quantized, encoded = result.rows
+    assert pruned["sparsity"] == pytest.approx(0.8 * (1 - 400 / 50_000) + 0.5 * 400 / 50_000, abs=2e-3)
+    assert encoded["bytes"] == out.stat().st_size < quantized["bytes"] < pruned["bytes"] < dense["bytes"]
+    # 80% pruned, 4-bit: ~8 bits per kept weight with its index; biases and the ~1 KB manifest weigh on 50K weights
+    assert encoded["ratio"] > 10 and encoded["test_accuracy"] > 0.9
+    for name, w in result.final_weights.items():  # <= 16 shared values per layer, pruned zeros kept
+        assert len(torch.unique(w[w != 0])) <= 16, name
+
+    loaded = netpress.load(out)
+    x = synthetic.test.x
+    with torch.no_grad():
+        assert torch.equal(loaded(x), result.model(x))
+    assert evaluate(loaded, synthetic.test).accuracy == encoded["test_accuracy"]
+
+    assert result.layers and {"name"} <= set(result.layers[0])
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| encode |" in report and (tmp_path / "report" / "weights.png").stat().st_size > 1000
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_compression_resumes_to_the_same_model(trained, synthetic, tmp_path, monkeypatch):
+    import copy
+
+    reference = compress(copy.deepcopy(trained), synthetic, recipe=RECIPE, train_hp=HP, out=tmp_path / "ref.netp",
+                         device="cpu")
+
+    real_train, calls = stages_module.train, []
+
+    def dying_train(*args, **kwargs):
+        calls.append(kwargs.get("desc"))
+        if len(calls) == 3:  # prune round 1, prune round 2, then die in centroid fine-tuning
+            raise Killed
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(stages_module, "train", dying_train)
+    work = tmp_path / "work"
+    with pytest.raises(Killed):
+        compress(copy.deepcopy(trained), synthetic, recipe=RECIPE, train_hp=HP, out=tmp_path / "a.netp",
+                 workdir=work, device="cpu")
+    assert (work / "00_prune" / "done.json").exists() and not (work / "01_quantize" / "done.json").exists()
+
+    calls.clear()
+    monkeypatch.setattr(stages_module, "train", lambda *a, **k: (calls.append(k.get("desc")), real_train(*a, **k))[1])
+    resumed = compress(copy.deepcopy(trained), synthetic, recipe=RECIPE, train_hp=HP, out=tmp_path / "a.netp",
+                       workdir=work, device="cpu")
+    assert calls == ["centroid fine-tune"]  # the finished prune stage was restored, not re-run
+    ref_w, got_w = plain_state_dict(reference.model), plain_state_dict(resumed.model)
+    for k in ref_w:
+        assert torch.equal(ref_w[k], got_w[k]), k
+    assert [r["test_accuracy"] for r in resumed.rows] == [r["test_accuracy"] for r in reference.rows]
+
+    calls.clear()  # everything done: nothing trains again, same numbers
+    again = compress(copy.deepcopy(trained), synthetic, recipe=RECIPE, train_hp=HP, out=tmp_path / "a.netp",
+                     workdir=work, device="cpu")
+    assert calls == [] and again.rows == resumed.rows
+    assert json.loads((work / "recipe.json").read_text())["name"] == "tiny"
+
+
+def test_compress_cli_json(tmp_path, capsys):
+    from netpress.cli.main import main
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps({"stages": [{"prune": {"rounds": 1, "sparsity": 0.5, "retrain": {"steps": "1ep"}}},
+                                             {"quantize": {"bits": 5}}, {"encode": {}}]}))
+    out = tmp_path / "m.netp"
+    code = main(["compress", "--model", "lenet300", "--data", "synthetic", "--steps", "2ep", "--recipe", str(recipe),
+                 "--out", str(out), "--json"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and out.exists() and result["bytes"] == out.stat().st_size
+    assert result["ratio"] > 5 and 0 <= result["test_accuracy"] <= 1 and result["sparsity"] > 0.45
+    assert [s["stage"] for s in result["stages"]] == ["dense", "prune", "quantize", "encode"]
+
+
+def test_compress_cli_bad_recipe_fails_before_training(tmp_path, capsys):
+    from netpress.cli.main import main
+    from netpress.runs import runs_root
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages:\n  - prune: {sparsity: 2}\n")
+    assert main(["compress", "--data", "synthetic", "--recipe", str(bad)]) == 2
+    assert "stages[0].prune.sparsity: must be a fraction" in capsys.readouterr().err
+    assert not list(runs_root().glob("train_*"))
