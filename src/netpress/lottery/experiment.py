@@ -165,15 +165,21 @@ def _replicate(ctx: _Ctx, rep: int) -> tuple[list[dict], list[dict]]:
     init = _init_state(ctx, folder, train_hp.seed)
     rows = [_dense_level(ctx, folder, rep, train_hp, init)]
     dense = load_stage(folder / "level_00" / BRANCH)
+    lmc = _lmc_at(ctx, folder, rep, train_hp, 0, init, dense)
     parent = dense
     for level in range(1, ctx.hp.levels + 1):
         masks = _level_mask(ctx, folder / f"level_{level:02d}", parent, level)
-        for branch in ctx.hp.branches:
+        for branch in ctx.hp.level_branches(level):
             rows.append(_branch(ctx, folder, rep, train_hp, level, branch, masks, init, parent, dense))
         parent = load_stage(folder / f"level_{level:02d}" / BRANCH)
-    lmc = [_lmc(ctx, folder, rep, train_hp, level, point, init, dense)
-           for level in ctx.hp.lmc_level_list for point in ctx.hp.lmc_rewind_list]
+        lmc += _lmc_at(ctx, folder, rep, train_hp, level, init, dense)  # right after its level: results come in order
     return rows, lmc
+
+
+def _lmc_at(ctx: _Ctx, folder: Path, rep: int, train_hp: TrainingHparams, level: int, init: dict, dense: dict) -> list:
+    if level not in ctx.hp.lmc_level_list:
+        return []
+    return [_lmc(ctx, folder, rep, train_hp, level, point, init, dense) for point in ctx.hp.lmc_rewind_list]
 
 
 def _fresh_model(ctx: _Ctx, seed: int):

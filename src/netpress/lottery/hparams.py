@@ -11,7 +11,7 @@ CONTROLS = ("reinit", "random-mask", "oneshot")
 SCOPES = ("global", "local")
 REWIND_MODES = ("lr", "finetune")  # besides a point in training ('0it', '500it', '2ep')
 BRANCH = "ticket"  # the main line of each level
-ADDITIVE = ("levels", "replicates", "controls", "lmc_levels", "lmc_rewinds", "lmc_points", "lmc_seeds")
+ADDITIVE = ("levels", "replicates", "controls", "control_levels", "lmc_levels", "lmc_rewinds", "lmc_points", "lmc_seeds")
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -33,6 +33,7 @@ class LotteryHparams(Hparams):
         controls: comma-separated branches trained beside each ticket: ``reinit`` (same mask, fresh init),
             ``random-mask`` (same per-layer counts, random positions), ``oneshot`` (the dense net pruned once
             to the same sparsity).
+        control_levels: comma-separated levels that get the controls ('' = every level), to save compute.
         replicates: independent repeats (model seed = training seed + replicate index).
         lmc_levels: comma-separated levels whose ticket gets a linear-mode-connectivity analysis ('' = none;
             level 0 is the dense net).
@@ -52,6 +53,7 @@ class LotteryHparams(Hparams):
     scope: str = "global"
     rewind: str = "0it"
     controls: str = "reinit,random-mask"
+    control_levels: str = ""
     replicates: int = 1
     lmc_levels: str = ""
     lmc_rewinds: str = ""
@@ -69,6 +71,8 @@ class LotteryHparams(Hparams):
         require(isinstance(self.replicates, int) and self.replicates >= 1, f"replicates must be >= 1, got {self.replicates!r}")
         for lv in self.lmc_level_list:
             require(0 <= lv <= self.levels, f"lmc level {lv} outside 0..{self.levels}")
+        for lv in _int_list(self.control_levels, "control_levels"):
+            require(1 <= lv <= self.levels, f"control level {lv} outside 1..{self.levels}")
         for r in self.lmc_rewind_list:
             require(r not in REWIND_MODES, f"LMC copies start from a point in training, not {r!r}")
             _validate_rewind(r)
@@ -86,6 +90,11 @@ class LotteryHparams(Hparams):
         """The ticket followed by the controls."""
         return (BRANCH, *self.control_names)
 
+    def level_branches(self, level: int) -> tuple[str, ...]:
+        """The branches trained at ``level`` (the ticket, plus the controls where ``control_levels`` allows)."""
+        chosen = _int_list(self.control_levels, "control_levels")
+        return self.branches if not chosen or level in chosen else (BRANCH,)
+
     @property
     def rewind_iteration(self) -> Steps | None:
         """The rewind point as :class:`Steps`, or None for ``lr``/``finetune``."""
@@ -93,10 +102,7 @@ class LotteryHparams(Hparams):
 
     @property
     def lmc_level_list(self) -> tuple[int, ...]:
-        try:
-            return tuple(int(t) for t in _split(self.lmc_levels))
-        except ValueError:
-            raise_config(f"lmc_levels must be comma-separated integers, got {self.lmc_levels!r}")
+        return _int_list(self.lmc_levels, "lmc_levels")
 
     @property
     def lmc_rewind_list(self) -> tuple[str, ...]:
@@ -119,6 +125,13 @@ class LotteryHparams(Hparams):
     def density(self, level: int, output: bool = False) -> float:
         """Fraction of weights kept after ``level`` levels: (1 - p)^level (output layer: its own rate)."""
         return (1 - (self.output_fraction if output else self.prune_fraction)) ** level
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in _split(text))
+    except ValueError:
+        raise_config(f"{what} must be comma-separated integers, got {text!r}")
 
 
 def _validate_rewind(text: str) -> None:
