@@ -93,10 +93,15 @@ def test_late_rewinding_restores_iteration_k_and_oneshot_prunes_the_dense_net(tm
 
 def test_lr_rewinding_keeps_the_trained_weights(tmp_path, data, monkeypatch):
     rec = Recorder(monkeypatch)
-    res = _run(tmp_path, data, rewind="lr", controls="", levels=1)
+    res = _run(tmp_path, data, rewind="lr", controls="random-mask", levels=2)
     dense = load_stage(res.path / "replicate_0" / "level_00" / "ticket")
     state, masks = rec.starts["replicate_0/level_01/ticket"]
     _survivors_equal(state, masks, dense["state"])
+    level1 = load_stage(res.path / "replicate_0" / "level_01" / "ticket")
+    state, masks = rec.starts["replicate_0/level_02/ticket"]
+    _survivors_equal(state, masks, level1["state"])  # the parent's trained weights, not the init
+    state, masks = rec.starts["replicate_0/level_02/random-mask"]
+    _survivors_equal(state, masks, dense["state"])  # a new mask starts from the dense trained weights
 
 
 class Kill(Exception):

@@ -224,6 +224,8 @@ def _branch(ctx: _Ctx, folder: Path, rep: int, train_hp: TrainingHparams, level:
         masks = random_masks(masks, seed)
     elif branch == "oneshot":
         masks = level_masks(set_weights(_fresh_model(ctx, 0), {}, dense["state"]), ctx.hp, level)
+    if branch in ("random-mask", "oneshot") and ctx.hp.rewind_iteration is None:
+        start = dense["state"]  # lr/finetune: a new mask starts from the dense trained weights, not the parent's
     model = set_weights(_fresh_model(ctx, train_hp.seed), masks, start)
     hp, start_it = retrain_hparams(ctx.hp, train_hp, ctx.ipe)
     extra = {**_facts(masks, level, branch, rep), "branch_seed": seed}
@@ -260,7 +262,9 @@ def retrain_hparams(hp: LotteryHparams, train_hp: TrainingHparams, ipe: int) -> 
     """How a pruned level trains: (training hparams, lr-schedule start iteration).
 
     Rewinding to iteration k trains the remaining ``T - k`` iterations with the schedule from k; ``lr`` replays
-    the whole schedule; ``finetune`` trains ``T`` iterations at the schedule's final lr.
+    the whole schedule; ``finetune`` trains ``T`` iterations at the schedule's final lr. (The trainer derives a
+    cosine/linear schedule's length from ``steps``, so with those schedules late rewinding decays over ``T - k``;
+    constant and step schedules, the paper's, replay exactly.)
 
     Example:
         >>> retrain_hparams(LotteryHparams(rewind="100it"), TrainingHparams(steps="1000it"), 50)[0].steps
