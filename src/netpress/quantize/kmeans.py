@@ -133,7 +133,7 @@ def _midpoints(centroids: np.ndarray) -> np.ndarray:
 
 
 class PrefixSums:
-    """``sum(xs[:p])`` in float64 for any positions ``p``: block totals plus a short in-block remainder.
+    """``sum(xs[:p])`` (and of squares) in float64 for any positions ``p``: block totals plus a short remainder.
 
     Building it is one pass of block sums (much cheaper than a full float64 cumsum); a query of m positions
     costs O(m * block).
@@ -142,41 +142,34 @@ class PrefixSums:
     def __init__(self, xs: np.ndarray, block: int = 32):
         self.xs, self.block = xs, block
         full = len(xs) // block * block
-        sums = xs[:full].reshape(-1, block).sum(axis=1, dtype=np.float64)
-        self.blocks = np.concatenate([[0.0], np.cumsum(sums)])
+        blocks = xs[:full].reshape(-1, block)
+        self.blocks = np.concatenate([[0.0], np.cumsum(blocks.sum(axis=1, dtype=np.float64))])
+        self.squares = np.concatenate([[0.0], np.cumsum(np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64))])
 
-    def at(self, positions: np.ndarray) -> np.ndarray:
+    def at(self, positions: np.ndarray, squares: bool = False) -> np.ndarray:
         base = positions // self.block
         idx = base[:, None] * self.block + np.arange(self.block)[None, :]
-        take = idx < positions[:, None]
-        part = np.where(take, self.xs[np.minimum(idx, len(self.xs) - 1)], 0).sum(axis=1, dtype=np.float64)
-        return self.blocks[base] + part
+        vals = np.where(idx < positions[:, None], self.xs[np.minimum(idx, len(self.xs) - 1)], 0).astype(np.float64)
+        if squares:
+            return self.squares[base] + (vals * vals).sum(axis=1)
+        return self.blocks[base] + vals.sum(axis=1)
 
 
 def _means(prefix: PrefixSums, cuts: np.ndarray, old: np.ndarray) -> np.ndarray:
-    """New centroids: cluster means; an empty cluster moves to the value farthest from its centroid (as
-    scikit-learn relocates empty clusters), found in O(k) because each cluster's farthest value is an end."""
+    """New centroids: cluster means. Each empty cluster is re-seeded to split one of the clusters with the largest
+    squared error (at its mean + one standard deviation), computed in O(k) from the prefix sums."""
     counts = np.diff(cuts)
     at = prefix.at(cuts)
     sums = at[1:] - at[:-1]
     new = np.where(counts > 0, sums / np.maximum(counts, 1), old)
     empty = np.flatnonzero(counts == 0)
     if empty.size:
-        new = _relocate(prefix.xs, cuts, counts, new, empty)
+        sq = prefix.at(cuts, squares=True)
+        sse = np.maximum((sq[1:] - sq[:-1]) - sums * new, 0.0)
+        worst = np.argsort(-sse, kind="stable")[: empty.size]
+        worst = worst[sse[worst] > 0]
+        new[empty[: worst.size]] = new[worst] + np.sqrt(sse[worst] / counts[worst])
     return np.sort(new)
-
-
-def _relocate(xs: np.ndarray, cuts: np.ndarray, counts: np.ndarray, centroids: np.ndarray,
-              empty: np.ndarray) -> np.ndarray:
-    full = np.flatnonzero(counts > 0)
-    first, last = xs[cuts[full]].astype(np.float64), xs[cuts[full + 1] - 1].astype(np.float64)
-    c = centroids[full]
-    candidates = np.concatenate([first, last])
-    distance = np.concatenate([c - first, last - c])
-    order = np.argsort(-distance, kind="stable")[: empty.size]
-    centroids = centroids.copy()
-    centroids[empty[: order.size]] = candidates[order]
-    return centroids
 
 
 def _inertia(xs: np.ndarray, prefix: PrefixSums, cuts: np.ndarray, c: np.ndarray) -> float:
