@@ -8,7 +8,7 @@ COLUMNS = ["layer", "weights", "kept_%", "bits", "coded_bits", "positions", "ind
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("inspect", help="per-layer size table of a .netp file (weights, % kept, bits, bytes, ratio)")
+    p = sub.add_parser("inspect", help="per-layer size table of a .netp file (weights, %% kept, bits, bytes, ratio)")
     p.add_argument("path", help="the .netp file")
     p.add_argument("--streams", action="store_true", help="also list every coded stream: bits/symbol vs entropy")
     common.add_json(p)
