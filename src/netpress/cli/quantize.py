@@ -112,10 +112,15 @@ def run(args) -> int:
 
 
 def _row(name: str, c) -> dict:
+    """Fixed-length indices plus what the codebook really costs: k floats (k-means); a scale and zero point per
+    table (uniform, as the levels follow from them); one scale per channel (binary, ternary)."""
     params = c.indices.numel()
-    index_bytes = params * c.bits / 8
+    tables = c.codebook.shape[0] if c.codebook.dim() == 2 else 1
+    book = {"uniform": 8 * tables, "binary": 4 * tables, "ternary": 4 * tables}.get(c.method, 4 * c.codebook.numel())
+    if c.method == "uniform" and c.axis is None and c.codebook.numel() != 2 ** c.bits:
+        book = 4 * c.codebook.numel()  # per-group codes carry their distinct values
     return {"layer": name, "params": params, "bits": c.bits, "codebook": c.codebook.numel(),
-            "bytes": index_bytes + c.codebook.numel() * 4, "method": c.method}
+            "bytes": params * c.bits / 8 + book, "method": c.method}
 
 
 def quantize_model(args, parsed: dict, model, data) -> dict:
