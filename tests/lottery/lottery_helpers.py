@@ -8,7 +8,7 @@ from netpress.train import TrainingHparams
 
 MODEL = ModelHparams("lenet300")
 DATA = DataHparams("synthetic")
-TRAIN = TrainingHparams(optimizer="adam", lr=1e-2, batch_size=50, steps="2ep", eval_every="5it")
+TRAIN = TrainingHparams(optimizer="adam", lr=1e-2, batch_size=50, steps="2ep", eval_every="10it")
 
 
 def tiny(**changes) -> LotteryHparams:
