@@ -169,6 +169,7 @@ def decode(data: bytes, count: int, alphabet: int, params: dict, section: str = 
     full = unpack(raw[table_len:table_len + index_len], max(nchunks - 1, 0), width, section) + base
     chunk_bits = np.append(full, tail) if nchunks else full
     stream = raw[table_len + index_len:]
+    check(int(chunk_bits.max(initial=0)) <= chunk * MAX_LEN_LIMIT, section, "a chunk is longer than its symbols allow")
     total = int(chunk_bits.sum())
     check((total + 7) // 8 == len(stream), section, f"bitstream has {len(stream)} bytes, chunk table says {total} bits")
     if count == 0:
