@@ -117,3 +117,34 @@ def test_compress_cli_bad_recipe_fails_before_training(tmp_path, capsys):
     assert main(["compress", "--data", "synthetic", "--recipe", str(bad)]) == 2
     assert "stages[0].prune.sparsity: must be a fraction" in capsys.readouterr().err
     assert not list(runs_root().glob("train_*"))
+
+
+class UserCNN(torch.nn.Module):
+    """A model netpress did not write: conv + BatchNorm + a Linear head, no netpress_spec."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                        torch.nn.Flatten())
+        self.head = torch.nn.Linear(8 * 8 * 8, 4)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def test_public_api_on_a_user_model_with_plain_datasets(synthetic, tmp_path):
+    torch.manual_seed(0)
+    model = UserCNN()
+    train(model, synthetic, HP.replace(steps="2ep"), device="cpu")
+    recipe = parse_recipe({"stages": [{"prune": {"rounds": 1, "sparsity": 0.7, "retrain": {"steps": "1ep", "lr": 0.01}}},
+                                      {"quantize": {"bits": {"conv": 6, "fc": 4}}}, {"encode": {"coder": "ans"}}]})
+    out = tmp_path / "user.netp"
+    result = netpress.compress(model, synthetic.train, synthetic.val, recipe, test_data=synthetic.test, out=out,
+                               train_hp=HP, device="cpu")
+    # the 72-weight conv keeps 22 weights after 70% pruning: 6 bits (64 centroids) is cut to 4 (16 <= 22)
+    assert result.rows[-1]["test_accuracy"] > 0.9 and result.notes["bits"] == {"body.0.weight": 4, "head.weight": 4}
+    with pytest.raises(Exception, match="model"):
+        netpress.load(out)  # no registry spec: the user must pass the architecture
+    loaded = netpress.load(out, model=UserCNN()).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(synthetic.test.x), result.model.eval()(synthetic.test.x))
