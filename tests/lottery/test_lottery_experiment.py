@@ -124,8 +124,8 @@ def test_killed_run_resumes_to_identical_numbers(tmp_path, data):
     hp = tiny(levels=2, controls="reinit", lmc_levels="1")
     full = run_lottery(MODEL, DATA, TRAIN, hp, root=tmp_path / "a", data=data, device="cpu")
     root = tmp_path / "b"
-    # killed inside level 1's reinit (checkpoint at its it 20), then, resumed, inside level 2's ticket (at its it 13)
-    for at, stage in ((40 + 40 + 23, "level_01/reinit"), (20 + 13, "level_02/ticket")):
+    # killed inside level 1's reinit (checkpoint at its it 20), then, resumed, inside the first LMC copy of level 1
+    for at, stage in ((40 + 40 + 23, "level_01/reinit"), (20 + 13, "lmc/level_01_0it/copy_a")):
         with pytest.raises(Kill):
             run_lottery(MODEL, DATA, TRAIN, hp, root=root, data=data, device="cpu", callbacks=[KillAt(at)])
         folder = root / full.id / "replicate_0" / stage
