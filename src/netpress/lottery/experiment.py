@@ -85,6 +85,12 @@ def experiment_id(model_hp: ModelHparams, data_hp: DataHparams, train_hp: Traini
     """``lottery_<hash>`` of the settings that change numbers (levels, replicates, controls and LMC only add
     stages, so raising them later reuses the finished ones).
 
+    Args:
+        model_hp, data_hp, train_hp, hp: the experiment's settings.
+
+    Returns:
+        The experiment's folder name.
+
     Example:
         >>> experiment_id(ModelHparams(), DataHparams(), TrainingHparams(), LotteryHparams())
         'lottery_...'
@@ -246,6 +252,14 @@ def _start_state(ctx: _Ctx, init: dict, parent: dict, dense: dict) -> dict[str, 
 def rewind_state(dense: dict, init: dict, iteration: int) -> dict[str, torch.Tensor]:
     """The dense run's weights at ``iteration`` (0 = the saved init).
 
+    Args:
+        dense: the dense level's stage (:func:`load_stage`), whose ``snapshots`` hold the rewind points.
+        init: the initial weights (plain names).
+        iteration: the rewind iteration.
+
+    Returns:
+        Plain-named weights.
+
     Raises:
         ConfigError: when the dense level kept no snapshot there (the point was added after it finished).
     """
@@ -266,6 +280,14 @@ def retrain_hparams(hp: LotteryHparams, train_hp: TrainingHparams, ipe: int) -> 
     cosine/linear schedule's length from ``steps``, so with those schedules late rewinding decays over ``T - k``;
     constant and step schedules, the paper's, replay exactly.)
 
+    Args:
+        hp: the lottery settings (rewind mode).
+        train_hp: how the dense level trains.
+        ipe: iterations per epoch.
+
+    Returns:
+        ``(training hparams, start_iteration)`` for :func:`netpress.train.train`.
+
     Example:
         >>> retrain_hparams(LotteryHparams(rewind="100it"), TrainingHparams(steps="1000it"), 50)[0].steps
         '900it'
@@ -282,7 +304,20 @@ def retrain_hparams(hp: LotteryHparams, train_hp: TrainingHparams, ipe: int) -> 
 
 
 def derived_seed(seed: int, level: int, branch: str) -> int:
-    """A seed for a control's fresh init or random mask, a pure function of (seed, level, branch)."""
+    """A seed for a control's fresh init or random mask, a pure function of (seed, level, branch).
+
+    Args:
+        seed: the replicate's training seed.
+        level: the level.
+        branch: the branch name.
+
+    Returns:
+        A non-negative 32-bit seed.
+
+    Example:
+        >>> derived_seed(0, 3, "reinit") == derived_seed(0, 3, "reinit") != derived_seed(0, 3, "random-mask")
+        True
+    """
     digest = hashlib.sha256(f"{seed}/{level}/{branch}".encode()).hexdigest()
     return int(digest[:8], 16)
 

@@ -151,5 +151,13 @@ def raise_config(message: str):
 
 
 def lottery_training_defaults() -> TrainingHparams:
-    """Frankle & Carbin's LeNet-300-100 setting: Adam 1.2e-3, batch 60, constant lr (length: pick your own)."""
+    """Frankle & Carbin's LeNet-300-100 setting: Adam 1.2e-3, batch 60, constant lr (length: pick your own).
+
+    Returns:
+        :class:`TrainingHparams` with those values and ``steps='5ep'`` (the paper: 50K iterations).
+
+    Example:
+        >>> lottery_training_defaults().replace(steps="50000it").batch_size
+        60
+    """
     return TrainingHparams(optimizer="adam", lr=1.2e-3, batch_size=60, steps="5ep", lr_schedule="constant")

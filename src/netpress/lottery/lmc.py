@@ -60,7 +60,19 @@ def error_barrier(errors: list[float]) -> float:
 
 
 def interpolate_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
-    """``(1 - alpha) * a + alpha * b`` for floating tensors (integer buffers are taken from ``a``)."""
+    """``(1 - alpha) * a + alpha * b`` for floating tensors (integer buffers are taken from ``a``).
+
+    Args:
+        a, b: plain-named state dicts with the same keys.
+        alpha: 0 gives ``a``, 1 gives ``b``.
+
+    Returns:
+        The interpolated state dict.
+
+    Example:
+        >>> interpolate_state({"w": torch.zeros(2)}, {"w": torch.ones(2)}, 0.25)["w"]
+        tensor([0.2500, 0.2500])
+    """
     if set(a) != set(b):
         raise ConfigError(f"the two networks differ in tensors: {sorted(set(a) ^ set(b))[:5]}")
     return {k: (1 - alpha) * a[k] + alpha * b[k] if a[k].is_floating_point() else a[k].clone() for k in a}

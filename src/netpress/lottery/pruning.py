@@ -13,7 +13,18 @@ from netpress.prune import compute_masks, prunable_tensors
 
 
 def output_layer(model: nn.Module) -> str:
-    """Plain name of the output layer: the last prunable tensor in model order."""
+    """Plain name of the output layer: the last prunable tensor in model order.
+
+    Args:
+        model: any module with Linear/Conv layers.
+
+    Returns:
+        e.g. ``'fc_out.weight'``.
+
+    Example:
+        >>> output_layer(build_model("lenet300", (1, 28, 28), 10))
+        'fc_out.weight'
+    """
     return list(prunable_tensors(model))[-1]
 
 
@@ -73,6 +84,10 @@ def mask_sparsity(masks: dict[str, torch.Tensor], shapes: dict[str, int] | None 
 
     Returns:
         ``{"layers": {name: sparsity}, "sparsity": total, "remaining": 1 - total}``.
+
+    Example:
+        >>> mask_sparsity({"fc.weight": torch.tensor([1., 0., 0., 1.])})["sparsity"]
+        0.5
     """
     layers, zeros, total = {}, 0, 0
     for name, m in masks.items():

@@ -12,6 +12,12 @@ METRICS = ("test_accuracy", "early_stop_test_accuracy", "early_stop_iteration", 
 def stats(values: list[float]) -> dict:
     """Mean, sample standard deviation (0 for one value), min, max and count.
 
+    Args:
+        values: one value per replicate (at least one).
+
+    Returns:
+        ``{"mean", "std", "min", "max", "n"}``.
+
     Example:
         >>> stats([1.0, 3.0])["mean"]
         2.0

@@ -83,13 +83,35 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def load_stage(folder: Path) -> dict:
-    """``{"state", "masks", "snapshots"}`` saved by a finished stage."""
+    """What a finished stage saved.
+
+    Args:
+        folder: the stage folder.
+
+    Returns:
+        ``{"state": plain-named final weights, "masks": {name: mask}, "snapshots": {iteration: weights}}``.
+
+    Example:
+        >>> load_stage(Path("netpress_runs/lottery_x/replicate_0/level_03/ticket"))["masks"].keys()
+    """
     return torch.load(folder / FINAL, map_location="cpu", weights_only=True)
 
 
 def set_weights(model: nn.Module, masks: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> nn.Module:
     """Apply ``masks`` (if any) then load the plain-named ``state``: survivors take their values from ``state``,
-    pruned positions stay zero (this is rewinding)."""
+    pruned positions stay zero (this is rewinding).
+
+    Args:
+        model: the network (changed in place).
+        masks: ``{plain_name: 0/1 mask}``; empty leaves the model unmasked.
+        state: plain-named weights for every tensor of the model.
+
+    Returns:
+        ``model``.
+
+    Example:
+        >>> set_weights(net, level_mask, torch.load("replicate_0/init.pt"))  # a ticket rewound to init
+    """
     if masks:
         apply_masks(model, masks)
     return load_plain_state_dict(model, state)

@@ -35,6 +35,9 @@ def plot_metric(summary: dict, metric: str, ylabel: str, path: Path, scale: floa
 
     Returns:
         ``path``.
+
+    Example:
+        >>> plot_metric(summary, "early_stop_iteration", "early-stopping iteration", Path("es.png"))
     """
     fig, ax = new_figure(7, 4.5)
     for branch in summary["branches"]:
@@ -53,7 +56,18 @@ def plot_metric(summary: dict, metric: str, ylabel: str, path: Path, scale: floa
 
 
 def plot_interpolation(summary: dict, path: Path) -> Path:
-    """Test error (%) along the line between two copies, one curve per (level, rewind, replicate)."""
+    """Test error (%) along the line between two copies, one curve per (level, rewind, replicate).
+
+    Args:
+        summary: the experiment summary (its ``lmc`` entries).
+        path: PNG to write.
+
+    Returns:
+        ``path``.
+
+    Example:
+        >>> plot_interpolation(summary, Path("lmc.png"))
+    """
     fig, ax = new_figure(7, 4.5)
     for entry in summary["lmc"]:
         for curve in entry["curves"]:
@@ -76,7 +90,17 @@ def _fmt(s: dict | None, scale: float = 100.0, digits: int = 2) -> str:
 
 def level_table(summary: dict) -> str:
     """Markdown table: per level, % remaining, each branch's early-stop / final test accuracy and early-stop
-    iteration (mean ± std over replicates)."""
+    iteration (mean ± std over replicates).
+
+    Args:
+        summary: the experiment summary.
+
+    Returns:
+        The table as Markdown text.
+
+    Example:
+        >>> print(level_table(summary))
+    """
     branches = summary["branches"]
     head = ["level", "% remaining"] + [f"{b} acc@es / final (%)" for b in branches] + [f"{b} es it" for b in branches]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -90,7 +114,17 @@ def level_table(summary: dict) -> str:
 
 
 def lmc_table(summary: dict) -> str:
-    """Markdown table of the linear-mode-connectivity barriers."""
+    """Markdown table of the linear-mode-connectivity barriers.
+
+    Args:
+        summary: the experiment summary.
+
+    Returns:
+        The table as Markdown text (or a note when there is no LMC analysis).
+
+    Example:
+        >>> print(lmc_table(summary))
+    """
     if not summary["lmc"]:
         return "(no linear mode connectivity analysis)"
     lines = ["| level | % remaining | start | endpoint test error (%) | barrier (pt) |", "|---|---|---|---|---|"]
@@ -132,8 +166,14 @@ def write_report(summary: dict, out_dir: str | Path, stem: str = "lottery", titl
 def checks(summary: dict) -> list[dict]:
     """The paper's qualitative claims checked on a summary (LeNet-300-100 targets of Frankle & Carbin).
 
+    Args:
+        summary: the experiment summary; claims whose branches or levels are absent are skipped.
+
     Returns:
         One dict per claim: ``check``, ``target``, ``measured`` (text) and ``met`` (bool).
+
+    Example:
+        >>> [c["met"] for c in checks(summary)]
     """
     return [c for c in (_check_matches_dense(summary), _check_vs_reinit(summary), _check_early_stop(summary),
                         _check_stability(summary)) if c is not None]
