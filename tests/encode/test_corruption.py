@@ -133,6 +133,13 @@ def test_zstd_bomb_in_a_section_is_refused_before_allocating(tmp_path, saved):
     _expect(tmp_path, _rewrite(blob, edit) + bomb, "fc.bias")
 
 
+def test_inspect_of_a_crafted_manifest_is_typed(tmp_path, saved):
+    bad = tmp_path / "bad.netp"
+    bad.write_bytes(_rewrite(saved.read_bytes(), lambda m: _tensor(m, "fc.weight").pop("values")))
+    with pytest.raises(NetpressFormatError, match="manifest"):
+        netpress.encode.summarize(netpress.encode.read_manifest(bad))
+
+
 def test_missing_file_is_typed(tmp_path):
     with pytest.raises(NetpressFormatError, match="file"):
         netpress.load(tmp_path / "none.netp")

@@ -209,6 +209,13 @@ def summarize(manifest: dict) -> dict:
         'raw_bytes', 'fp32_bytes', 'ratio', 'metrics', 'model'}``; each row has ``name, weights, kept,
         kept_fraction, bits, weight_bits_coded, index_bits, codebook_bytes, total_bytes, ratio``.
     """
+    try:
+        return _summarize(manifest)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise NetpressFormatError("manifest", f"cannot summarise ({type(exc).__name__}: {exc})") from None
+
+
+def _summarize(manifest: dict) -> dict:
     lengths = {s["name"]: s["length"] for s in manifest["sections"]}
     rows = [_row(t, lengths) for t in manifest["tensors"]]
     fp32 = sum(4 * r["weights"] for r in rows)
