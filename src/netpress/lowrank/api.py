@@ -12,7 +12,7 @@ from torch import nn
 from netpress.data.base import DataSplits
 from netpress.errors import ConfigError
 from netpress.lowrank.hparams import LowRankHparams
-from netpress.lowrank.svd import (check_rank, compression_rate, factorizable, factorize_layer, rank_for_energy,
+from netpress.lowrank.svd import (check_rank, factorizable, factorize_layer, rank_for_energy,
                                   rank_for_ratio, singular_values, weight_matrix)
 from netpress.train import TrainingHparams, TrainResult, evaluate, train
 from netpress.units import Steps
