@@ -228,6 +228,6 @@ def _decode_lanes(stream, chunk_bits, count, chunk, lut_sym, lut_len, max_len, a
             last_end = int(pos[-1])
     check(np.array_equal(pos[:-1], ends[:-1]) and last_end == int(ends[-1]), section,
           "Huffman bitstream does not match its chunk table")
-    result = out.T.reshape(-1)[:count].astype(np.int64)
+    result = out.T.astype(np.int64).reshape(-1)[:count]
     check(int(result.max()) < alphabet, section, "invalid Huffman codeword")
     return result

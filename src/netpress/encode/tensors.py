@@ -177,8 +177,12 @@ def decode_codes(entry: dict, reader: Reader) -> torch.Tensor:
     check(isinstance(meta, dict) and meta.get("alphabet") == alphabet and meta.get("count") == len(entries),
           f"{name}/values", "value stream does not match the positions or codebook")
     values = decode_stream(reader.get(meta.get("section"), f"{name}/values"), meta, f"{name}/values", len(entries))
-    idx = np.full(int(np.prod(shape, dtype=np.int64)), -1, dtype=np.int64)
-    idx[entries] = np.where(values == k, -1, values)
+    values[values == k] = -1
+    if method == "dense":
+        idx = values
+    else:
+        idx = np.full(int(np.prod(shape, dtype=np.int64)), -1, dtype=np.int64)
+        idx[entries] = values
     return decode_indices(torch.from_numpy(idx).reshape(shape), codebook, axis)
 
 
