@@ -80,7 +80,7 @@ def _markdown(report_md: str, verdict: list[dict], train_hp, hp, wall: float) ->
              "## Targets (paper shape) vs measured", "", "| check | target | measured | met |", "|---|---|---|---|"]
     for c in verdict:
         lines.append(f"| {c['check']} | {c['target']} | {c['measured']} | {'yes' if c['met'] else 'NO'} |")
-    return "\n".join(lines) + "\n\n" + report_md
+    return "\n".join(lines) + "\n\n" + report_md.split("\n", 1)[1]  # the report's own title dropped
 
 
 if __name__ == "__main__":
