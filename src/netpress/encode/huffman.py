@@ -87,8 +87,9 @@ def canonical_codes(lengths: np.ndarray) -> np.ndarray:
 
 
 def pick_chunk(count: int) -> int:
-    """Symbols per chunk: aim for ~8192 chunks (wide numpy steps); each chunk costs ``chunk_width`` bits."""
-    return int(min(256, max(32, 1 << int(round(np.log2(max(count, 1) / 8192 + 1))))))
+    """Symbols per chunk: ~8192 chunks for wide numpy steps on big streams, but at least 128 symbols so the chunk
+    table (``chunk_width`` bits per chunk, ~7) stays near 1% of the stream."""
+    return int(min(1024, max(128, 1 << int(round(np.log2(max(count, 1) / 8192 + 1))))))
 
 
 def encoded_bits(counts: np.ndarray, lengths: np.ndarray) -> int:
