@@ -61,7 +61,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, recipe: Any = None, metri
         else:
             entries.append(encode_raw(name, tensor, sections, coder))
     manifest = _manifest(model, entries, recipe, metrics, coder)
-    size = container.write_file(path, manifest, sections.items)
+    container.write_file(path, manifest, sections.items)
     return summarize(read_manifest(path))
 
 

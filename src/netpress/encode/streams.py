@@ -9,7 +9,7 @@ import numpy as np
 
 from netpress.encode import ans, huffman
 from netpress.encode.bits import pack, unpack, width_for
-from netpress.encode.errors import check
+from netpress.encode.errors import NetpressFormatError, check
 
 CODERS = ("huffman", "ans", "auto", "packed")  # packed: fixed-length indices, no entropy coding
 CANDIDATES = {"huffman": ("packed", "huffman"), "ans": ("packed", "ans"), "auto": ("packed", "huffman", "ans"),
@@ -93,6 +93,6 @@ def decode_stream(data: bytes, meta: dict, section: str = "stream", max_count: i
     elif coding == "ans":
         out = ans.decode(data, count, alphabet, meta, section)
     else:
-        raise check(False, section, f"unknown coding {coding!r}")  # type: ignore[func-returns-value]
+        raise NetpressFormatError(section, f"unknown coding {coding!r}")
     check(count == 0 or int(out.max()) < alphabet, section, "symbol outside the alphabet")
     return out

@@ -14,7 +14,7 @@ import torch
 
 from netpress.encode import positions as P
 from netpress.encode.container import zstd_compress, zstd_decompress
-from netpress.encode.errors import NetpressFormatError, check
+from netpress.encode.errors import check
 from netpress.encode.streams import decode_stream, encode_stream, estimate
 from netpress.quantize.codes import Codes, decode_indices
 
