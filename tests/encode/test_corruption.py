@@ -185,3 +185,8 @@ def test_fuzz_bytes_and_manifest_bounded(tmp_path, saved):
             pass
         tries += 1
     assert tries > 30
+
+
+def test_element_limit_is_checked_before_decoding(saved):
+    with pytest.raises(NetpressFormatError, match="limit"):
+        load_state(saved, max_elements=10)
