@@ -28,9 +28,10 @@ DENSE = {
     "lenet300": (ModelHparams("lenet300", init="kaiming_normal"),
                  TrainingHparams(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=128, steps="20ep",
                                  lr_schedule="cosine", weight_decay=1e-4)),
+    # Caffe LeNet-5 has no ReLU between its convs: lr 0.02 diverges (NaN); 0.01 with a short warm-up is stable
     "lenet5": (ModelHparams("lenet5", init="kaiming_normal"),
-               TrainingHparams(optimizer="sgd", lr=0.02, momentum=0.9, batch_size=128, steps="15ep",
-                               lr_schedule="cosine", weight_decay=1e-4)),
+               TrainingHparams(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=128, steps="10ep",
+                               lr_schedule="cosine", warmup="200it", weight_decay=1e-4)),
 }
 
 
