@@ -136,3 +136,10 @@ def test_custom_loss_and_user_dataset(synthetic):
 
     res = train(_net(synthetic), data, HP.replace(steps="1ep"), loss_fn=loss, device="cpu")
     assert sum(calls) == len(synthetic.train) and res.final_test_accuracy > 0.8
+
+
+def test_divergence_stops_with_a_clear_error(synthetic):
+    from netpress.train import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf) at iteration \d+ \(lr 1e\+06\); lower the lr"):
+        train(_net(synthetic), synthetic, HP.replace(lr=1e6), device="cpu")

@@ -2,7 +2,7 @@
 from netpress.train.evaluate import EvalResult, evaluate, resolve_device
 from netpress.train.hparams import TrainingHparams
 from netpress.train.schedule import lr_multiplier
-from netpress.train.trainer import Callback, TrainResult, clone_model, cross_entropy, make_optimizer, train
+from netpress.train.trainer import Callback, TrainingDiverged, TrainResult, clone_model, cross_entropy, make_optimizer, train
 
 __all__ = ["EvalResult", "evaluate", "resolve_device", "TrainingHparams", "lr_multiplier", "Callback",
-           "TrainResult", "clone_model", "cross_entropy", "make_optimizer", "train"]
+           "TrainingDiverged", "TrainResult", "clone_model", "cross_entropy", "make_optimizer", "train"]

@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Protocol
 import torch
 from torch import nn
 
+from netpress.errors import NetpressError
 from netpress.data.base import Batch, DataSplits, batches, epoch_order, iterations_per_epoch
 from netpress.train.evaluate import evaluate, resolve_device
 from netpress.train.hparams import TrainingHparams
@@ -22,6 +23,11 @@ from netpress.train.schedule import lr_multiplier
 from netpress.units import Steps
 
 LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]
+
+
+class TrainingDiverged(NetpressError):
+    """The training loss became NaN or infinite."""
+
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -151,6 +157,9 @@ def train(
                 g["lr"] = hparams.lr * factor(start_iteration + it)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(batch.x.to(dev)), batch)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"{desc}: loss is {loss.item()} at iteration {it} (lr "
+                                       f"{optimizer.param_groups[0]['lr']:g}); lower the lr or add a warm-up")
             loss.backward()
             optimizer.step()
             for cb in callbacks:
