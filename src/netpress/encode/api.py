@@ -91,10 +91,21 @@ def _manifest(model: nn.Module, entries: list[dict], recipe: Any, metrics: dict 
 
 
 def read_manifest(path: str | os.PathLike, verify: bool = True) -> dict:
-    """The validated manifest of a ``.netp`` file, plus ``file_bytes`` and ``manifest_bytes``.
+    """The validated manifest of a ``.netp`` file, plus ``file_bytes`` and ``manifest_bytes``; decodes no tensor.
+
+    Args:
+        path: the file.
+        verify: also check every section's CRC32.
+
+    Returns:
+        The manifest dict (see ``docs/format.md``).
 
     Raises:
         NetpressFormatError: the file is not a readable ``.netp`` container.
+
+    Example:
+        >>> read_manifest("net.netp")["metrics"]
+        {'test_accuracy': 0.874}
     """
     blob = container.read_bytes(path)
     manifest, _, mlen = container.parse(blob, verify)
@@ -203,6 +214,13 @@ def _check_fits(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 def summarize(manifest: dict) -> dict:
     """Per-tensor size table (Deep Compression Tables 2-3) and totals, from a manifest alone.
+
+    Args:
+        manifest: from :func:`read_manifest`.
+
+    Example:
+        >>> summarize(read_manifest("net.netp"))["ratio"]
+        36.2...
 
     Returns:
         ``{'tensors': [row, ...], 'file_bytes', 'manifest_bytes', 'weight_bytes', 'index_bytes', 'codebook_bytes',

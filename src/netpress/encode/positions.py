@@ -36,7 +36,15 @@ class Positions:
 
 
 def best_gap_bits(kept: np.ndarray, value_bits: int) -> int:
-    """The ``b`` minimising ``entries(b) * (b + value_bits)`` for these kept flat positions."""
+    """The ``b`` minimising ``entries(b) * (b + value_bits)`` (fixed-width cost, fillers included).
+
+    Args:
+        kept: increasing flat positions of the surviving weights.
+        value_bits: bits of each entry's value (the index width).
+
+    Returns:
+        ``b`` in ``1..16``.
+    """
     if len(kept) == 0:
         return 1
     d = np.diff(np.concatenate(([-1], kept)))
@@ -45,7 +53,19 @@ def best_gap_bits(kept: np.ndarray, value_bits: int) -> int:
 
 
 def relative(kept: np.ndarray, b: int) -> Positions:
-    """Relative indices of ``kept`` (increasing flat positions) in ``b`` bits with fillers."""
+    """Relative indices of ``kept`` in ``b`` bits, with filler entries where a jump exceeds ``2**b``.
+
+    Args:
+        kept: increasing flat positions of the surviving weights.
+        b: gap width in bits.
+
+    Returns:
+        :class:`Positions` with one stream ``gaps`` (alphabet ``2**b``) and the entries (kept + fillers).
+
+    Example:
+        >>> relative(np.array([1, 4, 20]), 3).entries.tolist()   # 12 is a filler
+        [1, 4, 12, 20]
+    """
     kept = np.asarray(kept, dtype=np.int64)
     prev = np.concatenate(([-1], kept[:-1]))
     fillers = (kept - prev - 1) >> b
