@@ -1,0 +1,62 @@
+"""The max recipe's sensitivity search: each choice is the most aggressive one within the budget."""
+import copy
+
+import pytest
+
+from netpress.data import load_data
+from netpress.models import build_model
+from netpress.pipeline.recipe import PruneStage, QuantizeStage
+from netpress.pipeline.search import SPARSITY_GRID, _scan_set, sensitive_bits, sensitive_sparsity
+from netpress.prune import apply_masks, compute_masks
+from netpress.quantize import share_weights
+from netpress.train import TrainingHparams, evaluate, train
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits")  # harder than `digits`, so the choices land strictly inside their ranges
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    model = build_model("lenet300", digits.input_shape, digits.num_classes, seed=0)
+    train(model, digits, TrainingHparams(steps="3ep", batch_size=100), device="cpu")
+    return model
+
+
+def _drop_when_pruned(model, data, name, s):
+    trial = copy.deepcopy(model)
+    apply_masks(trial, compute_masks(trial, 0.0, scope="local", layer_sparsity={name: s}))
+    held = _scan_set(data)
+    return evaluate(model, held).accuracy - evaluate(trial, held).accuracy
+
+
+def test_sparsity_is_largest_within_budget(trained, digits):
+    hp = PruneStage(schedule="sensitivity", sparsity=0.98, layers={"last": 0.9}, accuracy_budget=0.01)
+    targets = sensitive_sparsity(trained, digits, hp)
+    assert set(targets) == {"features.0.weight", "features.2.weight", "fc_out.weight"}
+    assert targets["fc_out.weight"] <= 0.9  # the per-layer cap
+    assert any(0 < s < 0.9 for s in targets.values())  # the budget, not a bound, decided
+    for name, s in targets.items():
+        cap = 0.9 if name == "fc_out.weight" else 0.98
+        if s > 0:
+            assert _drop_when_pruned(trained, digits, name, s) <= hp.accuracy_budget
+        bigger = [g for g in SPARSITY_GRID if s < g <= cap]
+        if bigger:  # the next step up would have broken the budget
+            assert _drop_when_pruned(trained, digits, name, bigger[0]) > hp.accuracy_budget
+
+
+def test_bits_are_fewest_within_budget(trained, digits):
+    hp = QuantizeStage(method="sensitivity", bits={"fc": 6}, min_bits=1, accuracy_budget=0.002)
+    bits = sensitive_bits(trained, digits, hp)
+    held = _scan_set(digits)
+    base = evaluate(trained, held).accuracy
+    assert any(1 < b < 6 for b in bits.values())  # the budget, not a bound, decided
+    for name, b in bits.items():
+        assert 1 <= b <= 6
+        if b > 1:  # one bit fewer breaks the budget
+            fewer = share_weights(copy.deepcopy(trained), bits=b - 1, names=[name])
+            assert base - evaluate(fewer, held).accuracy > hp.accuracy_budget
+        if b < 6:
+            chosen = share_weights(copy.deepcopy(trained), bits=b, names=[name])
+            assert base - evaluate(chosen, held).accuracy <= hp.accuracy_budget
