@@ -14,7 +14,7 @@ from netpress.train import TrainingHparams, evaluate, train
 
 @pytest.fixture(scope="module")
 def digits():
-    return load_data("digits")  # harder than `digits`, so the choices land strictly inside their ranges
+    return load_data("digits")  # harder than the synthetic set, so the choices land strictly inside their ranges
 
 
 @pytest.fixture(scope="module")
