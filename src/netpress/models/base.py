@@ -73,8 +73,13 @@ def build_model(hparams: ModelHparams | str, input_shape: tuple[int, ...], num_c
 
 
 def model_from_spec(spec: dict) -> nn.Module:
-    """Rebuild an (uninitialised-weights) registry model from its ``netpress_spec``."""
+    """Rebuild an (uninitialised-weights) registry model from its ``netpress_spec``, including structural changes
+    recorded there (``low_rank``: ranks of factorised layers)."""
     model = MODELS.get(spec["name"])(input_shape=tuple(spec["input_shape"]), num_classes=int(spec["num_classes"]))
+    if spec.get("low_rank"):
+        from netpress.lowrank import apply_ranks
+
+        apply_ranks(model, {name: int(rank) for name, rank in spec["low_rank"].items()})
     model.netpress_spec = dict(spec)
     return model
 
