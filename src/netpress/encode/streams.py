@@ -58,14 +58,21 @@ def encode_stream(symbols: np.ndarray, alphabet: int, coder: str = "huffman") ->
     """
     symbols = np.asarray(symbols, dtype=np.int64)
     coding, _ = estimate(symbols, alphabet, coder)
-    meta = {"coding": coding, "count": int(len(symbols)), "alphabet": int(alphabet),
-            "entropy": round(entropy(symbols, alphabet), 6)}
+    meta = {"count": int(len(symbols)), "alphabet": int(alphabet), "entropy": round(entropy(symbols, alphabet), 6)}
     if coding == "packed":
-        meta["width"] = width_for(alphabet - 1)
-        return pack(symbols, meta["width"]), meta
-    data, params = (huffman if coding == "huffman" else ans).encode(symbols, alphabet)
-    meta.update(params)
-    return data, meta
+        return pack(symbols, width_for(alphabet - 1)), {"coding": "packed", **meta, "width": width_for(alphabet - 1)}
+    # 'auto': the estimates are close calls between Huffman and ANS, so encode both and keep the smaller
+    tried = [coding] if coder != "auto" else [c for c in ("huffman", "ans") if _applicable(c, alphabet)]
+    options = [((huffman if c == "huffman" else ans).encode(symbols, alphabet), c) for c in tried]
+    (data, params), coding = min(options, key=lambda o: len(o[0][0]))
+    packed_len = (len(symbols) * width_for(alphabet - 1) + 7) // 8
+    if packed_len <= len(data):
+        return pack(symbols, width_for(alphabet - 1)), {"coding": "packed", **meta, "width": width_for(alphabet - 1)}
+    return data, {"coding": coding, **meta, **params}
+
+
+def _applicable(coding: str, alphabet: int) -> bool:
+    return alphabet <= (huffman.MAX_ALPHABET if coding == "huffman" else 1 << 20)
 
 
 def decode_stream(data: bytes, meta: dict, section: str = "stream", max_count: int | None = None) -> np.ndarray:
