@@ -55,7 +55,7 @@ def plot_weight_distributions(snapshots: dict[str, torch.Tensor], layer: str, pa
         else:
             ax.hist(values.numpy(), bins=120)
             ax.set_title(f"{stage}: {values.numel():,} weights")
-        ax.set_xlabel(f"{layer} weight")
+        ax.set_xlabel(f"value of {layer}")
     return save_figure(fig, path)
 
 
@@ -69,7 +69,9 @@ def plot_layers(sparsity: dict[str, float], bits: dict[str, int], path: Path) ->
     ax.set_xticks(range(len(names)), [n.replace(".weight", "") for n in names], rotation=20)
     if bits:
         ax2 = ax.twinx()
-        ax2.plot(range(len(names)), [bits.get(n, 32) for n in names], "o-", color="tab:red")
+        values = [bits.get(n, 32) for n in names]
+        ax2.plot(range(len(names)), values, "o-", color="tab:red")
+        ax2.set_ylim(0, max(values) + 1)
         ax2.set_ylabel("bits per weight", color="tab:red")
     ax.set_title("per-layer pruning and quantization")
     return save_figure(fig, path)
