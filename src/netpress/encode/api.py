@@ -178,6 +178,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_element
     state, manifest = load_state(path, max_elements)
     if model is None:
         model = _rebuild(manifest)
+        _thin_to(model, state)
     _check_fits(model, state)
     from netpress.prune.masks import load_plain_state_dict
 
@@ -198,6 +199,15 @@ def _rebuild(manifest: dict) -> nn.Module:
           and isinstance(spec.get("num_classes"), int) and 0 < spec["num_classes"] <= 1 << 20, "manifest",
           f"bad model spec {spec!r}")
     return model_from_spec(spec)
+
+
+def _thin_to(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """A registry model that was structurally pruned (thinned) gets the smaller layer sizes stored in the file."""
+    from netpress.prune.surgery import resize_to
+
+    own = model.state_dict()
+    if all(k in own for k in state):
+        resize_to(model, {k: v for k, v in state.items() if v.dim() == own[k].dim()})
 
 
 def _check_fits(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
