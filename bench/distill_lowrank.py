@@ -8,9 +8,7 @@ parameters, ranks allocated either globally (parameter budget, greedy by kept en
 Part 2 (distillation): a 784-100-10 MLP student trained alone vs distilled from a LeNet-5 teacher at a few
 temperatures (alpha = 0.1). Target (issue 8): the distilled student closes >= 1/3 of the student-teacher gap.
 
-The teacher is a LeNet-5 trained with Adam (``TEACHER`` below, cached in ``bench/.runs``), not the shared
-``dense_run('lenet5')``: at the time of writing that baseline's SGD lr 0.02 setting diverges to NaN in its first
-epoch (test accuracy 0.10); the shared run's state is recorded in the results.
+The teacher is the shared dense LeNet-5 baseline (``bench/common.DENSE['lenet5']``, cached in ``bench/.runs``).
 """
 from __future__ import annotations
 
@@ -29,14 +27,12 @@ from torch import nn  # noqa: E402
 from netpress.data import DataHparams, load_data  # noqa: E402
 from netpress.distill import DistillHparams, distill  # noqa: E402
 from netpress.lowrank import LowRankHparams, count_params, low_rank  # noqa: E402
-from netpress.models import ModelHparams  # noqa: E402
 from netpress.models.lenet import LeNet300  # noqa: E402
-from netpress.runs import run_id, train_run  # noqa: E402
+from netpress.runs import train_run  # noqa: E402
 from netpress.train import TrainingHparams, evaluate, train  # noqa: E402
 
 FACTORS = (2, 4, 8)
-TEACHER = (ModelHparams("lenet5", init="kaiming_normal"),
-           TrainingHparams(optimizer="adam", lr=1e-3, batch_size=128, steps="8ep", lr_schedule="cosine"))
+TEACHER = DENSE["lenet5"]
 GAP_TARGET = 1 / 3
 
 
@@ -76,18 +72,6 @@ def _lowrank_row(base, data, hp, ft_hp, finetune, factor, alloc, spectrum=None) 
 def student(data, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return LeNet300(data.input_shape, data.num_classes, hidden=(100,))
-
-
-def shared_lenet5_status() -> dict:
-    """The shared dense LeNet-5 baseline as it stands (read without waiting for its lock)."""
-    model_hp, train_hp = DENSE["lenet5"]
-    folder = RUNS / run_id("train", model_hp, DataHparams("fashion-mnist"), train_hp)
-    if (folder / "result.json").exists():
-        return {"run": folder.name, **json.loads((folder / "result.json").read_text())}
-    if (folder / "checkpoint.pt").exists():
-        metrics = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)["metrics"]
-        return {"run": folder.name, "unfinished": True, "metrics": metrics}
-    return {"run": folder.name, "missing": True}
 
 
 def distill_rows(data, epochs: int, temperatures: list[float]) -> tuple[list[dict], float]:
@@ -163,7 +147,7 @@ def main() -> None:
                "are within seed noise.")
     payload = {"lowrank": {"dense_test_accuracy": dense_acc, "rows": lr_rows},
                "distill": {"teacher": {"model": TEACHER[0].to_dict(), "training": TEACHER[1].to_dict()},
-                           "shared_lenet5_baseline": shared_lenet5_status(), "teacher_test_accuracy": teacher_acc, "rows": d_rows, "gap_closed": closed,
+                           "teacher_test_accuracy": teacher_acc, "rows": d_rows, "gap_closed": closed,
                            "target": GAP_TARGET, "target_met": met},
                "seconds": time.perf_counter() - t0}
     write_result("distill_lowrank", payload, markdown(lr_rows, dense_acc, d_rows, teacher_acc, verdict, args))
