@@ -13,7 +13,6 @@ The teacher is the shared dense LeNet-5 baseline (``bench/common.DENSE['lenet5']
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
