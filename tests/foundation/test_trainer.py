@@ -143,3 +143,20 @@ def test_divergence_stops_with_a_clear_error(synthetic):
 
     with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf) at iteration \d+ \(lr 1e\+06\); lower the lr"):
         train(_net(synthetic), synthetic, HP.replace(lr=1e6), device="cpu")
+
+
+class RecordLr:
+    def __init__(self):
+        self.lrs = []
+
+    def on_step_end(self, iteration, model, optimizer):
+        self.lrs.append(optimizer.param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "step"])
+def test_rewound_run_replays_the_tail_of_the_lr_schedule(synthetic, schedule):
+    hp = HP.replace(lr_schedule=schedule, milestones="1ep,2ep", warmup="3it")  # 30 iterations
+    full, tail = RecordLr(), RecordLr()
+    train(_net(synthetic), synthetic, hp, callbacks=[full], device="cpu")
+    train(_net(synthetic), synthetic, hp.replace(steps="18it"), start_iteration=12, callbacks=[tail], device="cpu")
+    assert len(full.lrs) == 30 and tail.lrs == full.lrs[12:]

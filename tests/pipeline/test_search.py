@@ -54,9 +54,19 @@ def test_bits_are_fewest_within_budget(trained, digits):
     assert any(1 < b < 6 for b in bits.values())  # the budget, not a bound, decided
     for name, b in bits.items():
         assert 1 <= b <= 6
-        if b > 1:  # one bit fewer breaks the budget
-            fewer = share_weights(copy.deepcopy(trained), bits=b - 1, names=[name])
-            assert base - evaluate(fewer, held).accuracy > hp.accuracy_budget
+        if b > 1:  # one bit fewer breaks the budget, alone or (after the joint correction) together
+            fewer = share_weights(copy.deepcopy(trained), bits={**bits, name: b - 1}, names=list(bits))
+            alone = share_weights(copy.deepcopy(trained), bits=b - 1, names=[name])
+            assert (base - evaluate(alone, held).accuracy > hp.accuracy_budget
+                    or base - evaluate(fewer, held).accuracy > hp.accuracy_budget)
         if b < 6:
             chosen = share_weights(copy.deepcopy(trained), bits=b, names=[name])
             assert base - evaluate(chosen, held).accuracy <= hp.accuracy_budget
+
+
+def test_bits_hold_the_budget_jointly(trained, digits):
+    hp = QuantizeStage(method="sensitivity", bits={"fc": 6}, min_bits=1, accuracy_budget=0.002)
+    bits = sensitive_bits(trained, digits, hp)
+    held = _scan_set(digits)
+    together = share_weights(copy.deepcopy(trained), bits=bits, names=list(bits))
+    assert evaluate(trained, held).accuracy - evaluate(together, held).accuracy <= hp.accuracy_budget

@@ -52,26 +52,39 @@ def sensitive_sparsity(model: nn.Module, data: DataSplits, hp: PruneStage) -> di
 
 def sensitive_bits(model: nn.Module, data: DataSplits, hp: QuantizeStage) -> dict[str, int]:
     """Per-layer bits: the fewest (from ``hp.min_bits`` up to the recipe's ``bits`` for that layer) whose one-layer
-    k-means sharing costs at most ``hp.accuracy_budget`` accuracy.
+    k-means sharing costs at most ``hp.accuracy_budget`` accuracy; then, since per-layer losses add up, the layer
+    that lost most alone gets one more bit until all layers shared together stay within the budget too.
 
     Returns:
         ``{plain_name: bits}`` for every Linear/Conv weight.
     """
     from netpress.prune import strip
-    from netpress.quantize import share_weights
 
     base_model = strip(copy.deepcopy(model))
     held = _scan_set(data)
     base = evaluate(base_model, held).accuracy
-    bits = {}
+    bits, top, loss = {}, {}, {}
     for ref in layer_refs(base_model):
-        top = int(layer_value(hp.bits, ref, 8))
-        chosen = top
-        for b in range(min(hp.min_bits, top), top):
-            trial = copy.deepcopy(base_model)
-            share_weights(trial, bits=b, init=hp.init, names=[ref.name])
-            if base - evaluate(trial, held).accuracy <= hp.accuracy_budget:
-                chosen = b
+        top[ref.name] = int(layer_value(hp.bits, ref, 8))
+        bits[ref.name], loss[ref.name] = top[ref.name], 0.0
+        for b in range(min(hp.min_bits, top[ref.name]), top[ref.name]):
+            drop = base - _shared_accuracy(base_model, {ref.name: b}, hp, held)
+            if drop <= hp.accuracy_budget:
+                bits[ref.name], loss[ref.name] = b, drop
                 break
-        bits[ref.name] = chosen
+    while base - _shared_accuracy(base_model, bits, hp, held) > hp.accuracy_budget:
+        open_layers = [n for n in bits if bits[n] < top[n]]
+        if not open_layers:
+            break
+        worst = max(open_layers, key=lambda n: (loss[n], -bits[n]))
+        bits[worst] += 1
+        loss[worst] = base - _shared_accuracy(base_model, {worst: bits[worst]}, hp, held)
     return bits
+
+
+def _shared_accuracy(model: nn.Module, bits: dict[str, int], hp: QuantizeStage, held) -> float:
+    from netpress.quantize import share_weights
+
+    trial = copy.deepcopy(model)
+    share_weights(trial, bits=bits, init=hp.init, names=list(bits))
+    return evaluate(trial, held).accuracy

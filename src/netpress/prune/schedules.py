@@ -69,6 +69,15 @@ def parse_schedule(text: str, **extra) -> ScheduleHparams:
     return ScheduleHparams(kind=kind, rounds=rounds, **extra)
 
 
+def _remaining(hp: TrainingHparams, start: int, data: DataSplits) -> TrainingHparams:
+    """Retraining from rewind point ``start`` runs the rest of ``hp.steps`` (the schedule spans all of it)."""
+    if start == 0:
+        return hp
+    total = Steps.parse(hp.steps).iterations(iterations_per_epoch(len(data.train), hp.batch_size))
+    require(start < total, f"rewind point {start}it is not inside the retraining length {hp.steps}")
+    return hp.replace(steps=f"{total - start}it")
+
+
 def round_targets(sparsity_target: float, rounds: int) -> list[float]:
     """Per-round cumulative targets pruning the same fraction of survivors each round: 1 - (1-s)^(i/n).
 
@@ -119,8 +128,8 @@ def iterative_prune(model: nn.Module, data: DataSplits, sparsity_target: float, 
             if retrain == "weight-rewind":
                 load_plain_state_dict(model, rewind_state)
             start = rewind_iteration if retrain != "finetune" else 0
-            result = train(model, data, retrain_hp, start_iteration=start, device=device, progress=progress,
-                           desc=f"retrain round {i}")
+            result = train(model, data, _remaining(retrain_hp, start, data), start_iteration=start, device=device,
+                           progress=progress, desc=f"retrain round {i}")
             row["test_accuracy"] = result.final_test_accuracy
         else:
             row["test_accuracy"] = row["pruned_test_accuracy"]

@@ -8,9 +8,16 @@ from netpress.train.hparams import TrainingHparams
 from netpress.units import Steps
 
 
-def lr_multiplier(hp: TrainingHparams, iterations_per_epoch: int) -> Callable[[int], float]:
-    """Return ``f(iteration) -> factor`` applied to ``hp.lr``."""
-    total = Steps.parse(hp.steps).iterations(iterations_per_epoch)
+def lr_multiplier(hp: TrainingHparams, iterations_per_epoch: int, length: int | None = None) -> Callable[[int], float]:
+    """Return ``f(iteration) -> factor`` applied to ``hp.lr``.
+
+    Args:
+        hp: the training hyperparameters (schedule, warm-up, milestones).
+        iterations_per_epoch: to turn ``'2ep'`` into iterations.
+        length: iterations the schedule spans (default ``hp.steps``); a run resumed from a rewind point k that
+            trains the remaining ``steps`` passes ``k + steps`` so it replays the original schedule's tail.
+    """
+    total = length if length is not None else Steps.parse(hp.steps).iterations(iterations_per_epoch)
     warmup = Steps.parse(hp.warmup).iterations(iterations_per_epoch)
     milestones = sorted(Steps.parse(m).iterations(iterations_per_epoch) for m in filter(None, hp.milestones.split(",")))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import sys
 from pathlib import Path
@@ -115,7 +116,8 @@ def train(
         loss_fn: ``f(outputs, batch) -> loss``; default cross-entropy (distillation swaps this).
         callbacks: objects with ``on_step_end(iteration, model, optimizer)``.
         snapshot_at: points (``'0it'``, ``'500it'``, ``'2ep'``) whose weights are kept in ``result.snapshots``.
-        start_iteration: replay the lr schedule from this iteration (learning-rate rewinding uses 0).
+        start_iteration: the run continues an (imagined) run at this iteration: ``hparams.steps`` more iterations
+            are trained and the lr schedule spans ``start_iteration + steps`` (rewinding to iteration k).
         progress: show a progress bar; default only when stderr is a terminal.
         desc: progress-bar label.
 
@@ -133,7 +135,7 @@ def train(
     eval_every = Steps.parse(hparams.eval_every).iterations(ipe)
     snap_its = sorted({Steps.parse(s).iterations(ipe) for s in snapshot_at})
     optimizer = make_optimizer(model.parameters(), hparams)
-    factor = lr_multiplier(hparams, ipe)
+    factor = lr_multiplier(hparams, ipe, length=start_iteration + total)
     callbacks = list(callbacks)
 
     state = _State(iteration=0, metrics=[], snapshots={})
@@ -157,15 +159,16 @@ def train(
                 g["lr"] = hparams.lr * factor(start_iteration + it)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(batch.x.to(dev)), batch)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"{desc}: loss is {loss.item()} at iteration {it} (lr "
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"{desc}: loss is {value} at iteration {it} (lr "
                                        f"{optimizer.param_groups[0]['lr']:g}); lower the lr or add a warm-up")
             loss.backward()
             optimizer.step()
             for cb in callbacks:
                 cb.on_step_end(it + 1, model, optimizer)
             state.iteration = it + 1
-            state.train_loss = loss.item()
+            state.train_loss = value
             bar.update(1)
             if state.iteration % eval_every == 0 or state.iteration == total:
                 _record(state, model, data, dev)
