@@ -1,4 +1,5 @@
 """End-to-end compression on synthetic data: compress -> .netp -> load -> same predictions; resume after a kill."""
+import copy
 import json
 
 import pytest
@@ -56,8 +57,6 @@ class Killed(Exception):
 
 
 def test_killed_compression_resumes_to_the_same_model(trained, synthetic, tmp_path, monkeypatch):
-    import copy
-
     reference = compress(copy.deepcopy(trained), synthetic, recipe=RECIPE, train_hp=HP, out=tmp_path / "ref.netp",
                          device="cpu")
 
@@ -148,3 +147,28 @@ def test_public_api_on_a_user_model_with_plain_datasets(synthetic, tmp_path):
     loaded = netpress.load(out, model=UserCNN()).eval()
     with torch.no_grad():
         assert torch.equal(loaded(synthetic.test.x), result.model.eval()(synthetic.test.x))
+
+
+def test_global_scope_ranks_layers_together(trained, synthetic):
+    recipe = parse_recipe({"stages": [{"prune": {"schedule": "oneshot", "scope": "global", "sparsity": 0.5,
+                                                 "layers": {"last": 0.1}}}]})
+    result = compress(trained, synthetic, recipe=recipe, train_hp=HP, device="cpu")
+    w = result.final_weights
+    per_layer = {n: float((t == 0).float().mean()) for n, t in w.items()}
+    assert per_layer["fc_out.weight"] == pytest.approx(0.1, abs=0.01)  # its own rate
+    others = [n for n in w if n != "fc_out.weight"]
+    zeros = sum(int((w[n] == 0).sum()) for n in others)
+    assert zeros / sum(w[n].numel() for n in others) == pytest.approx(0.5, abs=0.002)
+    assert abs(per_layer[others[0]] - per_layer[others[1]]) > 0.02  # global ranking: not 0.5 in every layer
+
+
+def test_resumed_compression_keeps_stage_metrics_in_the_file(trained, synthetic, tmp_path):
+    from netpress.encode import read_manifest
+
+    recipe = parse_recipe({"stages": [{"prune": {"rounds": 1, "sparsity": 0.5}}, {"encode": {}}]})
+    out, work = tmp_path / "m.netp", tmp_path / "work"
+    compress(copy.deepcopy(trained), synthetic, recipe=recipe, train_hp=HP, out=out, workdir=work, device="cpu")
+    first = read_manifest(out)["metrics"]
+    out.unlink()  # the encode stage re-runs; the prune stage is restored
+    compress(copy.deepcopy(trained), synthetic, recipe=recipe, train_hp=HP, out=out, workdir=work, device="cpu")
+    assert read_manifest(out)["metrics"] == first and "prune_accuracy" in first

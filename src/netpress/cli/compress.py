@@ -29,21 +29,21 @@ def run(args) -> int:
     from netpress.train import TrainingHparams
 
     recipe = load_recipe(args.recipe)  # validated before any training
-    out = Path(args.out or f"{args.model}.netp")
-    report = Path(args.report) if args.report else out.with_name(out.stem + "_report")
     start = common.trained_model(args)
-    base_hp = TrainingHparams.from_dict(run_hparams(start.path)["training"]) if (start.path / "hparams.json").exists() \
-        else common.training_hparams(args)
+    name = getattr(start.model, "netpress_spec", {}).get("name", args.model)  # --from RUN: the run's model
+    out = Path(args.out or f"{name}.netp")
+    report = Path(args.report) if args.report else out.with_name(out.stem + "_report")
+    base_hp = TrainingHparams.from_dict(run_hparams(start.path)["training"])
     key = hashlib.sha256(f"{start.id}|{recipe.digest()}".encode()).hexdigest()[:12]
     workdir = runs_root(args.runs_dir) / f"compress_{key}"
     with run_lock(workdir):
         result = compress(start.model, start.data, recipe=recipe, train_hp=base_hp, out=out, workdir=workdir,
-                          report_dir=report, title=f"{recipe.name}: {args.model} on {start.data.name}",
+                          report_dir=report, title=f"{recipe.name}: {name} on {start.data.name}",
                           device=args.device)
     summary = {**result.summary(), "recipe": recipe.name, "run": start.id, "workdir": str(workdir),
                "report": str(result.report), "stages": result.rows, "layers": result.layers}
     human = "\n".join([
-        f"{recipe.name}: {args.model} on {start.data.name} (from run {start.id})", "", stage_table(result.rows), "",
+        f"{recipe.name}: {name} on {start.data.name} (from run {start.id})", "", stage_table(result.rows), "",
         layer_table(result.layers), "",
         f"wrote {out} ({result.rows[-1]['bytes']:,} bytes, {result.rows[-1]['ratio']:.1f}x smaller than fp32) "
         f"and {result.report}",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from torch.utils.data import Dataset
 
 from netpress.data import DataSplits, to_tensor_data
 from netpress.errors import ConfigError
+from netpress.fileio import atomic_torch_save, atomic_write_text
 from netpress.pipeline.recipe import Recipe, load_recipe
 from netpress.prune.masks import plain_state_dict, prunable_tensors
 from netpress.pipeline.stages import RUNNERS, Context
@@ -146,7 +146,9 @@ def _run_stage(index: int, kind: str, runner, model: nn.Module, ctx: Context, de
         state = torch.load(folder / "state.pt", weights_only=True)
         runner.rebuild(model, state, folder, ctx)
         model.load_state_dict(state)
-        return json.loads(done.read_text())
+        row = json.loads(done.read_text())
+        ctx.metrics[f"{kind}_accuracy"] = row["test_accuracy"]
+        return row
     start = time.perf_counter()
     runner.run(model, ctx, folder)
     row = _measure(kind, model, ctx, dense_bytes)
@@ -154,8 +156,8 @@ def _run_stage(index: int, kind: str, runner, model: nn.Module, ctx: Context, de
     ctx.metrics[f"{kind}_accuracy"] = row["test_accuracy"]
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_torch_save(model.state_dict(), folder / "state.pt")
-        done.write_text(json.dumps(row, indent=2) + "\n")  # last: marks the stage done
+        atomic_torch_save(model.state_dict(), folder / "state.pt")
+        atomic_write_text(done, json.dumps(row, indent=2) + "\n")  # last: marks the stage done
     return row
 
 
@@ -189,22 +191,14 @@ def file_bytes(model: nn.Module, coder: str) -> int:
 
 
 def _sparsity(model: nn.Module) -> float:
-    total = zeros = 0
-    for module, attr in prunable_tensors(model).values():
-        w = getattr(module, attr)
-        total, zeros = total + w.numel(), zeros + int((w == 0).sum())
-    return zeros / max(total, 1)
+    from netpress.prune import sparsity
+
+    return sparsity(model)
 
 
 def _layers(path: Path) -> list[dict]:
     from netpress.encode import read_manifest, summarize
 
     return summarize(read_manifest(path))["tensors"]
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 

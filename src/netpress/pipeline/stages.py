@@ -15,6 +15,7 @@ from torch import nn
 
 from netpress.data import DataSplits
 from netpress.prune.masks import plain_state_dict
+from netpress.prune.schedules import round_targets
 from netpress.pipeline.recipe import (DistillStage, EncodeStage, LowRankStage, PruneStage, QuantizeStage, layer_refs,
                                       layer_value)
 from netpress.registry import Registry
@@ -87,7 +88,7 @@ class PruneRunner(StageRunner):
     def run(self, model, ctx, folder):
         from netpress.prune import apply_masks, compute_masks
 
-        targets = self._final_targets(model, ctx)
+        targets, overall = self._final_targets(model, ctx)
         rounds = 1 if self.hp.schedule == "oneshot" else self.hp.rounds
         ctx.notes["prune_targets"] = targets
         for r in range(1, rounds + 1):
@@ -95,9 +96,9 @@ class PruneRunner(StageRunner):
             if round_dir is not None and (round_dir / "done").exists():
                 self._restore_round(model, round_dir)
                 continue
-            step = {n: 1 - (1 - t) ** (r / rounds) for n, t in targets.items()}  # equal fraction of survivors per round
-            masks = compute_masks(model, sparsity=0.0, score=self.hp.score, scope="local", layer_sparsity=step,
-                                  data=ctx.data)
+            step = {n: round_targets(t, rounds)[r - 1] for n, t in targets.items()}  # same share of survivors
+            masks = compute_masks(model, sparsity=round_targets(overall, rounds)[r - 1], score=self.hp.score,
+                                  scope=self.hp.scope, layer_sparsity=step, data=ctx.data)
             apply_masks(model, masks)
             _retrain(model, ctx, self.hp.retrain, round_dir, f"prune round {r}/{rounds}")
             if round_dir is not None:
@@ -106,12 +107,18 @@ class PruneRunner(StageRunner):
                 (round_dir / "done").write_text("")
         return model
 
-    def _final_targets(self, model, ctx) -> dict[str, float]:
-        if self.hp.schedule != "sensitivity":
-            return _targets(model, self.hp.layers, self.hp.sparsity)
-        from netpress.pipeline.search import sensitive_sparsity
+    def _final_targets(self, model, ctx) -> tuple[dict[str, float], float]:
+        """Per-layer targets (layers the recipe names, or all with ``sensitivity``) and the overall target
+        shared by the other layers under the recipe's ``scope``."""
+        if self.hp.schedule == "sensitivity":
+            from netpress.pipeline.search import sensitive_sparsity
 
-        return sensitive_sparsity(model, ctx.data, self.hp)
+            return sensitive_sparsity(model, ctx.data, self.hp), 0.0
+        if self.hp.scope == "local":
+            return _targets(model, self.hp.layers, self.hp.sparsity), 0.0
+        named = {r.name: float(layer_value(self.hp.layers, r)) for r in layer_refs(model)
+                 if layer_value(self.hp.layers, r) is not None}
+        return named, self.hp.sparsity
 
     def _restore_round(self, model, round_dir: Path) -> None:
         state = torch.load(round_dir / "state.pt", weights_only=True)
@@ -121,9 +128,9 @@ class PruneRunner(StageRunner):
     def rebuild(self, model, state, folder, ctx):
         from netpress.prune import apply_masks
 
-        suffix = ".parametrizations.weight.0.mask"
-        masks = {k[: -len(suffix)] + ".weight": v for k, v in state.items() if k.endswith(suffix)}
-        return apply_masks(model, masks)
+        from netpress.prune.masks import masks_from_state_dict
+
+        return apply_masks(model, masks_from_state_dict(state))
 
 
 @RUNNERS.register("quantize")

@@ -138,6 +138,17 @@ def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def masks_from_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The masks stored in a masked model's ``state_dict``, by plain name (to rebuild the masking on load)."""
+    marker = ".parametrizations."
+    out = {}
+    for key, value in state.items():
+        if marker in key and key.endswith(".mask"):
+            module, rest = key.split(marker, 1)
+            out[f"{module}.{rest.split('.', 1)[0]}"] = value
+    return out
+
+
 def is_masked(model: nn.Module) -> bool:
     return bool(get_masks(model))
 

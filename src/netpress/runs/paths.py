@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from netpress.fileio import atomic_write_text
 from netpress.hparams import Hparams, hparams_hash
 
 
@@ -26,9 +27,7 @@ def write_hparams(folder: Path, kind: str, parts: dict[str, Hparams], extra: dic
            **{k: v.to_dict() for k, v in parts.items()},
            "non_default": {k: v.non_default() for k, v in parts.items()},
            **(extra or {})}
-    tmp = folder / "hparams.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, folder / "hparams.json")
+    atomic_write_text(folder / "hparams.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
 @contextlib.contextmanager

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -12,6 +11,7 @@ from torch import nn
 from netpress.data import DataHparams, DataSplits, load_data
 from netpress.errors import NetpressError
 from netpress.models import ModelHparams, build_model, model_from_spec
+from netpress.fileio import atomic_torch_save, atomic_write_text
 from netpress.runs.paths import run_id, run_lock, runs_root, write_hparams
 from netpress.runs.store import Store
 from netpress.train import TrainingHparams, TrainResult, train
@@ -72,8 +72,9 @@ def train_run(
 def _train_locked(rid, folder, store, parts, data, device, progress) -> TrainedRun:
     model_hp, train_hp = parts["model"], parts["training"]
     if (folder / RESULT).exists():
-        model = load_run_model(folder)
-        return TrainedRun(rid, folder, model, json.loads((folder / RESULT).read_text()), data, reused=True)
+        summary = json.loads((folder / RESULT).read_text())
+        store.upsert_run(rid, "train", folder, {k: v.to_dict() for k, v in parts.items()}, "done", summary)
+        return TrainedRun(rid, folder, load_run_model(folder), summary, data, reused=True)
     write_hparams(folder, "train", parts)
     flat = {k: v.to_dict() for k, v in parts.items()}
     store.upsert_run(rid, "train", folder, flat, "running")
@@ -85,21 +86,20 @@ def _train_locked(rid, folder, store, parts, data, device, progress) -> TrainedR
     _finish(folder, model, result, summary)
     store.log_metrics(rid, result.metrics)
     store.upsert_run(rid, "train", folder, flat, "done", summary)
-    return TrainedRun(rid, folder, model, summary, data, reused=False)
+    return TrainedRun(rid, folder, model.cpu(), summary, data, reused=False)
 
 
 def _save_init(folder: Path, model: nn.Module) -> None:
     path = folder / "init.pt"
     if not path.exists():
-        torch.save({"spec": model.netpress_spec, "state": model.state_dict()}, path)
+        atomic_torch_save({"spec": model.netpress_spec, "state": model.state_dict()}, path)
 
 
 def _finish(folder: Path, model: nn.Module, result: TrainResult, summary: dict) -> None:
-    tmp = folder / (FINAL + ".tmp")
-    torch.save({"spec": model.netpress_spec, "state": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
-    os.replace(tmp, folder / FINAL)
-    (folder / "metrics.json").write_text(json.dumps(result.metrics, indent=1))
-    (folder / RESULT).write_text(json.dumps(summary, indent=2) + "\n")  # written last: marks the run done
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save({"spec": model.netpress_spec, "state": state}, folder / FINAL)
+    atomic_write_text(folder / "metrics.json", json.dumps(result.metrics, indent=1))
+    atomic_write_text(folder / RESULT, json.dumps(summary, indent=2) + "\n")  # written last: marks the run done
 
 
 def load_run_model(folder: str | Path, which: str = FINAL) -> nn.Module:

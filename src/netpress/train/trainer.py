@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
@@ -18,6 +17,7 @@ from torch import nn
 
 from netpress.errors import NetpressError
 from netpress.data.base import Batch, DataSplits, batches, epoch_order, iterations_per_epoch
+from netpress.fileio import atomic_torch_save
 from netpress.train.evaluate import evaluate, resolve_device
 from netpress.train.hparams import TrainingHparams
 from netpress.train.schedule import lr_multiplier
@@ -83,12 +83,6 @@ def make_optimizer(params: Iterable[nn.Parameter], hp: TrainingHparams) -> torch
 
 def cross_entropy(outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
     return nn.functional.cross_entropy(outputs, batch.y.to(outputs.device))
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def train(
@@ -227,7 +221,7 @@ def _result(state: _State, resumed_from: int) -> TrainResult:
 
 def _save_checkpoint(path: Path, state: _State, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save({
+    atomic_torch_save({
         "iteration": state.iteration,
         "metrics": state.metrics,
         "snapshots": state.snapshots,
