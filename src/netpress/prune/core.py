@@ -50,7 +50,7 @@ def compute_masks(
     """
     tensors, fractions, score_obj = _validate(model, sparsity, score, scope, layer_sparsity, exclude, names, data)
     old = _old_masks(model, tensors)
-    scores = score_obj.weight_scores(model, tensors, data)
+    scores = {n: s.detach().cpu() for n, s in score_obj.weight_scores(model, tensors, data).items()}  # masks on CPU
     own = {n: f for n, f in fractions.items() if n in (layer_sparsity or {})}
     rest = [n for n in tensors if n not in own]
     masks = {}

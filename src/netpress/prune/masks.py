@@ -203,7 +203,9 @@ def load_plain_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> n
         if module is not None and parametrize.is_parametrized(module, attr):
             target = module.parametrizations[attr].original
             mask = _mask_module(module, attr)
-            target.copy_(value * mask.mask if mask is not None else value)
+            target.copy_(value.to(target.device))
+            if mask is not None:
+                target.mul_(mask.mask)
         else:
             plain[name] = value
     missing, unexpected = [], []
@@ -214,7 +216,7 @@ def load_plain_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> n
         raise ConfigError(f"state does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     sd = model.state_dict()
     for k, v in plain.items():
-        sd[k].copy_(v)
+        sd[k].copy_(v.to(sd[k].device))
     return model
 
 
