@@ -7,6 +7,7 @@ reusing a stored run with the same hash.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Any
@@ -32,17 +33,25 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", default=ModelHparams.init, help="weight initialiser")
 
 
-def add_training_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
-    """Training hyperparameters as flags; ``prefix`` namespaces them (e.g. ``retrain-``)."""
-    d = TrainingHparams()
-    p.add_argument(f"--{prefix}steps", default=None, help=f"training length, e.g. '20ep' or '500it' (default {d.steps})")
-    p.add_argument(f"--{prefix}optimizer", default=None, help=f"sgd, adam or adamw (default {d.optimizer})")
-    p.add_argument(f"--{prefix}lr", type=float, default=None, help=f"learning rate (default {d.lr})")
-    p.add_argument(f"--{prefix}momentum", type=float, default=None, help=f"SGD momentum (default {d.momentum})")
-    p.add_argument(f"--{prefix}weight-decay", type=float, default=None, help=f"weight decay (default {d.weight_decay})")
-    p.add_argument(f"--{prefix}batch-size", type=int, default=None, help=f"batch size (default {d.batch_size})")
-    p.add_argument(f"--{prefix}lr-schedule", default=None, help=f"constant, cosine, linear, step (default {d.lr_schedule})")
-    p.add_argument(f"--{prefix}seed", type=int, default=None, help=f"seed (default {d.seed})")
+_TRAINING_HELP = {
+    "steps": "training length, e.g. '20ep' or '500it'", "optimizer": "sgd, adam or adamw", "lr": "learning rate",
+    "momentum": "SGD momentum", "weight_decay": "weight decay", "batch_size": "batch size",
+    "lr_schedule": "constant, cosine, linear or step", "milestones": "for step: e.g. '5ep,8ep'",
+    "gamma": "lr factor at each milestone", "warmup": "linear lr warm-up, e.g. '200it'", "seed": "seed",
+    "data_order_seed": "data-order seed (-1: same as --seed)", "eval_every": "evaluation and checkpoint interval",
+}
+
+
+def add_training_options(p: argparse.ArgumentParser, prefix: str = "", skip: tuple[str, ...] = ()) -> None:
+    """One flag per :class:`TrainingHparams` field (``--lr``, ``--warmup``, ...); ``prefix`` namespaces them
+    (e.g. ``retrain-``); ``skip`` leaves out fields the command defines itself."""
+    defaults = TrainingHparams()
+    for f in dataclasses.fields(TrainingHparams):
+        if f.name in skip:
+            continue
+        default = getattr(defaults, f.name)
+        p.add_argument(f"--{prefix}{f.name.replace('_', '-')}", type=type(default), default=None,
+                       help=f"{_TRAINING_HELP.get(f.name, f.name)} (default {default!r})")
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -56,10 +65,11 @@ def add_from_option(p: argparse.ArgumentParser) -> None:
 
 
 def training_hparams(args: argparse.Namespace, prefix: str = "", base: TrainingHparams | None = None) -> TrainingHparams:
+    """The :class:`TrainingHparams` of ``base`` (default: the defaults) changed by the flags given."""
     base = base or TrainingHparams()
-    keys = ("steps", "optimizer", "lr", "momentum", "weight_decay", "batch_size", "lr_schedule", "seed")
-    changes = {k: getattr(args, prefix.replace("-", "_") + k) for k in keys
-               if getattr(args, prefix.replace("-", "_") + k, None) is not None}
+    dest = prefix.replace("-", "_")
+    changes = {f.name: getattr(args, dest + f.name) for f in dataclasses.fields(TrainingHparams)
+               if getattr(args, dest + f.name, None) is not None}
     return base.replace(**changes)
 
 

@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, help="report folder (default: the experiment folder)")
     common.add_model_options(p)
     common.add_data_options(p)
-    common.add_training_options(p)
+    common.add_training_options(p, skip=("eval_every",))
     common.add_run_options(p)
     common.add_json(p)
     p.set_defaults(func=run)
