@@ -109,3 +109,19 @@ def test_user_dataset_batches():
     out = list(batches(Squares(), 2, torch.tensor([4, 3, 2, 1, 0])))
     assert out[0].x.flatten().tolist() == [16.0, 9.0] and out[0].index.tolist() == [4, 3]
     assert out[-1].y.tolist() == [0]
+
+
+def test_val_size_too_large_is_a_config_error():
+    with pytest.raises(ConfigError, match="leaves no training data"):
+        load_data(DataHparams("synthetic", val_size=5000))
+
+
+def test_empty_training_set_is_a_data_error():
+    from netpress.data import DataSplits
+    from netpress.models import build_model
+    from netpress.train import TrainingHparams, train
+
+    s = load_data("synthetic")
+    empty = DataSplits(s.train.subset(torch.arange(0)), None, s.test, 4, s.input_shape)
+    with pytest.raises(DataError, match="training set is empty"):
+        train(build_model("lenet300", s.input_shape, 4), empty, TrainingHparams(steps="1ep"), device="cpu")

@@ -49,3 +49,11 @@ def test_unknown_names_list_known():
     with pytest.raises(ConfigError, match="unknown init"):
         ModelHparams("lenet300", init="ones")
     assert "lenet5" in MODELS
+
+
+def test_seeded_build_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    build_model("lenet300", (1, 8, 8), 4, seed=7)
+    assert torch.equal(torch.rand(3), expected)

@@ -56,3 +56,10 @@ def test_registry_lists_known_names():
         reg.get("b")
     with pytest.raises(ValueError):
         reg.register("a", 2)
+
+
+def test_equal_lengths_hash_equal():
+    from netpress.train import TrainingHparams
+
+    a, b = TrainingHparams(steps="2ep0it", warmup="0ep"), TrainingHparams(steps="2ep")
+    assert a == b and a.steps == "2ep" and hparams_hash("train", a) == hparams_hash("train", b)

@@ -7,13 +7,15 @@ from typing import Iterator, NamedTuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from netpress.errors import ConfigError, DataError
+
 
 class TensorData(Dataset):
     """Inputs and integer labels held as tensors; indexable like any Dataset."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor):
         if len(x) != len(y):
-            raise ValueError(f"inputs ({len(x)}) and labels ({len(y)}) differ in length")
+            raise DataError(f"inputs ({len(x)}) and labels ({len(y)}) differ in length")
         self.x, self.y = x, y.long()
 
     def __len__(self) -> int:
@@ -36,10 +38,6 @@ class DataSplits:
     num_classes: int
     input_shape: tuple[int, ...]
     name: str = "custom"
-
-    @property
-    def iterations_per_epoch_for(self):  # pragma: no cover - convenience
-        return lambda batch_size: iterations_per_epoch(len(self.train), batch_size)
 
 
 class Batch(NamedTuple):
@@ -88,6 +86,6 @@ def split_validation(train: TensorData, val_size: int, seed: int) -> tuple[Tenso
     if val_size <= 0:
         return train, None
     if val_size >= len(train):
-        raise ValueError(f"validation size {val_size} leaves no training data (have {len(train)})")
+        raise ConfigError(f"val_size {val_size} leaves no training data (the training set has {len(train)} examples)")
     perm = epoch_order(len(train), seed, epoch=-1)
     return train.subset(perm[val_size:]), train.subset(perm[:val_size])

@@ -64,10 +64,11 @@ def build_model(hparams: ModelHparams | str, input_shape: tuple[int, ...], num_c
     """
     if isinstance(hparams, str):
         hparams = ModelHparams(name=hparams)
-    if seed is not None:
-        torch.manual_seed(seed)
-    model = MODELS.get(hparams.name)(input_shape=tuple(input_shape), num_classes=num_classes)
-    initialise(model, hparams.init)
+    with torch.random.fork_rng(enabled=seed is not None):  # the caller's random state is left untouched
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = MODELS.get(hparams.name)(input_shape=tuple(input_shape), num_classes=num_classes)
+        initialise(model, hparams.init)
     model.netpress_spec = {"name": hparams.name, "input_shape": list(input_shape), "num_classes": num_classes}
     return model
 

@@ -50,12 +50,12 @@ class TrainingHparams(Hparams):
         require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         require(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
-        Steps.parse(self.steps, allow_zero=False)
-        Steps.parse(self.eval_every, allow_zero=False)
-        Steps.parse(self.warmup)
+        # canonical spellings ('2ep0it' -> '2ep'), so equal settings always hash to the same run
+        object.__setattr__(self, "steps", str(Steps.parse(self.steps, allow_zero=False)))
+        object.__setattr__(self, "eval_every", str(Steps.parse(self.eval_every, allow_zero=False)))
+        object.__setattr__(self, "warmup", str(Steps.parse(self.warmup)))
         require(self.lr_schedule in SCHEDULES, f"unknown lr_schedule {self.lr_schedule!r}; known: {', '.join(SCHEDULES)}")
-        for m in filter(None, self.milestones.split(",")):
-            Steps.parse(m)
+        object.__setattr__(self, "milestones", ",".join(str(Steps.parse(m)) for m in filter(None, self.milestones.split(","))))
         require(self.gamma > 0, f"gamma must be > 0, got {self.gamma}")
 
     @property

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Protocol
 import torch
 from torch import nn
 
-from netpress.errors import NetpressError
+from netpress.errors import DataError, NetpressError
 from netpress.data.base import Batch, DataSplits, batches, epoch_order, iterations_per_epoch
 from netpress.fileio import atomic_torch_save
 from netpress.train.evaluate import evaluate, resolve_device
@@ -122,6 +122,8 @@ def train(
         >>> result = train(model, load_data("synthetic"), TrainingHparams(steps="2ep"))
         >>> result.final_test_accuracy
     """
+    if len(data.train) == 0:
+        raise DataError("the training set is empty")
     dev = resolve_device(device)
     model.to(dev)
     ipe = iterations_per_epoch(len(data.train), hparams.batch_size)
