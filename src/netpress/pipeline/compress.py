@@ -99,7 +99,8 @@ def compress(
     data = _splits(model, train_data, val_data, test_data)
     folder = Path(workdir) if workdir is not None else None
     ctx = Context(data=data, train_hp=train_hp or TrainingHparams(), folder=folder, device=device, progress=progress,
-                  teacher=copy.deepcopy(model).eval(), out=None if out is None else Path(out), recipe=recipe.to_dict())
+                  teacher=copy.deepcopy(model).eval() if any(s.kind == "distill" for s in recipe.stages) else None,
+                  out=None if out is None else Path(out), recipe=recipe.to_dict())
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")

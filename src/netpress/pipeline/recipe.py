@@ -23,7 +23,6 @@ from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
 from netpress.train import TrainingHparams
 
-CODERS = ("huffman", "ans", "auto", "packed")
 SCHEDULES = ("oneshot", "iterative", "sensitivity")
 QUANT_METHODS = ("kmeans", "uniform", "sensitivity")
 
@@ -76,7 +75,10 @@ class PruneStage(Hparams):
         require(_fraction(self.sparsity), f"sparsity: must be a fraction in [0, 1), got {self.sparsity!r}")
         for k, v in self.layers.items():
             require(_fraction(v), f"layers.{k}: must be a fraction in [0, 1), got {v!r}")
-        require(self.scope in ("global", "local"), f"scope: must be 'global' or 'local', got {self.scope!r}")
+        from netpress.prune import SCOPES, SCORES
+
+        require(self.scope in SCOPES, f"scope: must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+        require(self.score in SCORES, f"score: unknown {self.score!r}; known: {', '.join(SCORES.names())}")
         require(isinstance(self.rounds, int) and self.rounds >= 1, f"rounds: must be an integer >= 1, got {self.rounds!r}")
         require(0 < self.accuracy_budget < 1, f"accuracy_budget: must be in (0, 1), got {self.accuracy_budget!r}")
         _check_overrides("retrain", self.retrain)
@@ -107,7 +109,9 @@ class QuantizeStage(Hparams):
         bits = self.bits if isinstance(self.bits, dict) else {"*": self.bits}
         for k, v in bits.items():
             require(isinstance(v, int) and 1 <= v <= 16, f"bits{'' if k == '*' else '.' + k}: must be an integer in 1-16, got {v!r}")
-        require(self.init in ("linear", "forgy", "density"), f"init: must be linear, forgy or density, got {self.init!r}")
+        from netpress.quantize.kmeans import INITS
+
+        require(self.init in INITS, f"init: must be one of {', '.join(INITS.names())}, got {self.init!r}")
         require(isinstance(self.min_bits, int) and 1 <= self.min_bits <= 8, f"min_bits: must be in 1-8, got {self.min_bits!r}")
         require(0 < self.accuracy_budget < 1, f"accuracy_budget: must be in (0, 1), got {self.accuracy_budget!r}")
         _check_overrides("finetune", self.finetune)
@@ -120,6 +124,8 @@ class EncodeStage(Hparams):
     coder: str = "huffman"
 
     def validate(self) -> None:
+        from netpress.encode.streams import CODERS
+
         require(self.coder in CODERS, f"coder: unknown {self.coder!r}; known: {', '.join(CODERS)}")
 
 
