@@ -92,8 +92,9 @@ def _retrain_length(recipe_name: str) -> str:
     return f"{prune.rounds * int(prune.retrain.get('steps', '1ep').rstrip('ep'))}ep"
 
 
-def markdown(rows: list[dict], peers: list[dict]) -> str:
-    md = ["# Deep Compression on Fashion-MNIST", "",
+def markdown(rows: list[dict], peers: list[dict], commands: list[str]) -> str:
+    md = ["# Deep Compression on Fashion-MNIST", "", "Rows merged from these invocations: "
+          + "; ".join(f"`{c}`" for c in commands), "",
           f"Accuracy budget: {100 * BUDGET:.1f} pt drop. Bytes are real `.netp` files (stage P and P+Q are the same model "
           "written with Huffman positions / fixed-length indices).", "",
           "| model | recipe | dense acc | compressed acc | drop (pt) | dense bytes | bytes | ratio | target | met | "
@@ -117,13 +118,14 @@ def markdown(rows: list[dict], peers: list[dict]) -> str:
                f"{t['ratio']:.1f}x |" for t in r["layers"] if t["kind"] == "codes"]
         md += ["", f"Report with plots: `bench/results/deep_compression_{r['model']}_{r['recipe']}/report.md`", ""]
     md += ["## Peer baseline: torch.nn.utils.prune + dynamic int8 + torch.save (+ gzip / xz)", "",
-           "Same trained nets, the same per-layer sparsity as netpress's deep-compression, the same total retraining "
-           "length; conv layers stay fp32 (dynamic quantization covers Linear only).", "",
-           "| model | accuracy | torch.save bytes | gzip -9 | xz -9 | best ratio |", "|---|---|---|---|---|---|"]
+           "Same trained nets and the same per-layer sparsity as netpress's deep-compression, retrained for the length "
+           "shown (deep-compression retrains 18 epochs); conv layers stay fp32 (dynamic quantization covers Linear "
+           "only).", "",
+           "| model | retraining | accuracy | torch.save bytes | gzip -9 | xz -9 | best ratio |", "|---|---|---|---|---|---|---|"]
     for p in peers:
         b = p["bytes"]
-        md.append(f"| {p['model']} | {p['test_accuracy']:.4f} | {b['torch_save']:,} | {b['gzip9']:,} | {b['xz9']:,} | "
-                  f"{max(p['ratio'].values()):.1f}x |")
+        md.append(f"| {p['model']} | {p.get('retrain', '')} | {p['test_accuracy']:.4f} | {b['torch_save']:,} | "
+                  f"{b['gzip9']:,} | {b['xz9']:,} | {max(p['ratio'].values()):.1f}x |")
     return "\n".join(md)
 
 
@@ -131,18 +133,38 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="lenet300,lenet5")
     ap.add_argument("--recipes", default="deep-compression,max")
+    ap.add_argument("--peer-retrain", default=None,
+                    help="retraining length of the torch baseline (default: the same as deep-compression's)")
+    ap.add_argument("--fresh", action="store_true", help="drop rows of earlier invocations instead of merging")
     args = ap.parse_args()
-    rows, peers = [], []
+    rows, peers, commands = _earlier(args.fresh)
     for name in args.models.split(","):
         dense = dense_run(name)
         for recipe_name in args.recipes.split(","):
-            rows.append(run_recipe(name, recipe_name, dense))
-            print(f"{name} {recipe_name}: {rows[-1]['ratio']:.1f}x, drop {rows[-1]['drop_pt']:.2f} pt", flush=True)
-        dc = next(r for r in rows if r["model"] == name and r["recipe"] == "deep-compression")
-        peers.append(torch_baseline(name, dense, dc["layer_sparsity"], _retrain_length("deep-compression")))
-    write_result("deep_compression", {"rows": rows, "peers": peers, "paper": PAPER, "budget": BUDGET},
-                 markdown(rows, peers))
-    print(markdown(rows, peers))
+            row = run_recipe(name, recipe_name, dense)
+            rows = [r for r in rows if (r["model"], r["recipe"]) != (name, recipe_name)] + [row]
+            print(f"{name} {recipe_name}: {row['ratio']:.1f}x, drop {row['drop_pt']:.2f} pt", flush=True)
+        dc = next((r for r in rows if r["model"] == name and r["recipe"] == "deep-compression"), None)
+        if dc is not None:
+            steps = args.peer_retrain or _retrain_length("deep-compression")
+            peer = {**torch_baseline(name, dense, dc["layer_sparsity"], steps), "retrain": steps}
+            peers = [p for p in peers if p["model"] != name] + [peer]
+    commands.append(" ".join(sys.argv))
+    order = {"lenet300": 0, "lenet5": 1}
+    rows.sort(key=lambda r: (order.get(r["model"], 9), r["recipe"]))
+    peers.sort(key=lambda p: order.get(p["model"], 9))
+    write_result("deep_compression", {"rows": rows, "peers": peers, "paper": PAPER, "budget": BUDGET,
+                                      "invocations": commands}, markdown(rows, peers, commands))
+    print(markdown(rows, peers, commands))
+
+
+def _earlier(fresh: bool) -> tuple[list[dict], list[dict], list[str]]:
+    """Rows of earlier invocations (each model/recipe is kept from its latest run), so runs can be split."""
+    path = RESULTS / "deep_compression.json"
+    if fresh or not path.exists():
+        return [], [], []
+    old = json.loads(path.read_text())
+    return old.get("rows", []), old.get("peers", []), old.get("invocations", [old["meta"]["command"]])
 
 
 if __name__ == "__main__":
