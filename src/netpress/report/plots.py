@@ -28,3 +28,14 @@ def save_figure(fig, path: str | Path) -> Path:
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def finish_axes(fig, ax, path: str | Path, *, xlabel: str, ylabel: str, title: str, legend: bool = True) -> Path:
+    """Label, title, grid and (optionally) legend an axes, then save the figure as PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=7)
+    return save_figure(fig, path)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netpress.report.plots import new_figure, save_figure
+from netpress.report.plots import finish_axes, new_figure
 
 
 def plot_sensitivity(rows: list[dict], path: str | Path, title: str = "Pruning sensitivity") -> Path:
@@ -16,9 +16,4 @@ def plot_sensitivity(rows: list[dict], path: str | Path, title: str = "Pruning s
     for layer in dict.fromkeys(r["layer"] for r in rows):
         pts = sorted((r["sparsity"], r["accuracy"]) for r in rows if r["layer"] == layer)
         ax.plot([100 * s for s, _ in pts], [100 * a for _, a in pts], marker="o", label=layer)
-    ax.set_xlabel("parameters pruned away (%)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    return finish_axes(fig, ax, path, xlabel="parameters pruned away (%)", ylabel="accuracy (%)", title=title)

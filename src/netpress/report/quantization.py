@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netpress.report.plots import new_figure, save_figure
+from netpress.report.plots import finish_axes, new_figure
 
 
 def plot_accuracy_vs_bits(curves: dict[str, dict[int, float]], path: str | Path, title: str = "",
@@ -28,9 +28,4 @@ def plot_accuracy_vs_bits(curves: dict[str, dict[int, float]], path: str | Path,
         ax.plot(bits, [100 * points[b] for b in bits], marker="o", label=label)
     if float_accuracy is not None:
         ax.axhline(100 * float_accuracy, color="gray", linestyle="--", label="float")
-    ax.set_xlabel("bits per weight")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    return finish_axes(fig, ax, path, xlabel="bits per weight", ylabel="test accuracy (%)", title=title)
