@@ -70,8 +70,9 @@ def to_csr(model: nn.Module, min_sparsity: float = 0.8, inplace: bool = False) -
 
 
 @torch.no_grad()
+@torch.inference_mode()
 def latency(fn, x: torch.Tensor, repeats: int = 50, warmup: int = 5) -> float:
-    """Median seconds per call of ``fn(x)``."""
+    """Median seconds per call of ``fn(x)``, in inference mode (no autograd bookkeeping)."""
     for _ in range(warmup):
         fn(x)
     times = []
