@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from netpress.cli import common
@@ -60,13 +59,11 @@ def _params(model) -> int:
 
 def _save(folder: Path, model, parts: dict, summary: dict) -> Path:
     """A run-shaped folder (same files as ``train_run``), so ``--from DIR`` and ``load_run_model`` accept it."""
-    import torch
-
+    from netpress.fileio import atomic_torch_save, atomic_write_text
     from netpress.runs import write_hparams
 
     write_hparams(folder, "distill", parts, extra={"teacher_run": summary["teacher_run"]})
-    tmp = folder / "model.pt.tmp"
-    torch.save({"spec": model.netpress_spec, "state": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
-    os.replace(tmp, folder / "model.pt")
-    (folder / "result.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save({"spec": model.netpress_spec, "state": state}, folder / "model.pt")
+    atomic_write_text(folder / "result.json", json.dumps(summary, indent=2, default=str) + "\n")  # last: done
     return folder

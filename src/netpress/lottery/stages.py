@@ -7,7 +7,6 @@ a stage killed before that resumes from its checkpoint and ends with the same nu
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from netpress.data import DataSplits
+from netpress.fileio import atomic_torch_save, atomic_write_text
 from netpress.prune import apply_masks, get_masks, load_plain_state_dict, plain_state_dict
 from netpress.train import TrainingHparams, train
 
@@ -23,17 +23,11 @@ FINAL = "final.pt"
 
 
 def atomic_json(obj, path: Path) -> None:
-    """Write JSON to ``path`` via a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=float) + "\n")
-    os.replace(tmp, path)
+    """Write JSON to ``path`` crash-safely."""
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=float) + "\n")
 
 
-def atomic_torch(obj, path: Path) -> None:
-    """``torch.save`` to ``path`` via a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+atomic_torch = atomic_torch_save
 
 
 def done(folder: Path) -> dict | None:
