@@ -18,7 +18,7 @@ from netpress.data import DataSplits, to_tensor_data
 from netpress.errors import ConfigError
 from netpress.fileio import atomic_torch_save, atomic_write_text
 from netpress.pipeline.recipe import Recipe, load_recipe
-from netpress.prune.masks import plain_state_dict, prunable_tensors
+from netpress.prune.masks import plain_state_dict, prunable_tensors, sparsity
 from netpress.pipeline.stages import RUNNERS, Context
 from netpress.train import TrainingHparams, evaluate
 
@@ -103,7 +103,7 @@ def compress(
                   out=None if out is None else Path(out), recipe=recipe.to_dict())
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
+        atomic_write_text(folder / "recipe.json", json.dumps(recipe.to_dict(), indent=2) + "\n")
     rows = [_dense_row(model, data)]
     layer = _largest_layer(model)
     snapshots = {"dense": plain_state_dict(model)[layer]}
@@ -172,7 +172,7 @@ def _record(ctx: Context, kind: str, row: dict) -> None:
 def _dense_row(model: nn.Module, data: DataSplits) -> dict:
     n = sum(p.numel() for p in model.parameters())
     return {"stage": "dense", "test_accuracy": evaluate(model, data.test).accuracy, "bytes": 4 * n, "ratio": 1.0,
-            "sparsity": _sparsity(model), "seconds": 0.0}
+            "sparsity": sparsity(model), "seconds": 0.0}
 
 
 def _measure(kind: str, model: nn.Module, ctx: Context, dense_bytes: int) -> dict:
@@ -182,7 +182,7 @@ def _measure(kind: str, model: nn.Module, ctx: Context, dense_bytes: int) -> dic
     else:
         size = file_bytes(model, coder=FIXED_LENGTH if kind == "quantize" else "huffman")
     return {"stage": kind, "test_accuracy": evaluate(model, ctx.data.test).accuracy, "bytes": size,
-            "ratio": dense_bytes / size, "sparsity": _sparsity(model)}
+            "ratio": dense_bytes / size, "sparsity": sparsity(model)}
 
 
 FIXED_LENGTH = "packed"  # indices in fixed-length bits: Deep Compression's P+Q column, before Huffman
@@ -196,12 +196,6 @@ def file_bytes(model: nn.Module, coder: str) -> int:
         path = Path(tmp) / "m.netp"
         save(model, path, coder=coder)
         return path.stat().st_size
-
-
-def _sparsity(model: nn.Module) -> float:
-    from netpress.prune import sparsity
-
-    return sparsity(model)
 
 
 def _layers(path: Path) -> list[dict]:

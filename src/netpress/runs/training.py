@@ -71,12 +71,12 @@ def train_run(
 
 def _train_locked(rid, folder, store, parts, data, device, progress) -> TrainedRun:
     model_hp, train_hp = parts["model"], parts["training"]
+    flat = {k: v.to_dict() for k, v in parts.items()}
     if (folder / RESULT).exists():
         summary = json.loads((folder / RESULT).read_text())
-        store.upsert_run(rid, "train", folder, {k: v.to_dict() for k, v in parts.items()}, "done", summary)
+        store.upsert_run(rid, "train", folder, flat, "done", summary)
         return TrainedRun(rid, folder, load_run_model(folder), summary, data, reused=True)
     write_hparams(folder, "train", parts)
-    flat = {k: v.to_dict() for k, v in parts.items()}
     store.upsert_run(rid, "train", folder, flat, "running")
     model = build_model(model_hp, data.input_shape, data.num_classes, seed=train_hp.seed)
     _save_init(folder, model)
