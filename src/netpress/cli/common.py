@@ -14,6 +14,7 @@ from typing import Any
 
 from netpress.data import DataHparams
 from netpress.models import ModelHparams
+from netpress.textfmt import table  # noqa: F401  (re-exported for the commands)
 from netpress.train import TrainingHparams
 
 
@@ -113,20 +114,3 @@ def _jsonable(o: Any):
     if hasattr(o, "tolist"):
         return o.tolist()
     return str(o)
-
-
-def table(rows: list[dict], columns: list[str] | None = None) -> str:
-    """A plain aligned text table."""
-    if not rows:
-        return "(empty)"
-    columns = columns or list(rows[0])
-    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))
-    return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}"
-    return "" if v is None else str(v)

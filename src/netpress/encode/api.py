@@ -49,7 +49,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, recipe: Any = None, metri
     """
     if coder not in CODERS:
         raise ConfigError(f"unknown coder {coder!r}; known: {', '.join(CODERS)}")
-    from netpress.prune.masks import plain_state_dict
+    from netpress.state import plain_state_dict
 
     state = plain_state_dict(model)
     codes = _model_codes(model) if codes is None else dict(codes)
@@ -180,7 +180,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_element
         model = _rebuild(manifest)
         _thin_to(model, state)
     _check_fits(model, state)
-    from netpress.prune.masks import load_plain_state_dict
+    from netpress.state import load_plain_state_dict
 
     with torch.no_grad():
         load_plain_state_dict(model, state)
@@ -203,7 +203,7 @@ def _rebuild(manifest: dict) -> nn.Module:
 
 def _thin_to(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """A registry model that was structurally pruned (thinned) gets the smaller layer sizes stored in the file."""
-    from netpress.prune.surgery import resize_to
+    from netpress.state import resize_to
 
     own = model.state_dict()
     if all(k in own for k in state):
@@ -211,7 +211,7 @@ def _thin_to(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 def _check_fits(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    from netpress.prune.masks import plain_state_dict
+    from netpress.state import plain_state_dict
 
     own = {k: tuple(v.shape) for k, v in plain_state_dict(model).items()}
     got = {k: tuple(v.shape) for k, v in state.items()}

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from netpress.errors import ConfigError, NetpressError
+from netpress.state import load_plain_state_dict, plain_name, plain_state_dict  # noqa: F401  (public here too)
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -30,11 +31,6 @@ class Mask(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return w * self.mask
-
-
-def plain_name(name: str) -> str:
-    """``'fc.parametrizations.weight.original'`` -> ``'fc.weight'``."""
-    return name.replace(".parametrizations.", ".").replace(".original", "") if ".parametrizations." in name else name
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -176,48 +172,6 @@ def _own_class(module: nn.Module) -> None:
     """
     cls = type(module)
     module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
-
-
-def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Effective tensors (masks applied) keyed by plain names, as an unpruned model would name them."""
-    out = {}
-    for name, value in model.state_dict().items():
-        if ".parametrizations." in name:
-            continue
-        out[name] = value.detach().clone()
-    for mname, module in model.named_modules():
-        if parametrize.is_parametrized(module):
-            for attr in module.parametrizations.keys():
-                out[f"{mname}.{attr}" if mname else attr] = getattr(module, attr).detach().clone()
-    return out
-
-
-@torch.no_grad()
-def load_plain_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    """Load plain-named tensors into a possibly masked model; masks are kept and re-applied (rewinding)."""
-    modules = dict(model.named_modules())
-    plain = {}
-    for name, value in state.items():
-        mname, attr = _split(name)
-        module = modules.get(mname)
-        if module is not None and parametrize.is_parametrized(module, attr):
-            target = module.parametrizations[attr].original
-            mask = _mask_module(module, attr)
-            target.copy_(value.to(target.device))
-            if mask is not None:
-                target.mul_(mask.mask)
-        else:
-            plain[name] = value
-    missing, unexpected = [], []
-    own = {k for k in model.state_dict() if ".parametrizations." not in k}
-    unexpected = sorted(set(plain) - own)
-    missing = sorted(own - set(plain))
-    if unexpected or missing:
-        raise ConfigError(f"state does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    sd = model.state_dict()
-    for k, v in plain.items():
-        sd[k].copy_(v.to(sd[k].device))
-    return model
 
 
 def sparsity(model: nn.Module, names: Iterable[str] | None = None) -> float:

@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from netpress.errors import ConfigError
-from netpress.prune.graph import CONVS, LINEAR, DependencyGraph, SurgeryError
+from netpress.prune.graph import DependencyGraph, SurgeryError
 from netpress.prune.masks import apply_masks, get_masks, strip
 from netpress.prune.scope import check_fraction
 from netpress.prune.scores import Score, resolve_score
+from netpress.state import replace_tensor as _replace, resize_to, sync_shape as _sync_shape  # noqa: F401
 
 
 @dataclasses.dataclass
@@ -137,13 +138,6 @@ def structured_masks(model: nn.Module, plan: StructuredPlan) -> dict[str, torch.
     return out
 
 
-def _replace(module: nn.Module, attr: str, value: torch.Tensor) -> None:
-    if attr in module._parameters and module._parameters[attr] is not None:
-        module._parameters[attr] = nn.Parameter(value.detach().clone(), requires_grad=module._parameters[attr].requires_grad)
-    elif attr in module._buffers and module._buffers[attr] is not None:
-        module._buffers[attr] = value.detach().clone()
-
-
 def _expand(keep: torch.Tensor, factor: int) -> torch.Tensor:
     return (keep[:, None] * factor + torch.arange(factor)).reshape(-1) if factor > 1 else keep
 
@@ -172,16 +166,6 @@ def thin(model: nn.Module, plan: StructuredPlan) -> nn.Module:
                     _replace(m, attr, getattr(m, attr)[keep])
             _sync_shape(m)
     return model
-
-
-def _sync_shape(m: nn.Module) -> None:
-    """Update a module's size attributes to its (resized) tensors."""
-    if isinstance(m, LINEAR):
-        m.out_features, m.in_features = m.weight.shape
-    elif isinstance(m, CONVS):
-        m.out_channels, m.in_channels = m.weight.shape[0], m.weight.shape[1] * m.groups
-    elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-        m.num_features = (m.weight if m.weight is not None else m.running_mean).shape[0]
 
 
 @torch.no_grad()
@@ -299,18 +283,4 @@ def load_thinned(path: str | Path, model: nn.Module | None = None) -> nn.Module:
         model = model_from_spec(meta["spec"])
     resize_to(model, state)
     model.load_state_dict(state)
-    return model
-
-
-def resize_to(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    """Give every parameter/buffer of ``model`` the shape it has in ``state`` and update layer sizes."""
-    for mname, m in model.named_modules():
-        changed = False
-        for attr, t in list(m._parameters.items()) + list(m._buffers.items()):
-            key = f"{mname}.{attr}" if mname else attr
-            if t is not None and key in state and tuple(state[key].shape) != tuple(t.shape):
-                _replace(m, attr, torch.zeros(state[key].shape, dtype=t.dtype))
-                changed = True
-        if changed:
-            _sync_shape(m)
     return model

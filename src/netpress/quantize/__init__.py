@@ -8,13 +8,13 @@ Example:
 """
 from netpress.quantize.activations import (ActivationQuantizer, activation_quantizers, add_activation_quantizers,
                                            calibrate_activations, remove_activation_quantizers)
-from netpress.quantize.base import (WeightQuantizer, export_codes, kmeans_compression_rate, quantized_tensors,
-                                    strip_quantization)
+from netpress.quantize.base import WeightQuantizer, export_codes, kmeans_compression_rate, quantized_tensors
 from netpress.quantize.binary import BinaryWeight, TernaryWeight, binarize, ternarize
 from netpress.quantize.calibration import CALIBRATORS, aciq_factor
 from netpress.quantize.codes import PRUNED, Codes, decode_indices
 from netpress.quantize.kmeans import INITS, KMeansResult, kmeans_1d
 from netpress.quantize.ptq import PTQHparams, QATHparams, prepare_qat, ptq
+from netpress.quantize.strip import strip_quantization
 from netpress.quantize.sharing import (CodebookWeight, FinetuneHparams, SharingHparams, finetune_centroids,
                                        kmeans_codebook, share_weights)
 from netpress.quantize.uniform import (STEFakeQuantize, UniformQAT, UniformSpec, calibrate, dequantize, fake_quantize,

@@ -1,4 +1,4 @@
-"""What every weight quantizer shares: the parametrization base class, input checks, export and strip.
+"""What every weight quantizer shares: the parametrization base class, input checks and export.
 
 A quantized weight is a :mod:`torch.nn.utils.parametrize` parametrization subclassing :class:`WeightQuantizer`.
 Each one can describe the tensor it produces as :class:`~netpress.quantize.codes.Codes`, and its forward
@@ -119,33 +119,6 @@ def remove_quantizer(module: nn.Module, attr: str) -> None:
     parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
     getattr(module, attr).requires_grad_(True)
     del original
-
-
-def strip_quantization(model: nn.Module, activations: bool = False) -> nn.Module:
-    """Make weight quantization permanent: plain float weights equal to the decoded values.
-
-    Other parametrizations on a quantized tensor (e.g. a pruning mask under a QAT quantizer) are folded in too;
-    the values stay exactly what the model computed.
-
-    Args:
-        model: a quantized model, changed in place.
-        activations: also remove activation fake-quantizers (default: keep them; they are part of the function).
-
-    Returns:
-        ``model``.
-
-    Example:
-        >>> net = strip_quantization(share_weights(net, bits=4))
-        >>> len(torch.unique(net.fc1.weight)) <= 16
-        True
-    """
-    for _name, (module, attr, _q, _pos) in quantized_tensors(model).items():
-        remove_quantizer(module, attr)
-    if activations:
-        from netpress.quantize.activations import remove_activation_quantizers
-
-        remove_activation_quantizers(model)
-    return model
 
 
 def tensor_bits(codes: Codes) -> int:

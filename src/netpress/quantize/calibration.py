@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from netpress.quantize.affine import fake_quantize, qparams
 from netpress.registry import Registry
 
 Calibrator = Callable[[torch.Tensor, "object"], tuple[torch.Tensor, torch.Tensor]]
@@ -41,8 +42,6 @@ def percentile(x2d: torch.Tensor, spec) -> tuple[torch.Tensor, torch.Tensor]:
 @CALIBRATORS.register("mse")
 def mse(x2d: torch.Tensor, spec, grid: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """The clipping fraction (of the min-max range) minimising each slice's fake-quantization MSE."""
-    from netpress.quantize.uniform import fake_quantize, qparams
-
     lo0, hi0 = minmax(x2d, spec)
     best = torch.full_like(lo0, float("inf"))
     best_lo, best_hi = lo0.clone(), hi0.clone()

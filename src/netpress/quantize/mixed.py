@@ -23,6 +23,7 @@ from netpress.errors import ConfigError
 from netpress.quantize.activations import calibration_inputs
 from netpress.quantize.base import check_bits, selected_tensors
 from netpress.quantize.uniform import UniformSpec, quantize_weights
+from netpress.textfmt import table
 
 
 @dataclasses.dataclass
@@ -109,8 +110,6 @@ class BitPlan:
 
     def table(self) -> str:
         """The plan as an aligned text table."""
-        from netpress.cli.common import table
-
         return table(self.rows, ["layer", "params", "bits", "bytes", "predicted_loss_increase"])
 
 

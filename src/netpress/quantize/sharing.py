@@ -15,43 +15,13 @@ from typing import Iterable
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
-from netpress.quantize.base import (WeightQuantizer, bits_per_tensor, check_finite, quantizer_of, remove_quantizer,
-                                    selected_tensors)
-from netpress.quantize.codes import PRUNED, Codes, decode_indices
+from netpress.quantize.base import bits_per_tensor, check_finite, quantizer_of, remove_quantizer, selected_tensors
+from netpress.quantize.codebook import CodebookWeight, attach as _attach
+from netpress.quantize.codes import PRUNED
 from netpress.quantize.kmeans import INITS, kmeans_1d
-
-
-class CodebookWeight(WeightQuantizer):
-    """Parametrization whose value is ``decode_indices(indices, codebook, axis)``, whatever its input.
-
-    Args:
-        indices: int64, the weight's shape; -1 at pruned positions.
-        codebook: float values ``[k]`` (or ``[channels, k]`` with ``axis``).
-        bits: bits per index.
-        axis: channel axis of a 2-D codebook.
-        method: the quantizer's name, reported in :class:`Codes`.
-        trainable: make the codebook a learnable Parameter (centroid fine-tuning), else a buffer.
-    """
-
-    def __init__(self, indices: torch.Tensor, codebook: torch.Tensor, bits: int, axis: int | None = None,
-                 method: str = "kmeans", trainable: bool = True):
-        super().__init__()
-        self.register_buffer("indices", indices.to(torch.int64))
-        if trainable:
-            self.codebook = nn.Parameter(codebook.detach().clone().float())
-        else:
-            self.register_buffer("codebook", codebook.detach().clone().float())
-        self.bits, self.axis, self.method = bits, axis, method
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return decode_indices(self.indices, self.codebook.to(w.dtype), self.axis)
-
-    def codes(self, w: torch.Tensor | None = None) -> Codes:
-        return Codes(self.indices.clone(), self.codebook.detach().clone(), self.bits, self.axis, self.method)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,13 +126,6 @@ def kmeans_codebook(w: torch.Tensor, bits: int, init: str = "linear", iterations
     indices = torch.full(flat.shape, PRUNED, dtype=torch.int64)
     indices[alive] = result.labels
     return CodebookWeight(indices.reshape(w.shape).to(w.device), result.centroids.to(w.device), bits)
-
-
-def _attach(module: nn.Module, attr: str, quantizer: WeightQuantizer) -> None:
-    """Register ``quantizer`` last on ``module.attr``; a quantizer that ignores its input freezes the original."""
-    parametrize.register_parametrization(module, attr, quantizer)
-    if isinstance(quantizer, CodebookWeight):
-        module.parametrizations[attr].original.requires_grad_(False)
 
 
 @dataclasses.dataclass(frozen=True)

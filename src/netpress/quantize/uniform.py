@@ -22,7 +22,9 @@ from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
 from netpress.quantize.base import (WeightQuantizer, bits_per_tensor, check_finite, quantizer_of, remove_quantizer,
                                     selected_tensors)
+from netpress.quantize.affine import dequantize, fake_quantize, qparams, quantize  # noqa: F401  (public here too)
 from netpress.quantize.calibration import CALIBRATORS
+from netpress.quantize.codebook import CodebookWeight, attach
 from netpress.quantize.codes import PRUNED, Codes
 
 GRANULARITIES = ("tensor", "channel", "group")
@@ -69,57 +71,6 @@ class UniformSpec(Hparams):
     @property
     def qmax(self) -> int:
         return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
-
-
-def qparams(lo: torch.Tensor, hi: torch.Tensor, spec: UniformSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale (float32) and zero point (int64) of each range, following torch's observer conventions.
-
-    The range is widened to include 0 so that 0 (a pruned weight, a ReLU zero) is exactly representable.
-
-    Args:
-        lo: lower clipping bounds.
-        hi: upper clipping bounds.
-        spec: the quantizer.
-
-    Returns:
-        ``(scale, zero_point)`` of ``lo``'s shape.
-
-    Example:
-        >>> qparams(torch.tensor([-1.0]), torch.tensor([1.0]), UniformSpec(bits=8))
-        (tensor([0.0078]), tensor([0]))
-    """
-    lo = torch.minimum(lo.float(), torch.zeros_like(lo, dtype=torch.float32))
-    hi = torch.maximum(hi.float(), torch.zeros_like(hi, dtype=torch.float32))
-    eps = torch.finfo(torch.float32).eps
-    if spec.symmetric:
-        amax = torch.maximum(-lo, hi)
-        scale = (amax / ((spec.qmax - spec.qmin) / 2)).clamp_min(eps)
-        zp = torch.full_like(scale, 0 if spec.signed else (spec.qmin + spec.qmax + 1) // 2, dtype=torch.int64)
-    else:
-        scale = ((hi - lo) / float(spec.qmax - spec.qmin)).clamp_min(eps)
-        zp = (spec.qmin - torch.round(lo / scale)).clamp(spec.qmin, spec.qmax).to(torch.int64)
-    return scale, zp
-
-
-def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
-    """Integer codes ``clamp(round(x * (1/s)) + z, qmin, qmax)`` as int64 (scale/zero point broadcastable)."""
-    inv = torch.reciprocal(scale.float())
-    return (torch.round(x.float() * inv) + zero_point).clamp(qmin, qmax).to(torch.int64)
-
-
-def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
-    """``(q - z) * s`` in float32."""
-    return (q - zero_point).float() * scale.float()
-
-
-def fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
-    """Quantize then dequantize (no gradient logic; see :class:`STEFakeQuantize` for training).
-
-    Example:
-        >>> fake_quantize(torch.tensor([0.26]), torch.tensor(0.1), torch.tensor(0), -128, 127)
-        tensor([0.3000])
-    """
-    return dequantize(quantize(x, scale, zero_point, qmin, qmax), scale, zero_point)
 
 
 def slices_2d(w: torch.Tensor, spec: UniformSpec) -> torch.Tensor:
@@ -216,8 +167,6 @@ def quantize_weights(model: nn.Module, spec: UniformSpec | dict[str, UniformSpec
     Example:
         >>> quantize_weights(net, UniformSpec(bits=4, granularity="channel", calibration="mse"))
     """
-    from netpress.quantize.sharing import CodebookWeight, _attach
-
     tensors = selected_tensors(model, names if not isinstance(spec, dict) or names else list(spec), exclude)
     specs = spec_per_tensor(spec, tensors)
     values = {n: getattr(m, a).detach() for n, (m, a) in tensors.items()}
@@ -227,8 +176,8 @@ def quantize_weights(model: nn.Module, spec: UniformSpec | dict[str, UniformSpec
         if quantizer_of(module, attr) is not None:
             remove_quantizer(module, attr)
         codes = uniform_codes(values[name], *calibrate(values[name], specs[name]), specs[name])
-        _attach(module, attr, CodebookWeight(codes.indices, codes.codebook, codes.bits, codes.axis, "uniform",
-                                             trainable=False))
+        attach(module, attr, CodebookWeight(codes.indices, codes.codebook, codes.bits, codes.axis, "uniform",
+                                            trainable=False))
     return model
 
 

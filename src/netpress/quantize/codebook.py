@@ -1,0 +1,49 @@
+"""The codebook parametrization: a weight that is ``decode_indices(indices, codebook)``, and how to attach one.
+
+Shared by every quantizer that stores a lookup table (k-means sharing, uniform PTQ, ...); it sits just above
+:mod:`~netpress.quantize.base` so those quantizers need not import each other.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from netpress.quantize.base import WeightQuantizer
+from netpress.quantize.codes import Codes, decode_indices
+
+
+class CodebookWeight(WeightQuantizer):
+    """Parametrization whose value is ``decode_indices(indices, codebook, axis)``, whatever its input.
+
+    Args:
+        indices: int64, the weight's shape; -1 at pruned positions.
+        codebook: float values ``[k]`` (or ``[channels, k]`` with ``axis``).
+        bits: bits per index.
+        axis: channel axis of a 2-D codebook.
+        method: the quantizer's name, reported in :class:`Codes`.
+        trainable: make the codebook a learnable Parameter (centroid fine-tuning), else a buffer.
+    """
+
+    def __init__(self, indices: torch.Tensor, codebook: torch.Tensor, bits: int, axis: int | None = None,
+                 method: str = "kmeans", trainable: bool = True):
+        super().__init__()
+        self.register_buffer("indices", indices.to(torch.int64))
+        if trainable:
+            self.codebook = nn.Parameter(codebook.detach().clone().float())
+        else:
+            self.register_buffer("codebook", codebook.detach().clone().float())
+        self.bits, self.axis, self.method = bits, axis, method
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return decode_indices(self.indices, self.codebook.to(w.dtype), self.axis)
+
+    def codes(self, w: torch.Tensor | None = None) -> Codes:
+        return Codes(self.indices.clone(), self.codebook.detach().clone(), self.bits, self.axis, self.method)
+
+
+def attach(module: nn.Module, attr: str, quantizer: WeightQuantizer) -> None:
+    """Register ``quantizer`` last on ``module.attr``; a quantizer that ignores its input freezes the original."""
+    parametrize.register_parametrization(module, attr, quantizer)
+    if isinstance(quantizer, CodebookWeight):
+        module.parametrizations[attr].original.requires_grad_(False)
