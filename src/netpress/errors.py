@@ -18,3 +18,7 @@ class UnknownNameError(NetpressError, KeyError):
 
 class DataError(NetpressError):
     """Data is missing or malformed."""
+
+
+class RunError(NetpressError):
+    """A run folder, its files or the runs database are missing, unfinished, corrupt or not writable."""

@@ -32,6 +32,8 @@ class Steps:
             steps = text
         else:
             m = _STEPS.match(str(text))
+            if str(text).strip().startswith("-"):
+                raise ConfigError(f"steps {text!r} is negative; a length counts up from zero, e.g. '5ep' or '500it'")
             if not m or (m.group(1) is None and m.group(2) is None):
                 raise ConfigError(
                     f"cannot parse steps {text!r}: use e.g. '20ep' (epochs) or '500it' (iterations)"

@@ -68,7 +68,18 @@ def test_env_var_data_dir(tmp_path, monkeypatch):
 def test_missing_data_says_where_and_how(tmp_path, monkeypatch):
     monkeypatch.setenv("NETPRESS_DATA", str(tmp_path / "nothing"))
     with pytest.raises(DataError, match=r"mnist data not found; looked in: .*nothing.*NETPRESS_DATA"):
-        load_data("mnist", data_dir=tmp_path / "empty")
+        load_data("mnist")
+
+
+def test_given_data_dir_is_the_only_place_looked(tmp_path, monkeypatch):
+    (tmp_path / "elsewhere").mkdir()
+    _fake_idx_folder(tmp_path / "elsewhere", gz=False)
+    monkeypatch.setenv("NETPRESS_DATA", str(tmp_path / "elsewhere"))  # would be found by a fallback
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"fashion-mnist data not found; looked in: .*empty, .*empty/fashion-mnist\. "):
+        load_data("fashion-mnist", data_dir=tmp_path / "empty")
+    with pytest.raises(DataError, match=r"data folder .*missing' does not exist"):
+        load_data("synthetic", data_dir=tmp_path / "missing")  # even where the dataset needs no files
 
 
 def test_malformed_idx_shapes(tmp_path):

@@ -84,18 +84,33 @@ def model_hparams(args: argparse.Namespace) -> ModelHparams:
 
 def trained_model(args: argparse.Namespace):
     """The starting model of a compression command: ``--from RUN``, or the dense default run (reused by hash)."""
-    from netpress.data import load_data
-    from netpress.runs import TrainedRun, load_run_model, resolve_run, run_hparams, train_run
+    from netpress.runs import load_trained_run, train_run
 
     if getattr(args, "from_run", None):
-        folder = resolve_run(args.from_run, args.runs_dir)
-        hp = run_hparams(folder)
-        data_hp = DataHparams.from_dict(hp["data"]) if "data" in hp else data_hparams(args)
-        data = load_data(data_hp, args.data_dir)
-        summary = json.loads((folder / "result.json").read_text()) if (folder / "result.json").exists() else {}
-        return TrainedRun(folder.name, folder, load_run_model(folder), summary, data, reused=True)
+        return load_trained_run(args.from_run, args.runs_dir, args.data_dir, data_hparams(args))
     return train_run(model_hparams(args), data_hparams(args), training_hparams(args), root=args.runs_dir,
                      data_dir=args.data_dir, device=args.device)
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """Checks every command gets before any work: device, data folder, output paths, then the runs folder.
+
+    A command whose ``--out`` is a folder sets ``out_kind='folder'`` in its defaults.
+    """
+    from netpress.data import check_data_dir
+    from netpress.fileio import check_out_path
+    from netpress.runs import Store, runs_root
+    from netpress.train import resolve_device
+
+    if getattr(args, "device", None) is not None:
+        resolve_device(args.device)
+    check_data_dir(getattr(args, "data_dir", None))
+    if getattr(args, "out", None):
+        check_out_path(args.out, folder=getattr(args, "out_kind", "file") == "folder")
+    if getattr(args, "report", None):
+        check_out_path(args.report, folder=True, what="--report")
+    if hasattr(args, "runs_dir"):
+        Store(runs_root(args.runs_dir))
 
 
 def emit(result: dict[str, Any], as_json: bool, human: str | None = None) -> None:

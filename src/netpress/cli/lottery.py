@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
     common.add_training_options(p, skip=("eval_every",))
     common.add_run_options(p)
     common.add_json(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, out_kind="folder")
 
 
 def run(args) -> int:

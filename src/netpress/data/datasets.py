@@ -57,10 +57,14 @@ def load_data(hparams: DataHparams | str = "fashion-mnist", data_dir: str | Path
 
     Args:
         hparams: a :class:`DataHparams` or just the dataset name.
-        data_dir: folder with the files; else ``$NETPRESS_DATA``, else the Debian package's folder.
+        data_dir: folder with the files (only there when given); else ``$NETPRESS_DATA``, else the Debian
+            package's folder.
 
     Returns:
         :class:`DataSplits` with in-memory tensors.
+
+    Raises:
+        DataError: ``data_dir`` is not a folder, or the files are missing or malformed.
 
     Example:
         >>> splits = load_data("digits")
@@ -69,6 +73,7 @@ def load_data(hparams: DataHparams | str = "fashion-mnist", data_dir: str | Path
     """
     if isinstance(hparams, str):
         hparams = DataHparams(name=hparams)
+    check_data_dir(data_dir)
     train, test, num_classes = DATASETS.get(hparams.name)(hparams, None if data_dir is None else str(data_dir))
     val_size = DEFAULT_VAL_SIZE.get(hparams.name, 5000) if hparams.val_size < 0 else hparams.val_size
     train, val = split_validation(train, val_size, hparams.split_seed)
@@ -77,10 +82,16 @@ def load_data(hparams: DataHparams | str = "fashion-mnist", data_dir: str | Path
     return DataSplits(train, val, test, num_classes, tuple(train.x.shape[1:]), hparams.name)
 
 
+def check_data_dir(data_dir: str | Path | None) -> None:
+    """Raise :class:`DataError` unless ``data_dir`` is None or an existing folder (never a silent fallback)."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise DataError(f"data folder {str(data_dir)!r} does not exist or is not a folder")
+
+
 def find_idx_dir(name: str, data_dir: str | None) -> Path:
-    """Locate the IDX folder of ``name``, or fail saying where we looked."""
+    """Locate the IDX folder of ``name``, or fail saying where we looked (only in ``data_dir`` when given)."""
     candidates = []
-    for base in (data_dir, os.environ.get("NETPRESS_DATA"), DEBIAN_DIRS.get(name)):
+    for base in (data_dir,) if data_dir else (os.environ.get("NETPRESS_DATA"), DEBIAN_DIRS.get(name)):
         if base:
             candidates += [Path(base), Path(base) / name]
     for folder in candidates:

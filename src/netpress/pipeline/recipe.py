@@ -17,8 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from netpress import safeyaml
 from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
 from netpress.train import TrainingHparams
@@ -237,10 +237,19 @@ def _parse_stage(i: int, entry: Any) -> Stage:
     for key in options:
         if key not in known:
             raise RecipeError(f"{where}.{kind}.{key}: unknown key; known: {', '.join(known)}")
+    _check_mappings(f"{where}.{kind}", cls, options)
     try:
         return Stage(kind, cls(**options))
     except ConfigError as exc:
         raise RecipeError(f"{where}.{kind}.{exc}".replace(".overrides.", ".")) from None
+
+
+def _check_mappings(where: str, cls, options: dict) -> None:
+    """Options whose default is a mapping (``layers``, ``retrain``, ...) must be mappings."""
+    for f in dataclasses.fields(cls):
+        if f.name in options and f.default_factory is dict and not isinstance(options[f.name], dict):
+            raise RecipeError(f"{where}.{f.name}: must be a mapping (name: value), got {type(options[f.name]).__name__} "
+                              f"{options[f.name]!r}"[:200])
 
 
 BUILTIN = ("deep-compression", "prune-only", "quantize-only", "max")
@@ -257,13 +266,16 @@ def load_recipe(ref: str | Path) -> Recipe:
         text = resources.files("netpress.pipeline.recipes").joinpath(f"{ref}.yaml").read_text()
         name = str(ref)
     elif path.is_file():
-        text, name = path.read_text(), path.stem
+        try:
+            text, name = path.read_bytes(), path.stem
+        except OSError as exc:
+            raise RecipeError(f"recipe {path}: cannot read it ({exc.strerror})") from None
     else:
         raise RecipeError(f"no recipe {str(ref)!r}: built-in recipes are {', '.join(BUILTIN)}, or give a YAML file path")
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"recipe {name}: invalid YAML ({exc})") from None
+        doc = safeyaml.load(text)
+    except safeyaml.YamlError as exc:
+        raise RecipeError(f"recipe {name}: {exc}") from None
     return parse_recipe(doc, name)
 
 

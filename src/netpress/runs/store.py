@@ -1,11 +1,15 @@
 """Embedded SQLite store of runs and their metrics (one file beside the run folders)."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from netpress.errors import RunError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -28,15 +32,21 @@ class Store:
     """
 
     def __init__(self, root: Path):
-        root.mkdir(parents=True, exist_ok=True)
-        self.path = root / "netpress.db"
+        self.path = check_runs_root(root) / "netpress.db"
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            db.execute("SELECT id, kind, path, hparams, status, summary, created, updated FROM runs LIMIT 1").fetchall()
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.row_factory = sqlite3.Row
-        return db
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection in a transaction, closed afterwards; any database failure becomes a :class:`RunError`."""
+        try:
+            with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as db:
+                db.row_factory = sqlite3.Row
+                with db:
+                    yield db
+        except sqlite3.Error as exc:
+            raise RunError(f"runs database {self.path} is unusable ({exc}); move it away to start a new one") from None
 
     def upsert_run(self, run_id: str, kind: str, path: Path, hparams: dict, status: str, summary: dict | None = None) -> None:
         now = time.time()
@@ -68,8 +78,29 @@ class Store:
             q, args = q + " WHERE kind=?", (kind,)
         with self._connect() as db:
             rows = db.execute(q + " ORDER BY created", args).fetchall()
-        return [{**dict(r), "hparams": json.loads(r["hparams"]),
-                 "summary": json.loads(r["summary"]) if r["summary"] else None} for r in rows]
+        try:
+            return [{**dict(r), "hparams": json.loads(r["hparams"]),
+                     "summary": json.loads(r["summary"]) if r["summary"] else None} for r in rows]
+        except (TypeError, ValueError) as exc:
+            raise RunError(f"runs database {self.path} holds malformed rows ({exc}); move it away") from None
 
     def find(self, prefix: str) -> list[dict]:
         return [r for r in self.list_runs() if r["id"].startswith(prefix)]
+
+
+def check_runs_root(root: Path) -> Path:
+    """Create the runs folder if needed and check it is a writable folder; returns ``root``.
+
+    Raises:
+        RunError: ``root`` is a file, cannot be created, or is not writable (``$NETPRESS_HOME`` / ``--runs-dir``).
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise RunError(f"runs folder {root} is not a folder ($NETPRESS_HOME or --runs-dir)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create the runs folder {root} ({exc.strerror})") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise RunError(f"runs folder {root} is not writable ($NETPRESS_HOME or --runs-dir)")
+    return root

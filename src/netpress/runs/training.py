@@ -1,6 +1,7 @@
 """The ``train`` stage as a content-addressed, idempotent, resumable run."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from netpress.data import DataHparams, DataSplits, load_data
-from netpress.errors import NetpressError
+from netpress.errors import NetpressError, RunError
 from netpress.models import ModelHparams, build_model, model_from_spec
 from netpress.fileio import atomic_torch_save, atomic_write_text
 from netpress.runs.paths import run_id, run_lock, runs_root, write_hparams
@@ -17,6 +18,7 @@ from netpress.runs.store import Store
 from netpress.train import TrainingHparams, TrainResult, train
 
 FINAL = "model.pt"
+THREADS = "torch_threads"
 RESULT = "result.json"
 
 
@@ -73,20 +75,57 @@ def _train_locked(rid, folder, store, parts, data, device, progress) -> TrainedR
     model_hp, train_hp = parts["model"], parts["training"]
     flat = {k: v.to_dict() for k, v in parts.items()}
     if (folder / RESULT).exists():
-        summary = json.loads((folder / RESULT).read_text())
+        summary = run_summary(folder)
         store.upsert_run(rid, "train", folder, flat, "done", summary)
         return TrainedRun(rid, folder, load_run_model(folder), summary, data, reused=True)
-    write_hparams(folder, "train", parts)
+    threads = _recorded_threads(folder)
+    write_hparams(folder, "train", parts, extra={THREADS: threads})
     store.upsert_run(rid, "train", folder, flat, "running")
-    model = build_model(model_hp, data.input_shape, data.num_classes, seed=train_hp.seed)
-    _save_init(folder, model)
-    result = train(model, data, train_hp, checkpoint_dir=folder, device=device, progress=progress,
-                   desc=f"train {model_hp.name}")
-    summary = {**result.summary(), "resumed_from": result.resumed_from}
+    try:
+        with torch_threads(threads):
+            model = build_model(model_hp, data.input_shape, data.num_classes, seed=train_hp.seed)
+            _save_init(folder, model)
+            result = train(model, data, train_hp, checkpoint_dir=folder, device=device, progress=progress,
+                           desc=f"train {model_hp.name}")
+    except Exception:
+        _discard(folder)  # a failed or diverged run leaves nothing a later run would resume or trust
+        store.upsert_run(rid, "train", folder, flat, "failed")
+        raise
+    summary = {**result.summary(), "resumed_from": result.resumed_from, THREADS: threads}
     _finish(folder, model, result, summary)
     store.log_metrics(rid, result.metrics)
     store.upsert_run(rid, "train", folder, flat, "done", summary)
     return TrainedRun(rid, folder, model.cpu(), summary, data, reused=False)
+
+
+def _recorded_threads(folder: Path) -> int:
+    """The thread count of an interrupted run being resumed (its results depend on it), else the current one."""
+    if (folder / "hparams.json").exists():
+        recorded = run_hparams(folder).get(THREADS)
+        if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 1:
+            return recorded
+    return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run a block with ``torch.set_num_threads(n)``, restoring the previous count afterwards.
+
+    Float sums are split differently across threads, so 1 and 2 threads give slightly different weights; a run
+    records its count in ``hparams.json`` and a resume uses it, so a resumed run ends bit-identical.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _discard(folder: Path) -> None:
+    for f in folder.iterdir():
+        if f.name != ".lock" and f.is_file():
+            f.unlink()
 
 
 def _save_init(folder: Path, model: nn.Module) -> None:
@@ -103,10 +142,26 @@ def _finish(folder: Path, model: nn.Module, result: TrainResult, summary: dict) 
 
 
 def load_run_model(folder: str | Path, which: str = FINAL) -> nn.Module:
-    """Rebuild a run's model (``model.pt`` = trained, ``init.pt`` = initial weights) without unpickling modules."""
-    ck = torch.load(Path(folder) / which, map_location="cpu", weights_only=True)
-    model = model_from_spec(ck["spec"])
-    model.load_state_dict(ck["state"])
+    """Rebuild a run's model (``model.pt`` = trained, ``init.pt`` = initial weights) without unpickling modules.
+
+    Raises:
+        RunError: the file is missing, not a netpress checkpoint (garbage, a pickle of objects), or does not fit
+            the model its spec describes.
+    """
+    path = Path(folder) / which
+    if not path.is_file():
+        raise RunError(f"run {folder} has no {which} (unfinished or failed; re-run the command that made it)")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ck, dict) or not isinstance(ck.get("spec"), dict) or not isinstance(ck.get("state"), dict):
+            raise RunError(f"{path} is not a netpress checkpoint (no spec and state)")
+        model = model_from_spec(ck["spec"])
+        model.load_state_dict(ck["state"])
+    except NetpressError:
+        raise
+    except Exception as exc:  # torch.load / model building on a hostile file can raise nearly anything
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise RunError(f"{path} is not a usable netpress checkpoint ({reason})") from None
     return model
 
 
@@ -126,9 +181,67 @@ def resolve_run(ref: str, root: str | Path | None = None) -> Path:
     if len(matches) == 1:
         return Path(matches[0]["path"])
     if not matches:
-        raise NetpressError(f"no run {ref!r} in {root} (see `netpress runs list`)")
-    raise NetpressError(f"run reference {ref!r} is ambiguous: {', '.join(m['id'] for m in matches)}")
+        raise RunError(f"no run {ref!r} in {root} (see `netpress runs list`)")
+    raise RunError(f"run reference {ref!r} is ambiguous: {', '.join(m['id'] for m in matches)}")
 
 
 def run_hparams(folder: str | Path) -> dict:
-    return json.loads((Path(folder) / "hparams.json").read_text())
+    """A run's ``hparams.json``.
+
+    Raises:
+        RunError: missing, unreadable or not a JSON object.
+    """
+    return _json_object(Path(folder) / "hparams.json")
+
+
+def run_summary(folder: str | Path) -> dict:
+    """A finished run's ``result.json`` (its summary); the file marks the run done.
+
+    Raises:
+        RunError: missing (the run is not finished), unreadable or not a JSON object.
+    """
+    path = Path(folder) / RESULT
+    if not path.is_file():
+        raise RunError(f"run {folder} is not finished (no {RESULT}); re-run the command that made it to resume")
+    return _json_object(path)
+
+
+def _json_object(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunError(f"{path} is unreadable or not JSON ({' '.join(str(exc).split())[:160]})") from None
+    if not isinstance(doc, dict):
+        raise RunError(f"{path} is not a JSON object")
+    return doc
+
+
+def load_trained_run(ref: str, root: str | Path | None = None, data_dir: str | None = None,
+                     data_hp: DataHparams | None = None) -> TrainedRun:
+    """A finished run (id, id prefix or folder) with its model, summary and the data it was trained on.
+
+    Args:
+        ref: run id, id prefix or folder.
+        root: runs folder.
+        data_dir: where the data files are.
+        data_hp: data to load when the run does not record its own.
+
+    Returns:
+        :class:`TrainedRun` with ``reused=True``.
+
+    Raises:
+        RunError: unknown, unfinished or corrupt run.
+
+    Example:
+        >>> run = load_trained_run("train_3f2a")
+    """
+    folder = resolve_run(ref, root)
+    hp = run_hparams(folder)
+    summary = run_summary(folder)
+    model = load_run_model(folder)
+    if "data" in hp:
+        if not isinstance(hp["data"], dict):
+            raise RunError(f"{folder}/hparams.json: 'data' is not a mapping")
+        data_hp = DataHparams.from_dict(hp["data"])
+    data = load_data(data_hp or DataHparams(), data_dir)
+    return TrainedRun(folder.name, folder, model, summary, data, reused=True)

@@ -8,6 +8,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from netpress.data.base import batches
+from netpress.errors import ConfigError
 
 
 @dataclasses.dataclass
@@ -18,10 +19,24 @@ class EvalResult:
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``'auto'`` picks CUDA when available, else CPU."""
+    """``'auto'`` picks CUDA when available, else CPU.
+
+    Raises:
+        ConfigError: an unknown device name, or one this machine does not have (e.g. ``cuda`` without a GPU).
+    """
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda[:N]") from None
+    if dev.type == "cpu":
+        return dev
+    backend = getattr(torch, dev.type, None)
+    available = getattr(backend, "is_available", lambda: False)
+    if not available() or (dev.index is not None and dev.index >= getattr(backend, "device_count", lambda: 1)()):
+        raise ConfigError(f"device {device!r} is not available on this machine; use auto or cpu")
+    return dev
 
 
 @torch.no_grad()
