@@ -136,3 +136,49 @@ def test_empty_training_set_is_a_data_error():
     empty = DataSplits(s.train.subset(torch.arange(0)), None, s.test, 4, s.input_shape)
     with pytest.raises(DataError, match="training set is empty"):
         train(build_model("lenet300", s.input_shape, 4), empty, TrainingHparams(steps="1ep"), device="cpu")
+
+
+def test_gzip_bomb_is_never_decompressed_past_its_header(tmp_path, monkeypatch):
+    """A header for 10 x 28 x 28 bytes followed by 32 MB of zeros: at most header + body + 1 bytes are inflated."""
+    import gzip
+
+    import netpress.data.idx as idx
+
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (10, 28, 28)))
+        fh.write(bytes(32 << 20))
+    inflated = []
+
+    class Counting:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def read(self, n=-1):
+            data = self.fh.read(n)
+            inflated.append(len(data))
+            return data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    monkeypatch.setattr(idx.gzip, "open", lambda p, mode: Counting(gzip.GzipFile(p, mode)))
+    with pytest.raises(DataError, match=r"IDX body has more than 7840 bytes, header shape \(10, 28, 28\)"):
+        read_idx(path)
+    assert sum(inflated) == 16 + 7840 + 1
+
+
+def test_idx_header_claiming_more_than_the_gzip_can_hold(tmp_path):
+    import gzip
+
+    path = tmp_path / "lie-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (60000, 28, 28))))
+    with pytest.raises(DataError, match="more than a .*-byte gzip file can hold"):
+        read_idx(path)
+    huge = tmp_path / "huge-idx3-ubyte"
+    huge.write_bytes(bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (60000, 28000, 28)))
+    with pytest.raises(DataError, match="over the 1,073,741,824-byte limit"):
+        read_idx(huge)

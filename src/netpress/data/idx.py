@@ -43,8 +43,8 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read IDX file ({exc})") from None
     if len(body) != expected:
         raise DataError(
-            f"{path}: IDX body has {'more than ' if len(body) > expected else ''}{len(body)} bytes, header shape "
-            f"{shape} needs {expected}" + (" (file truncated)" if len(body) < expected else "")
+            f"{path}: IDX body has {f'more than {expected}' if len(body) > expected else len(body)} bytes, header "
+            f"shape {shape} needs {expected}" + (" (file truncated)" if len(body) < expected else "")
         )
     return np.frombuffer(body, dtype=dtype).reshape(shape)
 

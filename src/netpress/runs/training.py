@@ -236,8 +236,8 @@ def load_trained_run(ref: str, root: str | Path | None = None, data_dir: str | N
         >>> run = load_trained_run("train_3f2a")
     """
     folder = resolve_run(ref, root)
-    hp = run_hparams(folder)
     summary = run_summary(folder)
+    hp = run_hparams(folder)
     model = load_run_model(folder)
     if "data" in hp:
         if not isinstance(hp["data"], dict):
