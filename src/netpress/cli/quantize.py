@@ -11,9 +11,7 @@ import argparse
 import copy
 
 from netpress.cli import common
-from netpress.errors import ConfigError
-
-METHODS = ("kmeans", "uniform", "ptq", "qat", "binary", "ternary", "mixed")
+from netpress.quantize.methods import METHODS
 
 
 def add_parser(sub) -> None:
@@ -23,7 +21,7 @@ def add_parser(sub) -> None:
     common.add_data_options(p)
     common.add_training_options(p)
     common.add_from_option(p)
-    p.add_argument("--method", default="kmeans", help=f"one of {', '.join(METHODS)}")
+    p.add_argument("--method", default="kmeans", help=f"one of {', '.join(METHODS.names())}")
     p.add_argument("--bits", type=int, default=5, help="bits per weight (kmeans, uniform, qat), 1-16")
     p.add_argument("--init", default="linear", help="k-means centroid init: linear, forgy, density")
     p.add_argument("--finetune", default=None, metavar="STEPS",
@@ -41,36 +39,22 @@ def add_parser(sub) -> None:
     p.add_argument("--lsq", action="store_true", help="qat: learn the scales (LSQ)")
     p.add_argument("--budget-bytes", type=float, default=None, help="mixed: size budget of the quantized weights")
     p.add_argument("--exclude", action="append", default=[], metavar="NAME", help="tensor to leave in float (repeatable)")
-    p.add_argument("--out", default=None, help="save the exported codes here (torch.save of {name: Codes fields})")
+    p.add_argument("--out", default=None, help="write the quantized model here as a .netp file")
     common.add_run_options(p)
     common.add_json(p)
     p.set_defaults(func=run)
 
 
-def plan(args) -> dict:
-    """Check every option before any training; returns the parsed pieces."""
-    from netpress.quantize import FinetuneHparams, PTQHparams, QATHparams, SharingHparams, UniformSpec
-    from netpress.quantize.base import check_bits
+def hparams(args) -> "QuantizeHparams":
+    """The options as a validated :class:`~netpress.quantize.QuantizeHparams` (before any training)."""
+    from netpress.quantize.methods import QuantizeHparams
 
-    if args.method not in METHODS:
-        raise ConfigError(f"unknown method {args.method!r}; known: {', '.join(METHODS)}")
-    out = {}
-    if args.method == "kmeans":
-        out["sharing"] = SharingHparams(bits=check_bits(args.bits), init=args.init)
-    if args.method == "uniform":
-        out["spec"] = UniformSpec(bits=check_bits(args.bits), symmetric=not args.asymmetric, granularity=args.granularity,
-                                  axis=args.axis, group_size=args.group_size, calibration=args.calibration)
-    if args.method == "ptq":
-        out["ptq"] = PTQHparams(w_bits=args.w_bits, a_bits=args.a_bits, w_calibration=args.calibration,
-                                a_mode=args.a_mode, bias_correction=args.bias_correction)
-    if args.method == "qat":
-        out["qat"] = QATHparams(w_bits=args.w_bits, a_bits=args.a_bits, calibration=args.calibration, lsq=args.lsq)
-    if args.method == "mixed" and (args.budget_bytes is None or args.budget_bytes <= 0):
-        raise ConfigError("--method mixed needs --budget-bytes > 0")
-    if args.finetune:
-        lr = args.finetune_lr or (1e-4 if args.method == "kmeans" else 1e-3)
-        out["finetune"] = FinetuneHparams(steps=args.finetune, lr=lr)
-    return out
+    return QuantizeHparams(method=args.method, bits=args.bits, init=args.init, finetune=args.finetune or "",
+                           finetune_lr=args.finetune_lr or 0.0, granularity=args.granularity, axis=args.axis,
+                           group_size=args.group_size, calibration=args.calibration, asymmetric=args.asymmetric,
+                           w_bits=args.w_bits, a_bits=args.a_bits, a_mode=args.a_mode,
+                           bias_correction=args.bias_correction, lsq=args.lsq, budget_bytes=args.budget_bytes or 0.0,
+                           exclude=tuple(args.exclude))
 
 
 def _model_args(args) -> argparse.Namespace:
@@ -82,82 +66,32 @@ def _model_args(args) -> argparse.Namespace:
 
 
 def run(args) -> int:
-    import torch
-
-    from netpress.quantize import export_codes
+    import netpress
+    from netpress.quantize import export_codes, remove_activation_quantizers
+    from netpress.quantize.methods import quantize_model, size_table
     from netpress.train import evaluate
 
-    parsed = plan(args)
+    hp = hparams(args)
     base = common.trained_model(_model_args(args))
     model, data = copy.deepcopy(base.model), base.data
     float_acc = evaluate(model, data.test).accuracy
-    extra = quantize_model(args, parsed, model, data)
+    extra = quantize_model(model, hp, data, device=args.device)
     acc = evaluate(model, data.test).accuracy
-    codes = export_codes(model)
-    rows = [_row(name, c) for name, c in codes.items()]
-    total = sum(r["bytes"] for r in rows)
-    float_bytes = sum(r["params"] * 4 for r in rows)
+    rows, total = size_table(export_codes(model))
     out = {"run": base.id, "method": args.method, "float_accuracy": float_acc, "test_accuracy": acc,
-           "accuracy_drop": float_acc - acc, "bytes": total, "float_bytes": float_bytes,
-           "ratio": float_bytes / max(total, 1), "layers": rows, **extra}
-    if args.out:
-        torch.save({n: {"indices": c.indices, "codebook": c.codebook, "bits": c.bits, "axis": c.axis,
-                        "method": c.method} for n, c in codes.items()}, args.out)
-        out["path"] = args.out
-    human = (common.table(rows, ["layer", "params", "bits", "codebook", "bytes"])
-             + f"\n\n{args.method}: float accuracy {float_acc:.4f} -> {acc:.4f}; "
-             f"weights {float_bytes:,} -> {total:,.0f} bytes ({out['ratio']:.1f}x, fixed-length indices)")
+           "accuracy_drop": float_acc - acc, "layers": rows, **total, **extra}
+    if args.out:  # a .netp holds weights: activation quantizers (ptq, qat) are not stored
+        stored = remove_activation_quantizers(copy.deepcopy(model))
+        stored_acc = evaluate(stored, data.test).accuracy
+        report = netpress.save(stored, args.out, recipe={"quantize": hp.non_default()},
+                               metrics={"test_accuracy": stored_acc, "float_accuracy": float_acc})
+        out.update(path=str(args.out), file_bytes=report["file_bytes"], file_ratio=report["ratio"],
+                   file_test_accuracy=stored_acc)
+    human = "\n\n".join(filter(None, [
+        common.table(extra["plan"]) if "plan" in extra else None,
+        common.table(rows, ["layer", "params", "bits", "codebook", "bytes"]),
+        f"{args.method}: float accuracy {float_acc:.4f} -> {acc:.4f}; weights {total['float_bytes']:,} -> "
+        f"{total['bytes']:,.0f} bytes ({total['ratio']:.1f}x, fixed-length indices)"
+        + (f"; wrote {args.out} ({out['file_bytes']:,} bytes)" if args.out else "")]))
     common.emit(out, args.json, human)
     return 0
-
-
-def _row(name: str, c) -> dict:
-    """Fixed-length indices plus what the codebook really costs: k floats (k-means); a scale and zero point per
-    table (uniform, as the levels follow from them); one scale per channel (binary, ternary)."""
-    params = c.indices.numel()
-    tables = c.codebook.shape[0] if c.codebook.dim() == 2 else 1
-    book = {"uniform": 8 * tables, "binary": 4 * tables, "ternary": 4 * tables}.get(c.method, 4 * c.codebook.numel())
-    if c.method == "uniform" and c.axis is None and c.codebook.numel() != 2 ** c.bits:
-        book = 4 * c.codebook.numel()  # per-group codes carry their distinct values
-    return {"layer": name, "params": params, "bits": c.bits, "codebook": c.codebook.numel(),
-            "bytes": params * c.bits / 8 + book, "method": c.method}
-
-
-def quantize_model(args, parsed: dict, model, data) -> dict:
-    """Apply the chosen method in place; returns extra result fields."""
-    from netpress import quantize as q
-    from netpress.train import TrainingHparams, train
-
-    extra = {}
-    ft = parsed.get("finetune")
-    if args.method == "kmeans":
-        sh = parsed["sharing"]
-        q.share_weights(model, sh.bits, init=sh.init, exclude=args.exclude)
-        if ft:
-            extra["before_finetune_accuracy"] = _acc(model, data)
-            q.finetune_centroids(model, data, ft, device=args.device)
-    elif args.method == "uniform":
-        q.quantize_weights(model, parsed["spec"], exclude=args.exclude)
-    elif args.method == "ptq":
-        q.ptq(model, data, parsed["ptq"], exclude=args.exclude)
-    elif args.method == "mixed":
-        sens = q.bit_sensitivity(model, data)
-        bit_plan = q.allocate_bits(sens, args.budget_bytes)
-        q.apply_plan(model, bit_plan)
-        extra["plan"] = bit_plan.rows
-        print(bit_plan.table(), flush=True) if not args.json else None
-    else:
-        if args.method == "qat":
-            q.prepare_qat(model, parsed["qat"], data, exclude=args.exclude)
-        else:
-            (q.binarize if args.method == "binary" else q.ternarize)(model, exclude=args.exclude)
-        steps = ft.steps if ft else "1ep"
-        lr = ft.lr if ft else 1e-3
-        train(model, data, TrainingHparams(optimizer="adam", lr=lr, steps=steps, eval_every=steps), device=args.device)
-    return extra
-
-
-def _acc(model, data) -> float:
-    from netpress.train import evaluate
-
-    return evaluate(model, data.test).accuracy

@@ -1,0 +1,197 @@
+"""One entry point over every quantization method, with typed options and the size of the result.
+
+Methods (registry :data:`METHODS`): ``kmeans`` (weight sharing, optional centroid fine-tuning), ``uniform``
+(post-training uniform weights), ``ptq`` (weights and activations), ``qat``, ``binary``, ``ternary`` (trained
+after quantizing) and ``mixed`` (bits per layer under a size budget).
+
+Example:
+    >>> hp = QuantizeHparams(method="uniform", bits=4, granularity="channel", calibration="mse")
+    >>> extra = quantize_model(net, hp, data)
+    >>> rows, total = size_table(export_codes(net))
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from torch import nn
+
+from netpress.hparams import Hparams, require
+from netpress.quantize.base import check_bits
+from netpress.quantize.binary import binarize, ternarize
+from netpress.quantize.codes import Codes
+from netpress.quantize.mixed import allocate_bits, apply_plan, bit_sensitivity
+from netpress.quantize.ptq import PTQHparams, QATHparams, prepare_qat, ptq
+from netpress.quantize.sharing import FinetuneHparams, SharingHparams, finetune_centroids, share_weights
+from netpress.quantize.uniform import UniformSpec, quantize_weights
+from netpress.registry import Registry
+
+Method = Callable[[nn.Module, "QuantizeHparams", object, str], dict]
+METHODS: Registry[Method] = Registry("quantization method")
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizeHparams(Hparams):
+    """Options of :func:`quantize_model`; each method reads the fields it needs.
+
+    Attributes:
+        method: ``kmeans``, ``uniform``, ``ptq``, ``qat``, ``binary``, ``ternary`` or ``mixed``.
+        bits: bits per weight (kmeans, uniform), 1-16.
+        init: k-means centroid init (``linear``, ``forgy``, ``density``).
+        finetune: fine-tuning length after quantizing (``'2ep'``; kmeans: centroids; qat/binary/ternary: training,
+            default ``'1ep'``); ``''`` for none.
+        finetune_lr: its learning rate; 0 = the method's default (1e-4 for kmeans, else 1e-3).
+        granularity, axis, group_size, calibration, asymmetric: the uniform quantizer (:class:`UniformSpec`).
+        w_bits, a_bits, a_mode, bias_correction, lsq: ptq / qat.
+        budget_bytes: mixed: size budget of the quantized weights (> 0).
+        exclude: plain tensor names left in float.
+    """
+
+    method: str = "kmeans"
+    bits: int = 5
+    init: str = "linear"
+    finetune: str = ""
+    finetune_lr: float = 0.0
+    granularity: str = "tensor"
+    axis: int = 0
+    group_size: int = 0
+    calibration: str = "minmax"
+    asymmetric: bool = False
+    w_bits: int = 8
+    a_bits: int = 8
+    a_mode: str = "static"
+    bias_correction: bool = False
+    lsq: bool = False
+    budget_bytes: float = 0.0
+    exclude: tuple = ()
+
+    def validate(self) -> None:
+        require(self.method in METHODS, f"unknown method {self.method!r}; known: {', '.join(METHODS.names())}")
+        require(self.method != "mixed" or self.budget_bytes > 0, "method 'mixed' needs a size budget: budget_bytes > 0")
+        self.parts()
+
+    def parts(self) -> dict[str, Hparams]:
+        """The typed options of the chosen method (each validated): ``sharing``, ``spec``, ``ptq``, ``qat``,
+        ``finetune``."""
+        out: dict[str, Hparams] = {}
+        if self.method == "kmeans":
+            out["sharing"] = SharingHparams(bits=check_bits(self.bits), init=self.init)
+        elif self.method == "uniform":
+            out["spec"] = UniformSpec(bits=check_bits(self.bits), symmetric=not self.asymmetric,
+                                      granularity=self.granularity, axis=self.axis, group_size=self.group_size,
+                                      calibration=self.calibration)
+        elif self.method == "ptq":
+            out["ptq"] = PTQHparams(w_bits=self.w_bits, a_bits=self.a_bits, w_calibration=self.calibration,
+                                    a_mode=self.a_mode, bias_correction=self.bias_correction)
+        elif self.method == "qat":
+            out["qat"] = QATHparams(w_bits=self.w_bits, a_bits=self.a_bits, calibration=self.calibration, lsq=self.lsq)
+        if self.finetune or self.method in ("qat", "binary", "ternary"):
+            lr = self.finetune_lr or (1e-4 if self.method == "kmeans" else 1e-3)
+            out["finetune"] = FinetuneHparams(steps=self.finetune or "1ep", lr=lr)
+        return out
+
+
+def quantize_model(model: nn.Module, hp: QuantizeHparams, data=None, device: str = "auto") -> dict:
+    """Quantize ``model`` in place with ``hp.method``.
+
+    Args:
+        model: any module with Linear/Conv weights.
+        hp: the method and its options (validated on construction).
+        data: :class:`~netpress.data.DataSplits` for methods that calibrate or train (all but kmeans without
+            fine-tuning, uniform, binary/ternary need it).
+        device: training device.
+
+    Returns:
+        Extra result fields: ``before_finetune_accuracy`` (kmeans with fine-tuning), ``plan`` (mixed: one row per
+        layer).
+
+    Example:
+        >>> quantize_model(net, QuantizeHparams(method="kmeans", bits=4, finetune="1ep"), data)
+    """
+    return METHODS.get(hp.method)(model, hp, data, device)
+
+
+@METHODS.register("kmeans")
+def _kmeans(model, hp, data, device) -> dict:
+    sharing, ft = hp.parts()["sharing"], hp.parts().get("finetune")
+    share_weights(model, sharing.bits, init=sharing.init, exclude=hp.exclude)
+    if not ft:
+        return {}
+    from netpress.train import evaluate
+
+    before = evaluate(model, data.test).accuracy
+    finetune_centroids(model, data, ft, device=device)
+    return {"before_finetune_accuracy": before}
+
+
+@METHODS.register("uniform")
+def _uniform(model, hp, data, device) -> dict:
+    quantize_weights(model, hp.parts()["spec"], exclude=hp.exclude)
+    return {}
+
+
+@METHODS.register("ptq")
+def _ptq(model, hp, data, device) -> dict:
+    ptq(model, data, hp.parts()["ptq"], exclude=hp.exclude)
+    return {}
+
+
+@METHODS.register("mixed")
+def _mixed(model, hp, data, device) -> dict:
+    plan = allocate_bits(bit_sensitivity(model, data), hp.budget_bytes)
+    apply_plan(model, plan)
+    return {"plan": plan.rows}
+
+
+def _trained(prepare: Callable[[nn.Module, QuantizeHparams, object], None]) -> Method:
+    """A method that quantizes, then trains the quantized model (Adam, ``finetune`` steps)."""
+
+    def method(model, hp, data, device) -> dict:
+        from netpress.train import TrainingHparams, train
+
+        prepare(model, hp, data)
+        ft = hp.parts()["finetune"]
+        train(model, data, TrainingHparams(optimizer="adam", lr=ft.lr, steps=ft.steps, eval_every=ft.steps),
+              device=device)
+        return {}
+
+    return method
+
+
+METHODS.register("qat", _trained(lambda m, hp, data: prepare_qat(m, hp.parts()["qat"], data, exclude=hp.exclude)))
+METHODS.register("binary", _trained(lambda m, hp, data: binarize(m, exclude=hp.exclude)))
+METHODS.register("ternary", _trained(lambda m, hp, data: ternarize(m, exclude=hp.exclude)))
+
+
+def codes_bytes(codes: Codes) -> float:
+    """Storage of one tensor with fixed-length indices, plus what its codebook really costs: k floats (k-means);
+    a scale and zero point per table (uniform: the levels follow from them, except per-group codes, which carry
+    their distinct values); one scale per channel (binary, ternary)."""
+    tables = codes.codebook.shape[0] if codes.codebook.dim() == 2 else 1
+    book = {"uniform": 8 * tables, "binary": 4 * tables, "ternary": 4 * tables}.get(codes.method,
+                                                                                  4 * codes.codebook.numel())
+    if codes.method == "uniform" and codes.axis is None and codes.codebook.numel() != 2 ** codes.bits:
+        book = 4 * codes.codebook.numel()
+    return codes.indices.numel() * codes.bits / 8 + book
+
+
+def size_table(codes: dict[str, Codes]) -> tuple[list[dict], dict]:
+    """Per-tensor sizes of quantized weights (fixed-length indices) and the totals against float32.
+
+    Args:
+        codes: ``{name: Codes}``, e.g. from :func:`~netpress.quantize.export_codes`.
+
+    Returns:
+        ``(rows, totals)``: rows with layer, params, bits, codebook, bytes, method; totals with ``bytes``,
+        ``float_bytes`` and ``ratio``.
+
+    Example:
+        >>> rows, total = size_table(export_codes(share_weights(net, 4)))
+        >>> total["ratio"] > 7
+        True
+    """
+    rows = [{"layer": name, "params": c.indices.numel(), "bits": c.bits, "codebook": c.codebook.numel(),
+             "bytes": codes_bytes(c), "method": c.method} for name, c in codes.items()]
+    total = sum(r["bytes"] for r in rows)
+    float_bytes = sum(r["params"] * 4 for r in rows)
+    return rows, {"bytes": total, "float_bytes": float_bytes, "ratio": float_bytes / max(total, 1)}
