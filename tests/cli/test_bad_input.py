@@ -38,6 +38,17 @@ def _pickle_bytes(tmp: Path) -> bytes:
     return data
 
 
+def _model_bytes(tmp: Path) -> bytes:
+    """A valid run checkpoint of a tiny registry model."""
+    from netpress.models import ModelHparams, build_model
+
+    model = build_model(ModelHparams("lenet300"), (1, 8, 8), 4, seed=0)
+    torch.save({"spec": model.netpress_spec, "state": model.state_dict()}, tmp / "m.pt")
+    data = (tmp / "m.pt").read_bytes()
+    (tmp / "m.pt").unlink()
+    return data
+
+
 def _gzip_bomb(folder: Path) -> Path:
     """IDX header for 10 x 28 x 28 training images followed by 64 MB of zeros, gzipped to ~64 KB."""
     folder.mkdir()
@@ -91,6 +102,11 @@ CASES = [
      "not JSON"),
     ("run-hparams-not-object", lambda t: ["quantize", "--from", str(_run_folder(t / "r", hparams="[1, 2]"))],
      "not a JSON object"),
+    ("run-hparams-no-training", lambda t: ["compress", *SYN, "--from", str(_run_folder(t / "r", _model_bytes(t), "{}"))],
+     "has no 'training' mapping"),
+    ("run-hparams-bad-data", lambda t: ["quantize", "--from", str(_run_folder(t / "r", _model_bytes(t),
+                                                                              '{"data": {"val_size": "x"}}'))],
+     "hparams.json, 'data'"),
     ("home-is-a-file", lambda t: ["train", *SYN], "is not a folder"),
     ("corrupt-db", lambda t: ["train", *SYN], "runs database"),
     ("recipe-alias-bomb", lambda t: ["compress", *SYN, "--recipe", str(_recipe(t, ALIAS_BOMB))], "aliases"),

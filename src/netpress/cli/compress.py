@@ -1,7 +1,6 @@
 """``netpress compress``: Deep Compression (or any recipe) from a trained run to a ``.netp`` file and a report."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from netpress.cli import common
@@ -23,23 +22,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from netpress.pipeline import compress, load_recipe
+    from netpress.pipeline import compress_run, load_recipe
     from netpress.report.compression import layer_table, stage_table
-    from netpress.runs import run_hparams, run_lock, runs_root
-    from netpress.train import TrainingHparams
 
     recipe = load_recipe(args.recipe)  # validated before any training
     start = common.trained_model(args)
     name = getattr(start.model, "netpress_spec", {}).get("name", args.model)  # --from RUN: the run's model
     out = Path(args.out or f"{name}.netp")
-    report = Path(args.report) if args.report else out.with_name(out.stem + "_report")
-    base_hp = TrainingHparams.from_dict(run_hparams(start.path)["training"])
-    key = hashlib.sha256(f"{start.id}|{recipe.digest()}".encode()).hexdigest()[:12]
-    workdir = runs_root(args.runs_dir) / f"compress_{key}"
-    with run_lock(workdir):
-        result = compress(start.model, start.data, recipe=recipe, train_hp=base_hp, out=out, workdir=workdir,
-                          report_dir=report, title=f"{recipe.name}: {name} on {start.data.name}",
-                          device=args.device)
+    result = compress_run(start, recipe, out=out, report_dir=args.report, root=args.runs_dir, device=args.device)
+    workdir = result.folder
     summary = {**result.summary(), "recipe": recipe.name, "run": start.id, "workdir": str(workdir),
                "report": str(result.report), "stages": result.rows, "layers": result.layers}
     human = "\n".join([

@@ -8,7 +8,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -75,13 +74,15 @@ def experiment(args) -> int:
 
 
 def report(args, ref: str) -> int:
-    from netpress.runs import resolve_run
+    from netpress.runs import read_json, resolve_run
 
     folder = resolve_run(ref, args.runs_dir)
     results = folder / "results.json"
     if not results.exists():
         raise ConfigError(f"{folder} has no results.json (not a finished lottery experiment; re-run it to finish)")
-    summary = json.loads(results.read_text())["summary"]
+    summary = read_json(results).get("summary")
+    if not isinstance(summary, dict):
+        raise ConfigError(f"{results} has no 'summary' mapping")
     files = _write_report(summary, Path(args.out) if args.out else folder)
     out = {"run": folder.name, "report": str(files["report"]), "figures": [str(f) for f in files["figures"]],
            "levels": _level_rows(summary), "lmc": _lmc_rows(summary)}

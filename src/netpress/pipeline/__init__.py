@@ -6,5 +6,7 @@ Example:
 """
 from netpress.pipeline.compress import CompressResult, compress, file_bytes
 from netpress.pipeline.recipe import BUILTIN, Recipe, RecipeError, load_recipe, parse_recipe
+from netpress.pipeline.runs import compress_run
 
-__all__ = ["CompressResult", "compress", "file_bytes", "BUILTIN", "Recipe", "RecipeError", "load_recipe", "parse_recipe"]
+__all__ = ["CompressResult", "compress", "file_bytes", "BUILTIN", "Recipe", "RecipeError", "load_recipe", "parse_recipe",
+           "compress_run"]

@@ -13,6 +13,7 @@ from netpress.data import DataHparams, DataSplits, load_data
 from netpress.errors import NetpressError, RunError
 from netpress.models import ModelHparams, build_model, model_from_spec
 from netpress.fileio import atomic_torch_save, atomic_write_text
+from netpress.hparams import H
 from netpress.runs.paths import run_id, run_lock, runs_root, write_hparams
 from netpress.runs.store import Store
 from netpress.train import TrainingHparams, TrainResult, train
@@ -191,7 +192,7 @@ def run_hparams(folder: str | Path) -> dict:
     Raises:
         RunError: missing, unreadable or not a JSON object.
     """
-    return _json_object(Path(folder) / "hparams.json")
+    return read_json(Path(folder) / "hparams.json")
 
 
 def run_summary(folder: str | Path) -> dict:
@@ -203,10 +204,16 @@ def run_summary(folder: str | Path) -> dict:
     path = Path(folder) / RESULT
     if not path.is_file():
         raise RunError(f"run {folder} is not finished (no {RESULT}); re-run the command that made it to resume")
-    return _json_object(path)
+    return read_json(path)
 
 
-def _json_object(path: Path) -> dict:
+def read_json(path: str | Path) -> dict:
+    """A JSON object from a run's file.
+
+    Raises:
+        RunError: missing, unreadable, not JSON, or not an object.
+    """
+    path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -214,6 +221,24 @@ def _json_object(path: Path) -> dict:
     if not isinstance(doc, dict):
         raise RunError(f"{path} is not a JSON object")
     return doc
+
+
+def run_part(folder: str | Path, key: str, cls: type[H]) -> H:
+    """One typed section of a run's ``hparams.json`` (``'data'``, ``'training'``, ...).
+
+    Raises:
+        RunError: the section is missing or does not make a valid ``cls``.
+
+    Example:
+        >>> train_hp = run_part(folder, "training", TrainingHparams)
+    """
+    doc = run_hparams(folder).get(key)
+    if not isinstance(doc, dict):
+        raise RunError(f"{folder}/hparams.json has no {key!r} mapping")
+    try:
+        return cls.from_dict(doc)
+    except (NetpressError, TypeError, ValueError) as exc:
+        raise RunError(f"{folder}/hparams.json, {key!r}: {' '.join(str(exc).split())[:200]}") from None
 
 
 def load_trained_run(ref: str, root: str | Path | None = None, data_dir: str | None = None,
@@ -237,11 +262,8 @@ def load_trained_run(ref: str, root: str | Path | None = None, data_dir: str | N
     """
     folder = resolve_run(ref, root)
     summary = run_summary(folder)
-    hp = run_hparams(folder)
+    if "data" in run_hparams(folder):
+        data_hp = run_part(folder, "data", DataHparams)
     model = load_run_model(folder)
-    if "data" in hp:
-        if not isinstance(hp["data"], dict):
-            raise RunError(f"{folder}/hparams.json: 'data' is not a mapping")
-        data_hp = DataHparams.from_dict(hp["data"])
     data = load_data(data_hp or DataHparams(), data_dir)
     return TrainedRun(folder.name, folder, model, summary, data, reused=True)

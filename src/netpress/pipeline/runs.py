@@ -1,0 +1,42 @@
+"""Compression of a stored training run: the working folder is keyed by the run and the recipe, and locked."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from netpress.pipeline.compress import CompressResult, compress
+from netpress.pipeline.recipe import Recipe
+from netpress.runs import TrainedRun, run_lock, run_part, runs_root
+from netpress.train import TrainingHparams
+
+
+def compress_run(start: TrainedRun, recipe: Recipe, *, out: str | Path, report_dir: str | Path | None = None,
+                 root: str | Path | None = None, device: str = "auto") -> CompressResult:
+    """Run ``recipe`` on a trained run's model, resuming the same (run, recipe) pair where it stopped.
+
+    Args:
+        start: the trained run (``netpress.runs.train_run`` or ``load_trained_run``).
+        recipe: a loaded recipe.
+        out: the ``.netp`` file.
+        report_dir: report folder (default: ``<out without .netp>_report``).
+        root: runs folder (the working folder ``compress_<key>`` lives there).
+        device: training device.
+
+    Returns:
+        :class:`CompressResult`; ``result.folder`` is the working folder.
+
+    Raises:
+        RunError: the run's ``hparams.json`` has no valid ``training`` section.
+
+    Example:
+        >>> result = compress_run(train_run(model_hp, data_hp, train_hp), load_recipe("deep-compression"), out="m.netp")
+    """
+    out = Path(out)
+    base_hp = run_part(start.path, "training", TrainingHparams)
+    key = hashlib.sha256(f"{start.id}|{recipe.digest()}".encode()).hexdigest()[:12]
+    workdir = runs_root(root) / f"compress_{key}"
+    name = getattr(start.model, "netpress_spec", {}).get("name", type(start.model).__name__)
+    with run_lock(workdir):
+        return compress(start.model, start.data, recipe=recipe, train_hp=base_hp, out=out, workdir=workdir,
+                        report_dir=Path(report_dir) if report_dir else out.with_name(out.stem + "_report"),
+                        title=f"{recipe.name}: {name} on {start.data.name}", device=device)
