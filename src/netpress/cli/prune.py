@@ -1,8 +1,6 @@
 """``netpress prune``: prune a trained model (unstructured with a schedule, or structured with surgery)."""
 from __future__ import annotations
 
-import argparse
-
 from netpress.cli import common
 from netpress.errors import ConfigError
 
@@ -44,23 +42,13 @@ def parse_layer_sparsity(items: list[str]) -> dict[str, float]:
     return out
 
 
-def _validate(args, model) -> dict:
-    """Every check that can fail, against an untrained model of the same architecture, before training."""
-    from netpress.prune import check_fraction, compute_masks, resolve_score
-    from netpress.prune.schedules import parse_schedule
+def hparams(args) -> "PruneHparams":
+    """The options as a validated :class:`~netpress.prune.api.PruneHparams`."""
+    from netpress.prune.api import PruneHparams
 
-    check_fraction(args.sparsity)
-    schedule = parse_schedule(args.schedule, retrain=args.retrain_mode)
-    resolve_score(args.score)
-    layer = parse_layer_sparsity(args.layer_sparsity)
-    if args.structured:
-        if args.schedule != "oneshot":
-            raise ConfigError("--structured runs one-shot surgery; use --schedule oneshot (fine-tune with --retrain-steps)")
-        return {"schedule": schedule, "layer": layer}
-    if args.scope not in ("global", "local"):
-        raise ConfigError(f"unknown scope {args.scope!r}; known: global, local")
-    compute_masks(model, 0.0, score="magnitude", scope=args.scope, layer_sparsity=layer or None, exclude=args.exclude)
-    return {"schedule": schedule, "layer": layer}
+    return PruneHparams(sparsity=args.sparsity, score=args.score, scope=args.scope, schedule=args.schedule,
+                        layer_sparsity=parse_layer_sparsity(args.layer_sparsity), exclude=tuple(args.exclude),
+                        allow_collapse=args.allow_collapse, structured=args.structured, retrain_mode=args.retrain_mode)
 
 
 def _fresh_model(args):
@@ -78,19 +66,22 @@ def _fresh_model(args):
 def run(args) -> int:
     import copy
 
-    from netpress.prune import sparsity, strip
+    from netpress.prune import plain_state_dict, sparsity
     from netpress.prune.accounting import account
+    from netpress.prune.api import check_prune, prune_model
+    from netpress.runs import load_run_model
     from netpress.train import evaluate
 
-    fresh, _ = _fresh_model(args)
-    plan = _validate(args, fresh)
+    hp = hparams(args)
+    retrain_hp = _retrain_hp(args, hp)
+    check_prune(_fresh_model(args)[0], hp)
     base = common.trained_model(args)
     model, data = copy.deepcopy(base.model), base.data
     dense_acc = evaluate(model, data.test, device=None).accuracy
-    retrain_hp = _retrain_hp(args, plan["schedule"].kind)
-    result = (_structured(args, model, data, retrain_hp) if args.structured
-              else _unstructured(args, model, data, plan, retrain_hp, base))
-    model = strip(result.pop("model"))
+    rewind = (plain_state_dict(load_run_model(base.path, "init.pt"))
+              if hp.schedule_hparams().retrain == "weight-rewind" else None)
+    result = prune_model(model, data, hp, retrain_hp=retrain_hp, rewind_state=rewind, device=args.device)
+    model = result.pop("model")
     rows, total = account(model, data.input_shape)
     acc = evaluate(model, data.test).accuracy
     out = {"run": base.id, "dense_accuracy": dense_acc, "test_accuracy": acc, "accuracy_drop": dense_acc - acc,
@@ -106,51 +97,10 @@ def run(args) -> int:
     return 0
 
 
-def _retrain_hp(args, kind: str):
+def _retrain_hp(args, hp):
+    """The ``--retrain-*`` settings (default 2ep at lr 0.005) when given or when the schedule retrains."""
     from netpress.train import TrainingHparams
 
     given = common.training_hparams(args, prefix="retrain-", base=TrainingHparams(lr=0.005, steps="2ep"))
     wants = any(getattr(args, f"retrain_{k}") is not None for k in ("steps", "lr", "optimizer"))
-    return given if (wants or kind in ("iterative", "agp")) else None
-
-
-def _unstructured(args, model, data, plan, retrain_hp, base) -> dict:
-    from netpress.prune import plain_state_dict
-    from netpress.prune.schedules import AGP, iterative_prune
-    from netpress.train import train
-
-    kw = dict(score=args.score, scope=args.scope, layer_sparsity=plan["layer"] or None, exclude=args.exclude,
-              allow_collapse=args.allow_collapse)
-    sched = plan["schedule"]
-    if sched.kind == "agp":
-        total = _iterations(retrain_hp, data)
-        agp = AGP(args.sparsity, start=0, end=max(2, int(0.75 * total)), every=max(1, total // 40),
-                  data=data if args.score not in ("magnitude", "random") else None, **kw)
-        train(agp.attach(model), data, retrain_hp, callbacks=[agp], device=args.device)
-        return {"model": model, "schedule": "agp"}
-    rewind = None
-    if sched.retrain == "weight-rewind":
-        from netpress.runs import load_run_model
-        rewind = plain_state_dict(load_run_model(base.path, "init.pt"))
-    hist = iterative_prune(model, data, args.sparsity, rounds=sched.rounds, retrain_hp=retrain_hp,
-                           retrain=sched.retrain, rewind_state=rewind, device=args.device, **kw)
-    return {"model": model, "schedule": args.schedule, "rounds": hist}
-
-
-def _iterations(hp, data) -> int:
-    from netpress.data import iterations_per_epoch
-    from netpress.units import Steps
-
-    return Steps.parse(hp.steps).iterations(iterations_per_epoch(len(data.train), hp.batch_size))
-
-
-def _structured(args, model, data, retrain_hp) -> dict:
-    from netpress.prune.surgery import prune_structured
-    from netpress.train import train
-
-    res = prune_structured(model, args.sparsity, data.test.x[:16], score=args.score if args.score != "magnitude" else "l1",
-                           exclude=[e for e in args.exclude], data=data)
-    if retrain_hp is not None:
-        train(res.model, data, retrain_hp, device=args.device)
-    return {"model": res.model, "schedule": "structured", "groups": res.plan.summary(),
-            "skipped": {k: v for k, v in res.plan.skipped.items()}}
+    return given if (wants or hp.wants_retraining()) else None
