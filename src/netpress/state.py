@@ -106,7 +106,8 @@ def load_plain_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> n
 def replace_tensor(module: nn.Module, attr: str, value: torch.Tensor) -> None:
     """Swap ``module.attr`` (a parameter or buffer) for a copy of ``value``, keeping ``requires_grad``."""
     if attr in module._parameters and module._parameters[attr] is not None:
-        module._parameters[attr] = nn.Parameter(value.detach().clone(), requires_grad=module._parameters[attr].requires_grad)
+        grad = module._parameters[attr].requires_grad
+        module._parameters[attr] = nn.Parameter(value.detach().clone(), requires_grad=grad)
     elif attr in module._buffers and module._buffers[attr] is not None:
         module._buffers[attr] = value.detach().clone()
 

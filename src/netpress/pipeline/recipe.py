@@ -247,9 +247,10 @@ def _parse_stage(i: int, entry: Any) -> Stage:
 def _check_mappings(where: str, cls, options: dict) -> None:
     """Options whose default is a mapping (``layers``, ``retrain``, ...) must be mappings."""
     for f in dataclasses.fields(cls):
-        if f.name in options and f.default_factory is dict and not isinstance(options[f.name], dict):
-            raise RecipeError(f"{where}.{f.name}: must be a mapping (name: value), got {type(options[f.name]).__name__} "
-                              f"{options[f.name]!r}"[:200])
+        value = options.get(f.name)
+        if f.name in options and f.default_factory is dict and not isinstance(value, dict):
+            shown = repr(value)[:60]
+            raise RecipeError(f"{where}.{f.name}: must be a mapping (name: value), got {type(value).__name__} {shown}")
 
 
 BUILTIN = ("deep-compression", "prune-only", "quantize-only", "max")
