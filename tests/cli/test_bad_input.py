@@ -49,6 +49,18 @@ def _model_bytes(tmp: Path) -> bytes:
     return data
 
 
+def _huge_spec_bytes(tmp: Path) -> bytes:
+    """A checkpoint whose spec asks for a 4096 x 4096 input (26e9 parameters) with the tensors of a tiny model."""
+    from netpress.models import ModelHparams, build_model
+
+    model = build_model(ModelHparams("lenet5"), (1, 28, 28), 10, seed=0)
+    spec = {**model.netpress_spec, "input_shape": [1, 4096, 4096]}
+    torch.save({"spec": spec, "state": model.state_dict()}, tmp / "m.pt")
+    data = (tmp / "m.pt").read_bytes()
+    (tmp / "m.pt").unlink()
+    return data
+
+
 def _gzip_bomb(folder: Path) -> Path:
     """IDX header for 10 x 28 x 28 training images followed by 64 MB of zeros, gzipped to ~64 KB."""
     folder.mkdir()
@@ -97,6 +109,8 @@ CASES = [
                                      "--sparsity", "0.5"], "not a usable netpress checkpoint"),
     ("run-pickle-model", lambda t: ["quantize", "--from", str(_run_folder(t / "r", _pickle_bytes(t)))],
      "not a usable netpress checkpoint"),
+    ("run-huge-spec", lambda t: ["quantize", *SYN, "--from", str(_run_folder(t / "r", _huge_spec_bytes(t)))],
+     "do not fit the model its spec describes"),
     ("run-empty-model", lambda t: ["compress", "--from", str(_run_folder(t / "r"))],
      "not a usable netpress checkpoint"),
     ("run-malformed-hparams", lambda t: ["quantize", "--from", str(_run_folder(t / "r", hparams="{not json"))],

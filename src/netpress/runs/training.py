@@ -156,6 +156,7 @@ def load_run_model(folder: str | Path, which: str = FINAL) -> nn.Module:
         ck = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(ck, dict) or not isinstance(ck.get("spec"), dict) or not isinstance(ck.get("state"), dict):
             raise RunError(f"{path} is not a netpress checkpoint (no spec and state)")
+        _check_fits(path, ck["spec"], ck["state"])
         model = model_from_spec(ck["spec"])
         model.load_state_dict(ck["state"])
     except NetpressError:
@@ -164,6 +165,18 @@ def load_run_model(folder: str | Path, which: str = FINAL) -> nn.Module:
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise RunError(f"{path} is not a usable netpress checkpoint ({reason})") from None
     return model
+
+
+def _check_fits(path: Path, spec: dict, state: dict) -> None:
+    """Build the spec's model on the meta device (no memory) and compare every shape with the stored tensors, so a
+    hostile spec cannot make us allocate more than the file holds."""
+    with torch.device("meta"):
+        skeleton = model_from_spec(spec)
+    want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    got = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
+    if want != got:
+        wrong = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+        raise RunError(f"{path}: the stored tensors do not fit the model its spec describes ({', '.join(wrong[:4])})")
 
 
 def resolve_run(ref: str, root: str | Path | None = None) -> Path:
