@@ -109,6 +109,8 @@ def preflight(args: argparse.Namespace) -> None:
         check_out_path(args.out, folder=getattr(args, "out_kind", "file") == "folder")
     if getattr(args, "report", None):
         check_out_path(args.report, folder=True, what="--report")
+    if getattr(args, "spectrum", None):
+        check_out_path(args.spectrum, what="--spectrum")
     if hasattr(args, "runs_dir"):
         Store(runs_root(args.runs_dir))
 

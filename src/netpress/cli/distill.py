@@ -1,9 +1,6 @@
 """``netpress distill``: train a registry student model on a stored teacher run's outputs."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from netpress.cli import common
 
 
@@ -29,7 +26,7 @@ def run(args) -> int:
     from netpress.data import load_data
     from netpress.distill import DistillHparams, distill
     from netpress.models import ModelHparams, build_model
-    from netpress.runs import load_run_model, resolve_run
+    from netpress.runs import load_run_model, resolve_run, write_run
     from netpress.train import evaluate
 
     hp = DistillHparams(temperature=args.temperature, alpha=args.alpha, mode=args.mode, cache=args.cache)
@@ -44,8 +41,8 @@ def run(args) -> int:
            "mode": hp.mode, "student_parameters": _params(student), "teacher_parameters": _params(teacher),
            "teacher_test_accuracy": evaluate(teacher, data.test).accuracy, **result.summary()}
     if args.out:
-        out["path"] = str(_save(Path(args.out), student, {"model": model_hp, "data": data_hp, "training": train_hp,
-                                                          "distill": hp}, out))
+        parts = {"model": model_hp, "data": data_hp, "training": train_hp, "distill": hp}
+        out["path"] = str(write_run(args.out, "distill", parts, student, out, extra={"teacher_run": folder.name}))
     human = (f"student {args.student} ({out['student_parameters']:,} parameters) distilled from {folder.name} "
              f"({out['teacher_parameters']:,} parameters), T={hp.temperature}, alpha={hp.alpha}, mode {hp.mode}\n"
              f"  test accuracy {out['test_accuracy']:.4f} (teacher {out['teacher_test_accuracy']:.4f})")
@@ -55,15 +52,3 @@ def run(args) -> int:
 
 def _params(model) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _save(folder: Path, model, parts: dict, summary: dict) -> Path:
-    """A run-shaped folder (same files as ``train_run``), so ``--from DIR`` and ``load_run_model`` accept it."""
-    from netpress.fileio import atomic_torch_save, atomic_write_text
-    from netpress.runs import write_hparams
-
-    write_hparams(folder, "distill", parts, extra={"teacher_run": summary["teacher_run"]})
-    state = {k: v.cpu() for k, v in model.state_dict().items()}
-    atomic_torch_save({"spec": model.netpress_spec, "state": state}, folder / "model.pt")
-    atomic_write_text(folder / "result.json", json.dumps(summary, indent=2, default=str) + "\n")  # last: done
-    return folder

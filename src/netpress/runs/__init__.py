@@ -2,8 +2,8 @@
 from netpress.runs.paths import run_id, run_lock, runs_root, write_hparams
 from netpress.runs.store import Store, check_runs_root
 from netpress.runs.training import (TrainedRun, load_run_model, load_trained_run, read_json, resolve_run, run_hparams,
-                                   run_part, run_summary, torch_threads, train_run)
+                                   run_part, run_summary, torch_threads, train_run, write_run)
 
 __all__ = ["run_lock", "run_id", "runs_root", "write_hparams", "Store", "TrainedRun", "load_run_model", "resolve_run",
            "run_hparams", "train_run", "check_runs_root", "load_trained_run", "run_part", "run_summary", "torch_threads",
-           "read_json"]
+           "read_json", "write_run"]

@@ -13,7 +13,7 @@ from netpress.data import DataHparams, DataSplits, load_data
 from netpress.errors import NetpressError, RunError
 from netpress.models import ModelHparams, build_model, model_from_spec
 from netpress.fileio import atomic_torch_save, atomic_write_text
-from netpress.hparams import H
+from netpress.hparams import H, Hparams
 from netpress.runs.paths import run_id, run_lock, runs_root, write_hparams
 from netpress.runs.store import Store
 from netpress.train import TrainingHparams, TrainResult, train
@@ -127,6 +127,33 @@ def _discard(folder: Path) -> None:
     for f in folder.iterdir():
         if f.name != ".lock" and f.is_file():
             f.unlink()
+
+
+def write_run(folder: str | Path, kind: str, parts: dict[str, Hparams], model: nn.Module, summary: dict,
+              extra: dict | None = None) -> Path:
+    """Write a finished run folder (``hparams.json``, ``model.pt``, ``result.json`` last) for a model made outside
+    :func:`train_run` (e.g. a distilled student), so ``--from`` and :func:`load_run_model` accept it.
+
+    Args:
+        folder: the run folder (created).
+        kind: the run kind, e.g. ``'distill'``.
+        parts: the typed hyperparameters by section.
+        model: a registry model (it has ``netpress_spec``).
+        summary: the result (``result.json``).
+        extra: more ``hparams.json`` fields.
+
+    Returns:
+        ``Path(folder)``.
+
+    Example:
+        >>> write_run("student", "distill", {"model": model_hp, "training": train_hp}, student, {"test_accuracy": 0.9})
+    """
+    folder = Path(folder)
+    write_hparams(folder, kind, parts, extra=extra)
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save({"spec": model.netpress_spec, "state": state}, folder / FINAL)
+    atomic_write_text(folder / RESULT, json.dumps(summary, indent=2, default=str) + "\n")  # last: marks it done
+    return folder
 
 
 def _save_init(folder: Path, model: nn.Module) -> None:
