@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from netpress.cli.main import main
+from netpress.cli.main import build_parser, main
 from netpress.data import write_idx
 
 SYN = ["--data", "synthetic"]
@@ -127,6 +127,7 @@ CASES = [
     ("run-hparams-bad-data", lambda t: ["quantize", "--from", str(_run_folder(t / "r", _model_bytes(t),
                                                                               '{"data": {"val_size": "x"}}'))],
      "hparams.json, 'data'"),
+    ("corrupt-checkpoint", lambda t: ["train", *SYN], "is not a usable checkpoint"),
     ("home-is-a-file", lambda t: ["train", *SYN], "is not a folder"),
     ("corrupt-db", lambda t: ["train", *SYN], "runs database"),
     ("recipe-alias-bomb", lambda t: ["compress", *SYN, "--recipe", str(_recipe(t, ALIAS_BOMB))], "aliases"),
@@ -166,6 +167,15 @@ def test_bad_input_is_one_error_line_before_any_work(case, build, match, tmp_pat
     if case == "corrupt-db":
         home.mkdir()
         (home / "netpress.db").write_bytes(b"this is not a SQLite database" * 100)
+    if case == "corrupt-checkpoint":  # an interrupted run of exactly this command, with a damaged checkpoint
+        from netpress.cli import common
+        from netpress.runs import run_id
+
+        args = build_parser().parse_args(["train", *SYN])
+        folder = home / run_id("train", common.model_hparams(args), common.data_hparams(args),
+                               common.training_hparams(args))
+        folder.mkdir(parents=True)
+        (folder / "checkpoint.pt").write_bytes(b"PK\x03\x04 not a zip" * 10)
     argv = build(work)
     before = _tree(tmp_path)
     start = time.perf_counter()
@@ -179,8 +189,9 @@ def test_bad_input_is_one_error_line_before_any_work(case, build, match, tmp_pat
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("netpress: error: "), err
     assert match in lines[0] and "Traceback" not in err and out == ""
-    created = _tree(tmp_path) - before
+    created = {p for p in _tree(tmp_path) - before if not p.endswith("/.lock")}  # a lock in an existing run folder
     assert created <= {"home", "home/netpress.db"}, f"left behind: {sorted(created)}"
+    assert not list(home.glob("train_*/checkpoint.pt"))  # a damaged checkpoint is discarded, not resumed next time
     assert elapsed < 30  # rejected up front (a run that trained would take far longer on a loaded machine)
 
 

@@ -26,6 +26,10 @@ from netpress.units import Steps
 LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]
 
 
+class CheckpointError(NetpressError):
+    """A checkpoint to resume from is corrupt or belongs to another model."""
+
+
 class TrainingDiverged(NetpressError):
     """The training loss became NaN or infinite."""
 
@@ -235,11 +239,16 @@ def _save_checkpoint(path: Path, state: _State, model: nn.Module, optimizer: tor
 
 
 def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, dev: torch.device) -> _State:
-    ck = torch.load(path, map_location=dev, weights_only=True)
-    model.load_state_dict(ck["model"])
-    optimizer.load_state_dict(ck["optimizer"])
-    torch.set_rng_state(ck["rng"].cpu())
-    return _State(ck["iteration"], ck["metrics"], ck["snapshots"], ck.get("train_loss", float("nan")))
+    """Resume state; a checkpoint that is not one (garbage, a pickle, another model's) is a one-line error."""
+    try:
+        ck = torch.load(path, map_location=dev, weights_only=True)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        torch.set_rng_state(ck["rng"].cpu())
+        return _State(int(ck["iteration"]), list(ck["metrics"]), dict(ck["snapshots"]), ck.get("train_loss", float("nan")))
+    except Exception as exc:  # torch.load on a hostile file can raise nearly anything
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise CheckpointError(f"{path} is not a usable checkpoint ({reason})") from None
 
 
 class _NullBar:
