@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -45,9 +45,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         ...     tmp.write_bytes(data)
     """
     path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # unique; the umask sets the mode
     try:
         yield tmp
         with open(tmp, "rb+") as fh:

@@ -144,6 +144,7 @@ CASES = [
     ("prune-unknown-exclude", lambda t: ["prune", *SYN, "--sparsity", "0.5", "--exclude", "nope.weight"],
      "cannot exclude unknown"),
     ("quantize-unknown-method", lambda t: ["quantize", *SYN, "--method", "magic"], "unknown method 'magic'"),
+    ("no-command", lambda t: [], "required: COMMAND (one of train, runs, quantize"),
     ("unknown-command", lambda t: ["trian"], "invalid choice: 'trian'"),
     ("missing-required", lambda t: ["prune", *SYN], "required: --sparsity"),
     ("bad-float", lambda t: ["train", *SYN, "--lr", "abc"], "invalid float value: 'abc'"),

@@ -61,3 +61,12 @@ def test_check_out_path_accepts_new_and_existing_files(tmp_path):
     (tmp_path / "old.netp").write_text("")
     assert fileio.check_out_path(tmp_path / "old.netp") == tmp_path / "old.netp"
     assert fileio.check_out_path(tmp_path / "report", folder=True) == tmp_path / "report"
+
+
+def test_files_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        fileio.atomic_write_text(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600

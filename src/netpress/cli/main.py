@@ -19,6 +19,8 @@ class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one ``netpress: error: ...`` line (exit 2), not a usage block."""
 
     def error(self, message: str):
+        if message.endswith("required: COMMAND"):
+            message += f" (one of {', '.join(COMMANDS)})"
         self.exit(2, f"netpress: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
 
 
