@@ -93,3 +93,11 @@ def test_database_with_malformed_rows_is_a_run_error(tmp_path):
         db.execute("UPDATE runs SET hparams='{broken'")
     with pytest.raises(RunError, match="malformed rows"):
         store.list_runs()
+
+
+def test_unavailable_device_fails_before_any_folder(tmp_path):
+    from netpress.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not available"):
+        train_run(MODEL, DATA, TINY, root=tmp_path / "runs", device="cuda:7")
+    assert not (tmp_path / "runs").exists()

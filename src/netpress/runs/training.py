@@ -16,7 +16,7 @@ from netpress.fileio import atomic_torch_save, atomic_write_text
 from netpress.hparams import H, Hparams
 from netpress.runs.paths import run_id, run_lock, runs_root, write_hparams
 from netpress.runs.store import Store
-from netpress.train import TrainingHparams, TrainResult, train
+from netpress.train import TrainingHparams, TrainResult, resolve_device, train
 
 FINAL = "model.pt"
 THREADS = "torch_threads"
@@ -62,6 +62,7 @@ def train_run(
     Example:
         >>> run = train_run(ModelHparams("lenet300"), DataHparams("fashion-mnist"), TrainingHparams(steps="2ep"))
     """
+    resolve_device(device)  # an unavailable device fails before any folder is made
     root = runs_root(root)
     rid = run_id("train", model_hp, data_hp, train_hp)
     folder = root / rid
