@@ -1,13 +1,20 @@
-"""Compression of a stored training run: the working folder is keyed by the run and the recipe, and locked."""
+"""Compression of a stored training run: the working folder is keyed by the run and the recipe, and locked; it
+records the torch thread count, and a resumed compression uses it (results depend on it)."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
+import torch
+
+from netpress.fileio import atomic_write_text
 from netpress.pipeline.compress import CompressResult, compress
 from netpress.pipeline.recipe import Recipe
-from netpress.runs import TrainedRun, run_lock, run_part, runs_root
+from netpress.runs import TrainedRun, read_json, run_lock, run_part, runs_root, torch_threads
 from netpress.train import TrainingHparams
+
+THREADS_FILE = "threads.json"
 
 
 def compress_run(start: TrainedRun, recipe: Recipe, *, out: str | Path, report_dir: str | Path | None = None,
@@ -36,7 +43,19 @@ def compress_run(start: TrainedRun, recipe: Recipe, *, out: str | Path, report_d
     key = hashlib.sha256(f"{start.id}|{recipe.digest()}".encode()).hexdigest()[:12]
     workdir = runs_root(root) / f"compress_{key}"
     name = getattr(start.model, "netpress_spec", {}).get("name", type(start.model).__name__)
-    with run_lock(workdir):
+    with run_lock(workdir), torch_threads(_threads(workdir)):
         return compress(start.model, start.data, recipe=recipe, train_hp=base_hp, out=out, workdir=workdir,
                         report_dir=Path(report_dir) if report_dir else out.with_name(out.stem + "_report"),
                         title=f"{recipe.name}: {name} on {start.data.name}", device=device)
+
+
+def _threads(workdir: Path) -> int:
+    """The torch thread count this compression started with (results depend on it), recorded on first use."""
+    path = workdir / THREADS_FILE
+    if path.exists():
+        n = read_json(path).get("torch_threads")
+        if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
+            return n
+    n = torch.get_num_threads()
+    atomic_write_text(path, json.dumps({"torch_threads": n}) + "\n")
+    return n
