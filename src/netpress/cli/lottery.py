@@ -91,11 +91,12 @@ def report(args, ref: str) -> int:
 
 
 def _write_report(summary: dict, folder: Path) -> dict:
+    from netpress.fileio import atomic_write_text
     from netpress.report.lottery import write_report
 
     files = write_report(summary, folder, stem="lottery", title=f"Lottery experiment {folder.name}")
     path = folder / "report.md"
-    path.write_text(files["markdown"])
+    atomic_write_text(path, files["markdown"])
     return {"report": path, "figures": files["figures"]}
 
 

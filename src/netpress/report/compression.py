@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from netpress.fileio import atomic_write_text
 from netpress.report.plots import new_figure, save_figure
 
 
@@ -105,5 +106,5 @@ def write_report(result, folder: Path, title: str, snapshots: dict[str, torch.Te
           "![per-layer sparsity and bits](layers.png)", "",
           f"## Weight distribution of `{layer}` (Fig. 3 / Fig. 5 style)", "", "![weights](weights.png)", ""]
     path = folder / "report.md"
-    path.write_text("\n".join(md))
+    atomic_write_text(path, "\n".join(md))
     return path

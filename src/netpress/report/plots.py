@@ -1,8 +1,9 @@
 """Matplotlib helpers (headless Agg backend; figures saved atomically as PNG)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from netpress.fileio import atomic_write
 
 
 def new_figure(width: float = 6.0, height: float = 4.0):
@@ -17,16 +18,16 @@ def new_figure(width: float = 6.0, height: float = 4.0):
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Save ``fig`` as PNG at ``path`` (written to a temp name, then renamed) and close it."""
+    """Save ``fig`` as PNG at ``path`` (crash-safe: a unique temp file, then a rename) and close it."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
