@@ -92,6 +92,19 @@ def trained_model(args: argparse.Namespace):
                      data_dir=args.data_dir, device=args.device)
 
 
+def architecture(args: argparse.Namespace):
+    """The model options are checked against before any training: the ``--from`` run's model, or an untrained
+    registry model of the requested architecture."""
+    from netpress.data import load_data
+    from netpress.models import build_model
+    from netpress.runs import load_run_model, resolve_run
+
+    if getattr(args, "from_run", None):
+        return load_run_model(resolve_run(args.from_run, args.runs_dir))
+    data = load_data(data_hparams(args), args.data_dir)
+    return build_model(model_hparams(args), data.input_shape, data.num_classes, seed=0)
+
+
 def preflight(args: argparse.Namespace) -> None:
     """Checks every command gets before any work: device, data folder, output paths, then the runs folder.
 

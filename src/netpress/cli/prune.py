@@ -51,18 +51,6 @@ def hparams(args) -> "PruneHparams":
                         allow_collapse=args.allow_collapse, structured=args.structured, retrain_mode=args.retrain_mode)
 
 
-def _fresh_model(args):
-    """The architecture to validate against: the --from run's model, or the registry model (untrained)."""
-    from netpress.data import load_data
-    from netpress.models import build_model
-
-    if args.from_run:
-        from netpress.runs import load_run_model, resolve_run
-        return load_run_model(resolve_run(args.from_run, args.runs_dir)), None
-    data = load_data(common.data_hparams(args), args.data_dir)
-    return build_model(common.model_hparams(args), data.input_shape, data.num_classes, seed=0), data
-
-
 def run(args) -> int:
     import copy
 
@@ -74,7 +62,7 @@ def run(args) -> int:
 
     hp = hparams(args)
     retrain_hp = _retrain_hp(args, hp)
-    check_prune(_fresh_model(args)[0], hp)
+    check_prune(common.architecture(args), hp)
     base = common.trained_model(args)
     model, data = copy.deepcopy(base.model), base.data
     dense_acc = evaluate(model, data.test, device=None).accuracy

@@ -68,10 +68,11 @@ def _model_args(args) -> argparse.Namespace:
 def run(args) -> int:
     import netpress
     from netpress.quantize import export_codes, remove_activation_quantizers
-    from netpress.quantize.methods import quantize_model, size_table
+    from netpress.quantize.methods import check_quantize, quantize_model, size_table
     from netpress.train import evaluate
 
     hp = hparams(args)
+    check_quantize(common.architecture(_model_args(args)), hp)
     base = common.trained_model(_model_args(args))
     model, data = copy.deepcopy(base.model), base.data
     float_acc = evaluate(model, data.test).accuracy

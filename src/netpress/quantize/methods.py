@@ -16,14 +16,15 @@ from typing import Callable
 
 from torch import nn
 
+from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
-from netpress.quantize.base import check_bits
+from netpress.quantize.base import check_bits, selected_tensors
 from netpress.quantize.binary import binarize, ternarize
 from netpress.quantize.codes import Codes
 from netpress.quantize.mixed import allocate_bits, apply_plan, bit_sensitivity
 from netpress.quantize.ptq import PTQHparams, QATHparams, prepare_qat, ptq
 from netpress.quantize.sharing import FinetuneHparams, SharingHparams, finetune_centroids, share_weights
-from netpress.quantize.uniform import UniformSpec, quantize_weights
+from netpress.quantize.uniform import UniformSpec, check_tensor, quantize_weights
 from netpress.registry import Registry
 
 Method = Callable[[nn.Module, "QuantizeHparams", object, str], dict]
@@ -89,6 +90,27 @@ class QuantizeHparams(Hparams):
             lr = self.finetune_lr or (1e-4 if self.method == "kmeans" else 1e-3)
             out["finetune"] = FinetuneHparams(steps=self.finetune or "1ep", lr=lr)
         return out
+
+
+def check_quantize(model: nn.Module, hp: QuantizeHparams) -> None:
+    """The checks that need the architecture (tensor names, axes, group sizes, k versus tensor size), on any model
+    of it (an untrained one will do), so a bad option fails before a dense model is trained.
+
+    Raises:
+        ConfigError: naming the tensor and the problem.
+
+    Example:
+        >>> check_quantize(build_model(hp, (1, 28, 28), 10), QuantizeHparams(method="uniform", axis=3))
+    """
+    tensors = selected_tensors(model, None, hp.exclude)
+    parts = hp.parts()
+    for name, (module, attr) in tensors.items():
+        w = getattr(module, attr).detach()
+        if "spec" in parts:
+            check_tensor(name, w, parts["spec"])
+        if "sharing" in parts and 2 ** parts["sharing"].bits > w.numel():
+            raise ConfigError(f"{name}: k={2 ** parts['sharing'].bits} shared values but only {w.numel()} weights; "
+                              "use fewer bits or exclude it")
 
 
 def quantize_model(model: nn.Module, hp: QuantizeHparams, data=None, device: str = "auto") -> dict:

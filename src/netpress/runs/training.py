@@ -213,6 +213,8 @@ def resolve_run(ref: str, root: str | Path | None = None) -> Path:
     Raises:
         NetpressError: naming the candidates when the reference is unknown or ambiguous.
     """
+    if not ref:
+        raise RunError("empty run reference: give a run id, id prefix or folder")
     p = Path(ref)
     if (p / "hparams.json").exists():
         return p

@@ -46,7 +46,7 @@ class TrainingHparams(Hparams):
 
     def validate(self) -> None:
         require(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-        require(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        require(0 < self.lr < float("inf"), f"lr must be > 0 and finite, got {self.lr}")
         require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         require(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
