@@ -155,12 +155,21 @@ def _dense_raw(m, s, name, values):
 def test_resized_layers_must_fit_each_other(tmp_path, registry_file):
     """``fc_out.bias`` of 11 used to load (resize_to fixed it alone) and fail at the first forward."""
     path = _write(tmp_path, edit(registry_file.read_bytes(), lambda m, s: _dense_raw(m, s, "fc_out.bias", range(11))))
-    with pytest.raises(NetpressFormatError, match="do not fit together") as info:
+    with pytest.raises(NetpressFormatError, match="fc_out: bias") as info:
         netpress.load(path)
     assert info.value.section == "model"
     ok = _write(tmp_path, edit(registry_file.read_bytes(), lambda m, s: _dense_raw(m, s, "fc_out.bias", range(10))),
                 "ok.netp")
     assert netpress.load(ok).fc_out.bias.tolist() == list(range(10))  # the same edit at the right size loads
+
+
+def test_conv_bias_must_fit_its_weight(tmp_path):
+    """Meta kernels do not check a conv's bias, so the per-layer check must (found by bench/fuzz.py)."""
+    path = tmp_path / "l5.netp"
+    netpress.save(build_model("lenet5", (1, 16, 16), 10, seed=0), path)
+    bad = _write(tmp_path, edit(path.read_bytes(), lambda m, s: _dense_raw(m, s, "features.2.bias", [0.5] * 60)))
+    with pytest.raises(NetpressFormatError, match="features.2: bias"):
+        netpress.load(bad)
 
 
 def test_thinned_layers_that_chain_still_load(tmp_path):

@@ -129,17 +129,30 @@ def check_forward(model: nn.Module, spec: dict) -> None:
     Raises:
         ConfigError: the layers do not chain or the output has the wrong width.
     """
-    import copy
+    from torch.func import functional_call
 
-    meta = copy.deepcopy(model).to("meta")
+    _check_module_shapes(model)
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    meta = {k: torch.empty_like(v, device="meta") for k, v in tensors.items()}  # the model itself is untouched
     try:
         with torch.no_grad():
-            out = meta(torch.zeros(1, *spec["input_shape"], device="meta"))
+            out = functional_call(model, meta, (torch.zeros(1, *spec["input_shape"], device="meta"),))
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         raise ConfigError(f"the {spec['name']} layers do not fit together: {_one_line(exc)}") from None
     _require(isinstance(out, torch.Tensor) and tuple(out.shape) == (1, spec["num_classes"]),
              f"the {spec['name']} model outputs {tuple(getattr(out, 'shape', ()))}, "
              f"expected (1, {spec['num_classes']})")
+
+
+def _check_module_shapes(model: nn.Module) -> None:
+    """Within each layer, the tensors agree (meta kernels do not check every one, e.g. a conv's bias)."""
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) and m.bias is not None:
+            _require(tuple(m.bias.shape) == (m.weight.shape[0],),
+                     f"layer {name}: bias {tuple(m.bias.shape)} does not fit weight {tuple(m.weight.shape)}")
+        if isinstance(m, nn.modules.batchnorm._NormBase):
+            shapes = {tuple(t.shape) for t in (m.weight, m.bias, m.running_mean, m.running_var) if t is not None}
+            _require(len(shapes) <= 1, f"layer {name}: norm tensors of shapes {sorted(shapes)} differ")
 
 
 def model_from_spec(spec: dict) -> nn.Module:
@@ -194,5 +207,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def flat_size(features: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Output size of ``features`` for one example, computed on the meta device (no compute, no memory)."""
+    from torch.func import functional_call
+
+    tensors = {**dict(features.named_parameters()), **dict(features.named_buffers())}
+    meta = {k: torch.empty_like(v, device="meta") for k, v in tensors.items()}
     with torch.no_grad():
-        return int(features(torch.zeros(1, *input_shape)).numel())
+        return int(functional_call(features, meta, (torch.zeros(1, *input_shape, device="meta"),)).numel())
