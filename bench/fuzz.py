@@ -102,6 +102,45 @@ def crafted(seeds: dict[str, Path], cases: int, seed: int, work: Path) -> dict:
             "crash_examples": crashes[:10]}
 
 
+# ---------------------------------------------------------------- the bombs of issue 12, measured
+
+def bombs(seeds: dict[str, Path], work: Path) -> list[dict]:
+    """Each crafted bomb: file size, outcome, CPU seconds and traced memory of ``load``."""
+    import netpress
+    from craft import edit, seal, seal_body, split, tiny_codes_file
+    from netpress.encode import container, load_state
+    from netpress.errors import NetpressError
+
+    frame = container.zstd_compress(bytes(1 << 28))
+    zeros = {"format": "netp", "model": None, "metrics": {}, "tensors": [
+        {"name": "z", "kind": "raw", "shape": [1 << 26], "dtype": "float32", "compression": "zstd", "section": "z"}]}
+    manifest, sections = split(seeds["registry_huffman"].read_bytes())
+    body = json.dumps(container.parse(seal(manifest, sections))[0]).encode()
+    cases = {
+        "200 Huffman streams, 65536-symbol chunks, 1 symbol each (valid)": tiny_codes_file(200, 1 << 16),
+        "200 streams sharing one section": tiny_codes_file(200, 1 << 16, shared=True),
+        "zstd frame declaring 2**26 float32 zeros": seal(zeros, {"z": frame}),
+        "32 MB manifest (whitespace) in a few KB": seal_body(b" " * (32 << 20) + body, b"".join(sections.values())),
+        "lenet300 spec with input [1, 4096, 4096]": edit(seeds["registry_huffman"].read_bytes(),
+                                                         lambda m, s: m["model"].update(input_shape=[1, 4096, 4096])),
+    }
+    rows = []
+    for label, blob in cases.items():
+        path = work / "bomb.netp"
+        path.write_bytes(blob)
+        tracemalloc.start()
+        start = time.process_time()
+        try:
+            netpress.load(path) if "spec" in label else load_state(path)
+            outcome = "loaded"
+        except NetpressError as exc:
+            outcome = f"rejected: {str(exc)[:90]}"
+        rows.append({"case": label, "bytes": len(blob), "outcome": outcome, "cpu_seconds": time.process_time() - start,
+                     "traced_mb": tracemalloc.get_traced_memory()[1] / 2 ** 20})
+        tracemalloc.stop()
+    return rows
+
+
 # ---------------------------------------------------------------- atheris (runs in a child process)
 
 def atheris_worker(corpus: Path, out: Path, runs: int, seconds: int, structured: bool) -> None:
@@ -124,7 +163,7 @@ def atheris_worker(corpus: Path, out: Path, runs: int, seconds: int, structured:
     def test_one(data: bytes) -> None:
         case.write_bytes(data)
         tracemalloc.start()
-        start = time.perf_counter()
+        start = time.process_time()
         try:
             load_state(case)
             stats["loaded"] += 1
@@ -136,7 +175,7 @@ def atheris_worker(corpus: Path, out: Path, runs: int, seconds: int, structured:
             if len(stats["crash_examples"]) < 10:
                 stats["crash_examples"].append(f"{type(exc).__name__}: {exc}"[:200] + " | " +
                                                "".join(traceback.format_tb(exc.__traceback__)[-2:])[-400:])
-        stats["max_seconds"] = max(stats["max_seconds"], time.perf_counter() - start)
+        stats["max_seconds"] = max(stats["max_seconds"], time.process_time() - start)
         stats["max_traced_mb"] = max(stats["max_traced_mb"], tracemalloc.get_traced_memory()[1] / 2 ** 20)
         tracemalloc.stop()
         stats["cases"] += 1
@@ -198,21 +237,29 @@ def markdown(payload: dict) -> str:
     lines = ["# Fuzzing the .netp reader", "",
              f"Seed files: {', '.join(payload['seeds'])} ({payload['seed_bytes']} bytes in all). Machine shared with "
              "other jobs (2 cores, load ~8+), so times are upper bounds.", "",
-             "| fuzzer | cases | typed rejections | loads (faithful) | crashes / silent corruption | max s/case | "
+             "| fuzzer | cases | typed rejections | loads (faithful) | crashes / silent corruption | max CPU s/case | "
              "max traced MB/case |", "|---|---|---|---|---|---|---|"]
     for name, s in rows:
         lines.append(f"| {name} | {s.get('cases', 0)} | {s.get('rejected', 0)} | {s.get('loaded', 0)} | "
                      f"{s.get('crashes', 0)} | {s.get('max_seconds', 0):.3f} | {s.get('max_traced_mb', 0):.1f} |")
+    lines += ["", f"Slowest crafted case: {payload['crafted'].get('slowest_case')}"]
     lines += ["", "Crafted mutator, by kind/result: " + ", ".join(f"{k} {v}" for k, v in payload["crafted"]["by_kind"].items())]
     for name, s in payload["atheris"].items():
         lines.append(f"atheris {name}: final libFuzzer coverage {s.get('final_coverage')}, "
                      f"max RSS {s.get('max_rss_mb', 0):.0f} MB, {s.get('wall_seconds', 0):.0f} s wall.")
+    lines += ["", "## The bombs of issue 12 (before: 612 B kept load busy 506 s; 1.5 KB cost 8.6 s and 548 MB)", "",
+              "| crafted file | bytes | outcome | CPU s | traced MB |", "|---|---|---|---|---|"]
+    lines += [f"| {b['case']} | {b['bytes']} | {b['outcome']} | {b['cpu_seconds']:.3f} | {b['traced_mb']:.1f} |"
+              for b in payload["bombs"]]
     examples = payload["crafted"]["crash_examples"] + sum((s.get("crash_examples", []) for s in payload["atheris"].values()), [])
     lines += ["", "Crashes: " + ("none." if not examples else "")] + [f"- `{e}`" for e in examples[:10]]
     return "\n".join(lines)
 
 
 def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # as in the tests: with 2 threads on a loaded machine, OpenMP spin dominates CPU time
     if len(sys.argv) > 1 and sys.argv[1] == "--atheris-worker":
         corpus, out, runs, seconds, structured = sys.argv[2:7]
         atheris_worker(Path(corpus), Path(out), int(runs), int(seconds), structured == "1")
@@ -230,7 +277,7 @@ def main() -> None:
         seeds = make_seeds(work)
         payload = {"seeds": {k: v.stat().st_size for k, v in seeds.items()},
                    "seed_bytes": sum(v.stat().st_size for v in seeds.values()),
-                   "crafted": crafted(seeds, args.cases, args.seed, work), "atheris": {}}
+                   "bombs": bombs(seeds, work), "crafted": crafted(seeds, args.cases, args.seed, work), "atheris": {}}
         if args.atheris_runs:
             for structured in (False, True):
                 payload["atheris"]["structured" if structured else "bytes"] = run_atheris(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import zlib
 
 import numpy as np
@@ -53,3 +54,17 @@ def huffman_stream(section: str, count: int, chunk: int, lengths: list[int], bit
     meta = {"section": section, "coding": "huffman", "count": count, "alphabet": len(lengths), "chunk": chunk,
             "chunk_base": 0, "chunk_width": 0, "tail_bits": len(bits), "table": "byte", "entropy": 0.0}
     return meta, data
+
+
+def tiny_codes_file(n: int, chunk: int, shared: bool = False) -> bytes:
+    """``n`` one-element codes tensors, each a 1-symbol Huffman value stream with a ``chunk``-symbol chunk."""
+    tensors, sections = [], {}
+    for i in range(n):
+        values = "v" if shared else f"t{i}/values"
+        meta, data = huffman_stream(values, count=1, chunk=chunk, lengths=[1, 1], bits="0")
+        sections[f"t{i}/codebook"] = struct.pack("<f", float(i))
+        sections[values] = data
+        tensors.append({"name": f"t{i}", "kind": "codes", "shape": [1], "dtype": "float32", "bits": 1, "axis": None,
+                        "method": "kmeans", "kept": 1, "codebook": {"shape": [1], "section": f"t{i}/codebook"},
+                        "positions": {"method": "dense", "params": {}, "streams": {}}, "values": meta})
+    return seal({"format": "netp", "model": None, "metrics": {}, "tensors": tensors}, sections)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import netpress
-from craft import edit, huffman_stream, seal, seal_body, split, tensor
+from craft import edit, huffman_stream, seal, seal_body, split, tensor, tiny_codes_file
 from netpress.cli.main import main
 from netpress.encode import NetpressFormatError, container, load_state, read_manifest, summarize
 from netpress.encode.api import element_limit
@@ -31,25 +31,11 @@ def _write(tmp_path, blob, name="bad.netp"):
     return path
 
 
-def _tiny_codes_file(n: int, chunk: int, shared: bool = False) -> bytes:
-    """``n`` one-element codes tensors, each a 1-symbol Huffman value stream with a ``chunk``-symbol chunk."""
-    tensors, sections = [], {}
-    for i in range(n):
-        values = "v" if shared else f"t{i}/values"
-        meta, data = huffman_stream(values, count=1, chunk=chunk, lengths=[1, 1], bits="0")
-        sections[f"t{i}/codebook"] = struct.pack("<f", float(i))
-        sections[values] = data
-        tensors.append({"name": f"t{i}", "kind": "codes", "shape": [1], "dtype": "float32", "bits": 1, "axis": None,
-                        "method": "kmeans", "kept": 1, "codebook": {"shape": [1], "section": f"t{i}/codebook"},
-                        "positions": {"method": "dense", "params": {}, "streams": {}}, "values": meta})
-    return seal({"format": "netp", "model": None, "metrics": {}, "tensors": tensors}, sections)
-
-
 # ---------------------------------------------------------------- 1. CPU and memory bombs
 
 def test_huffman_decode_work_follows_count_not_chunk(tmp_path):
     """60 one-symbol streams declaring 65536-symbol chunks: the old decoder stepped 65536 times per stream."""
-    path = _write(tmp_path, _tiny_codes_file(60, 1 << 16))
+    path = _write(tmp_path, tiny_codes_file(60, 1 << 16))
     start = time.perf_counter()
     state, _ = load_state(path)
     assert time.perf_counter() - start < 3.0
@@ -58,11 +44,11 @@ def test_huffman_decode_work_follows_count_not_chunk(tmp_path):
 
 def test_a_section_shared_between_streams_is_refused(tmp_path):
     with pytest.raises(NetpressFormatError, match="already used"):
-        load_state(_write(tmp_path, _tiny_codes_file(40, 128, shared=True)))
+        load_state(_write(tmp_path, tiny_codes_file(40, 128, shared=True)))
 
 
 def test_count_beyond_the_bytes_is_refused_before_decoding(tmp_path):
-    blob = _tiny_codes_file(1, 128)
+    blob = tiny_codes_file(1, 128)
     def grow(m, s):
         tensor(m, "t0").update(shape=[1000])
         tensor(m, "t0")["values"].update(count=1000, tail_bits=1000)
@@ -78,7 +64,7 @@ def test_long_huffman_codes_need_a_long_stream(tmp_path):
         tensor(m, "t0").update(shape=[2], kept=2, values=meta)
         s["t0/values"] = data
     with pytest.raises(NetpressFormatError, match="too long"):
-        load_state(_write(tmp_path, edit(_tiny_codes_file(1, 128), long_code)))
+        load_state(_write(tmp_path, edit(tiny_codes_file(1, 128), long_code)))
 
 
 def test_element_budget_scales_with_the_file_size(tmp_path):
@@ -183,6 +169,12 @@ def test_thinned_layers_that_chain_still_load(tmp_path):
     loaded = netpress.load(tmp_path / "thin.netp")
     x = torch.randn(4, 1, 8, 8)
     assert torch.equal(loaded(x), small.eval()(x))
+    broken = build_model("lenet300", (1, 8, 8), 10, seed=1)
+    broken.features[0] = torch.nn.Linear(64, 7)  # each layer self-consistent, but 7 outputs feed 300 inputs
+    broken.netpress_spec = model.netpress_spec
+    netpress.save(broken, tmp_path / "broken.netp")
+    with pytest.raises(NetpressFormatError, match="do not fit together"):
+        netpress.load(tmp_path / "broken.netp")
 
 
 # ---------------------------------------------------------------- 4. wrong-typed fields: library and CLI
