@@ -197,7 +197,7 @@ def atheris_worker(corpus: Path, out: Path, runs: int, seconds: int, structured:
         return atheris.Mutate(data, max_size)
 
     argv = [sys.argv[0], str(corpus), f"-runs={runs}", f"-max_total_time={seconds}", "-rss_limit_mb=4096",
-            "-timeout=30", "-max_len=65536", "-print_final_stats=1"]
+            "-timeout=30", "-max_len=262144", "-print_final_stats=1"]
     atheris.Setup(argv, test_one, custom_mutator=structured_mutator if structured else None)
     try:
         atheris.Fuzz()

@@ -89,9 +89,9 @@ def mutate_manifest(blob: bytes, rng: random.Random) -> tuple[bytes, set]:
     t = rng.choice(tensors)
     touched = set()
     if op == 0:  # one leaf anywhere in a tensor entry; only a new dtype/shape/axis/name may reinterpret the bytes
-        path = []
+        name, path = t["name"], []
         _mutate_leaf(t, rng, path)
-        touched = {t["name"], t.get("name")} if path[0] in REINTERPRET else set()
+        touched = {name} if path[0] in REINTERPRET else set()
     elif op == 1:  # a top-level field (model spec, metrics, ...)
         key = rng.choice(["model", "metrics", "model_class", "recipe", "coder", "format"])
         manifest[key] = _mutate_leaf(manifest.get(key), rng, []) if rng.random() < 0.6 else rng.choice(VALUES)

@@ -209,8 +209,12 @@ def _rebuild(manifest: dict, state: dict[str, torch.Tensor], limit: int) -> nn.M
         _thin_to(model, state)
         _check_fits(model, state)
         check_forward(model, spec)
+    except NetpressFormatError:
+        raise
     except ConfigError as exc:
         raise NetpressFormatError("model", str(exc)) from None
+    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:  # resizing odd shapes
+        raise NetpressFormatError("model", f"cannot rebuild ({type(exc).__name__}: {exc})") from None
     return model
 
 
