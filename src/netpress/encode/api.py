@@ -173,7 +173,8 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_element
         The model with the decoded weights (bit-identical to the saved quantized model's), in eval mode.
 
     Raises:
-        NetpressFormatError: malformed file (nothing is loaded into ``model``).
+        NetpressFormatError: malformed file, including a registry spec that is invalid, too large for the file,
+            or whose rebuilt layers do not match the tensors or each other (nothing is loaded into ``model``).
         ConfigError: the file's tensors do not fit ``model``, or no model given for a non-registry file.
 
     Example:
