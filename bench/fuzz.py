@@ -98,7 +98,8 @@ def crafted(seeds: dict[str, Path], cases: int, seed: int, work: Path) -> dict:
     return {"cases": total, "rejected": sum(n for (k, r), n in counts.items() if r == "rejected"),
             "loaded": sum(n for (k, r), n in counts.items() if r in ("identical", "changed")),
             "crashes": sum(n for (k, r), n in counts.items() if r in ("crash", "corrupt")),
-            "by_kind": by, "max_seconds": worst["seconds"], "slowest_case": worst.get("slowest"), "max_traced_mb": worst["traced_mb"],
+            "by_kind": by, "max_seconds": worst["seconds"], "slowest_case": worst.get("slowest"),
+            "max_traced_mb": worst["traced_mb"],
             "crash_examples": crashes[:10]}
 
 
@@ -243,7 +244,8 @@ def markdown(payload: dict) -> str:
         lines.append(f"| {name} | {s.get('cases', 0)} | {s.get('rejected', 0)} | {s.get('loaded', 0)} | "
                      f"{s.get('crashes', 0)} | {s.get('max_seconds', 0):.3f} | {s.get('max_traced_mb', 0):.1f} |")
     lines += ["", f"Slowest crafted case: {payload['crafted'].get('slowest_case')}"]
-    lines += ["", "Crafted mutator, by kind/result: " + ", ".join(f"{k} {v}" for k, v in payload["crafted"]["by_kind"].items())]
+    by_kind = payload["crafted"]["by_kind"]
+    lines += ["", "Crafted mutator, by kind/result: " + ", ".join(f"{k} {v}" for k, v in by_kind.items())]
     for name, s in payload["atheris"].items():
         lines.append(f"atheris {name}: final libFuzzer coverage {s.get('final_coverage')}, "
                      f"max RSS {s.get('max_rss_mb', 0):.0f} MB, {s.get('wall_seconds', 0):.0f} s wall.")
@@ -251,7 +253,9 @@ def markdown(payload: dict) -> str:
               "| crafted file | bytes | outcome | CPU s | traced MB |", "|---|---|---|---|---|"]
     lines += [f"| {b['case']} | {b['bytes']} | {b['outcome']} | {b['cpu_seconds']:.3f} | {b['traced_mb']:.1f} |"
               for b in payload["bombs"]]
-    examples = payload["crafted"]["crash_examples"] + sum((s.get("crash_examples", []) for s in payload["atheris"].values()), [])
+    examples = list(payload["crafted"]["crash_examples"])
+    for s in payload["atheris"].values():
+        examples += s.get("crash_examples", [])
     lines += ["", "Crashes: " + ("none." if not examples else "")] + [f"- `{e}`" for e in examples[:10]]
     return "\n".join(lines)
 

@@ -192,7 +192,8 @@ def decode_codes(entry: dict, reader: Reader) -> torch.Tensor:
 
 
 def _check_kept(entry: dict, kept: int) -> None:
-    check(entry.get("kept", kept) == kept, entry["name"], f"says {entry.get('kept')} kept weights, the streams hold {kept}")
+    check(entry.get("kept", kept) == kept, entry["name"],
+          f"says {entry.get('kept')} kept weights, the streams hold {kept}")
 
 
 def _check_finite(values: torch.Tensor, entry: dict, where: str) -> None:

@@ -71,7 +71,8 @@ def build_model(hparams: ModelHparams | str, input_shape: tuple[int, ...], num_c
             torch.manual_seed(seed)
         model = MODELS.get(hparams.name)(input_shape=tuple(input_shape), num_classes=num_classes)
         initialise(model, hparams.init)
-    model.netpress_spec = {"name": hparams.name, "input_shape": [int(d) for d in input_shape], "num_classes": int(num_classes)}
+    model.netpress_spec = {"name": hparams.name, "input_shape": [int(d) for d in input_shape],
+                           "num_classes": int(num_classes)}
     return model
 
 
@@ -98,11 +99,13 @@ def check_spec(spec: object) -> dict:
     """
     _require(isinstance(spec, dict), f"model spec must be an object, got {type(spec).__name__}")
     name, shape, classes, ranks = (spec.get(k) for k in ("name", "input_shape", "num_classes", "low_rank"))
-    _require(isinstance(name, str) and name in MODELS, f"unknown model {_short(name)}; known: {', '.join(MODELS.names())}")
+    _require(isinstance(name, str) and name in MODELS,
+             f"unknown model {_short(name)}; known: {', '.join(MODELS.names())}")
     _require(isinstance(shape, list) and 1 <= len(shape) <= 4 and all(_is_int(d, 1, MAX_INPUT_DIM) for d in shape),
              f"input_shape must be a list of 1-4 integers in [1, {MAX_INPUT_DIM}], got {_short(shape)}")
     _require(math.prod(shape) <= MAX_INPUT_ELEMENTS, f"input_shape {shape} has more than {MAX_INPUT_ELEMENTS} elements")
-    _require(_is_int(classes, 1, MAX_CLASSES), f"num_classes must be an integer in [1, {MAX_CLASSES}], got {_short(classes)}")
+    _require(_is_int(classes, 1, MAX_CLASSES),
+             f"num_classes must be an integer in [1, {MAX_CLASSES}], got {_short(classes)}")
     _require(ranks is None or (isinstance(ranks, dict) and all(isinstance(k, str) and _is_int(r, 1, 1 << 31)
                                                                for k, r in ranks.items())),
              f"low_rank must map layer names to positive integer ranks, got {_short(ranks)}")
@@ -185,7 +188,8 @@ def _construct(spec: dict) -> nn.Module:
     try:
         return MODELS.get(spec["name"])(input_shape=tuple(spec["input_shape"]), num_classes=int(spec["num_classes"]))
     except (RuntimeError, ValueError, TypeError, IndexError, ZeroDivisionError) as exc:
-        raise ConfigError(f"cannot build {spec['name']} for input shape {spec['input_shape']}: {_one_line(exc)}") from None
+        raise ConfigError(f"cannot build {spec['name']} for input shape {spec['input_shape']}: "
+                          f"{_one_line(exc)}") from None
 
 
 def _require(ok: bool, message: str) -> None:
