@@ -300,3 +300,14 @@ def test_kept_must_match_the_streams(tmp_path, registry_file):
     with pytest.raises(NetpressFormatError, match="kept"):
         load_state(path)
 
+
+
+def test_position_streams_have_the_alphabet_their_method_fixes(tmp_path, registry_file):
+    """A relative ``gaps`` stream with a wider alphabet than ``2**b`` would allow gaps the format forbids."""
+    def widen(m, s):
+        gaps = tensor(m, "features.0.weight")["positions"]["streams"]["gaps"]
+        gaps["alphabet"] *= 2
+    manifest = read_manifest(registry_file)
+    assert tensor(manifest, "features.0.weight")["positions"]["method"] == "relative"
+    with pytest.raises(NetpressFormatError, match="alphabet must be"):
+        load_state(_write(tmp_path, edit(registry_file.read_bytes(), widen)))

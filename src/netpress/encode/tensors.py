@@ -160,11 +160,13 @@ def _decode_positions(entry: dict, shape: tuple[int, ...], reader: Reader) -> np
     P.check_params(method, params, shape, f"{name}/positions")
     numel = int(np.prod(shape, dtype=np.int64))
     limits = P.stream_limits(method, params, numel)
+    alphabets = P.stream_alphabets(method, params)
     check(set(spec["streams"]) == set(limits), name, f"positions need streams {sorted(limits)}")
     streams = {}
     for s, limit in limits.items():
         meta = spec["streams"][s]
         check(isinstance(meta, dict), f"{name}/{s}", "bad stream entry")
+        check(meta.get("alphabet") == alphabets[s], f"{name}/{s}", f"alphabet must be {alphabets[s]} for {method}")
         streams[s] = decode_stream(reader.get(meta.get("section"), f"{name}/{s}"), meta, f"{name}/{s}", limit)
     return P.decode(method, params, streams, shape, f"{name}/positions")
 
