@@ -135,7 +135,7 @@ def bombs(seeds: dict[str, Path], work: Path) -> list[dict]:
             netpress.load(path) if "spec" in label else load_state(path)
             outcome = "loaded"
         except NetpressError as exc:
-            outcome = f"rejected: {str(exc)[:90]}"
+            outcome = f"rejected: {str(exc)[:160]}"
         rows.append({"case": label, "bytes": len(blob), "outcome": outcome, "cpu_seconds": time.process_time() - start,
                      "traced_mb": tracemalloc.get_traced_memory()[1] / 2 ** 20})
         tracemalloc.stop()
@@ -236,8 +236,9 @@ def run_atheris(seeds: dict[str, Path], runs: int, seconds: int, structured: boo
 def markdown(payload: dict) -> str:
     rows = [("crafted mutator", payload["crafted"])] + [(f"atheris ({k})", v) for k, v in payload["atheris"].items()]
     lines = ["# Fuzzing the .netp reader", "",
-             f"Seed files: {', '.join(payload['seeds'])} ({payload['seed_bytes']} bytes in all). Machine shared with "
-             "other jobs (2 cores, load ~8+), so times are upper bounds.", "",
+             f"Seed files: {', '.join(payload['seeds'])} ({payload['seed_bytes']} bytes in all). The machine was "
+             f"shared with other jobs (2 cores, load average {payload['load_average']:.1f} at the start), so times are "
+             "CPU seconds of this process and still upper bounds.", "",
              "| fuzzer | cases | typed rejections | loads (faithful) | crashes / silent corruption | max CPU s/case | "
              "max traced MB/case |", "|---|---|---|---|---|---|---|"]
     for name, s in rows:
@@ -279,7 +280,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         seeds = make_seeds(work)
-        payload = {"seeds": {k: v.stat().st_size for k, v in seeds.items()},
+        payload = {"seeds": {k: v.stat().st_size for k, v in seeds.items()}, "load_average": os.getloadavg()[0],
                    "seed_bytes": sum(v.stat().st_size for v in seeds.values()),
                    "bombs": bombs(seeds, work), "crafted": crafted(seeds, args.cases, args.seed, work), "atheris": {}}
         if args.atheris_runs:
