@@ -35,9 +35,9 @@ def _write(tmp_path, blob, name="bad.netp"):
 def test_huffman_decode_work_follows_count_not_chunk(tmp_path):
     """60 one-symbol streams declaring 65536-symbol chunks: the old decoder stepped 65536 times per stream."""
     path = _write(tmp_path, tiny_codes_file(60, 1 << 16))
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the machine may be shared
     state, _ = load_state(path)
-    assert time.perf_counter() - start < 3.0
+    assert time.process_time() - start < 2.0
     assert [state[f"t{i}"].item() for i in range(60)] == [float(i) for i in range(60)]
 
 
@@ -311,3 +311,13 @@ def test_position_streams_have_the_alphabet_their_method_fixes(tmp_path, registr
     assert tensor(manifest, "features.0.weight")["positions"]["method"] == "relative"
     with pytest.raises(NetpressFormatError, match="alphabet must be"):
         load_state(_write(tmp_path, edit(registry_file.read_bytes(), widen)))
+
+
+def test_inspect_counts_absurd_shapes_exactly(tmp_path, registry_file):
+    """``inspect`` reads manifests without decoding: a [2**39, 2**39] shape must not wrap around int64."""
+    path = _write(tmp_path, edit(registry_file.read_bytes(),
+                                 lambda m, s: tensor(m, "fc_out.bias").update(shape=[1 << 39, 1 << 39])))
+    row = next(r for r in summarize(read_manifest(path))["tensors"] if r["name"] == "fc_out.bias")
+    assert row["weights"] == 1 << 78
+    with pytest.raises(NetpressFormatError, match="limit"):
+        load_state(path)

@@ -291,7 +291,7 @@ def stream_stats(manifest: dict) -> list[dict]:
 
 
 def _row(t: dict, lengths: dict[str, int]) -> dict:
-    weights = int(np.prod(t["shape"], dtype=np.int64))
+    weights = math.prod(t["shape"])  # exact: crafted shapes may overflow int64
     pos = t.get("positions") or {"method": "dense", "streams": {}, "params": {}}
     index_bytes = sum(lengths.get(s.get("section"), 0) for s in pos["streams"].values())
     row = {"name": t["name"], "kind": t["kind"], "weights": weights, "positions": pos["method"],
