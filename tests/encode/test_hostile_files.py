@@ -321,3 +321,17 @@ def test_inspect_counts_absurd_shapes_exactly(tmp_path, registry_file):
     assert row["weights"] == 1 << 78
     with pytest.raises(NetpressFormatError, match="limit"):
         load_state(path)
+
+
+def test_cli_max_elements_raises_the_default_budget(tmp_path, capsys):
+    """An extremely sparse legit file can exceed the default budget; --max-elements lets it through."""
+    frame = container.zstd_compress(bytes(4 << 22))
+    manifest = {"format": "netp", "model": None, "metrics": {}, "tensors": [
+        {"name": "z", "kind": "raw", "shape": [1 << 22], "dtype": "float32", "compression": "zstd", "section": "z"}]}
+    path = _write(tmp_path, seal(manifest, {"z": frame}), "zeros.netp")
+    out = tmp_path / "z.safetensors"
+    assert main(["decompress", str(path), "--out", str(out)]) == 2
+    assert "limit" in capsys.readouterr().err and not out.exists()
+    assert main(["decompress", str(path), "--out", str(out), "--max-elements", "0"]) == 2
+    assert main(["decompress", str(path), "--out", str(out), "--max-elements", str(1 << 22)]) == 0
+    assert out.exists()

@@ -13,6 +13,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("decompress", help="decode a .netp file into a .safetensors file (plain-named tensors)")
     p.add_argument("path", help="the .netp file")
     p.add_argument("--out", required=True, help="the .safetensors file to write")
+    add_max_elements(p)
     common.add_json(p)
     p.set_defaults(func=run)
 
@@ -21,7 +22,7 @@ def run(args) -> int:
     from netpress.encode import load_state
 
     out = _check_out(Path(args.out))
-    state, manifest = load_state(args.path)
+    state, manifest = load_state(args.path, max_elements=max_elements(args))
     meta = {"format": "netpress", "model": json.dumps(manifest.get("model")),
             "metrics": json.dumps(manifest.get("metrics") or {})}
     _write(out, {k: v.contiguous() for k, v in state.items()}, meta)
@@ -29,6 +30,21 @@ def run(args) -> int:
               "parameters": sum(v.numel() for v in state.values())}
     common.emit(result, args.json, f"wrote {out} ({result['tensors']} tensors, {result['bytes']:,} bytes)")
     return 0
+
+
+def add_max_elements(p) -> None:
+    p.add_argument("--max-elements", type=int, default=None, metavar="N",
+                   help="decode at most N tensor elements (default 2**16 + 256 per file byte: enough for 1000x "
+                        "compression; raise it for extremely sparse models)")
+
+
+def max_elements(args) -> int | None:
+    """``--max-elements``, checked before any work."""
+    from netpress.errors import ConfigError
+
+    if args.max_elements is not None and args.max_elements < 1:
+        raise ConfigError(f"--max-elements must be a positive integer, got {args.max_elements}")
+    return args.max_elements
 
 
 def _check_out(out: Path) -> Path:
