@@ -68,3 +68,18 @@ def test_corrupt_streams_raise_typed_error():
     bad_table = bytes([0xFF] * 5) + data[5:]  # 15-bit codes for every symbol: still Kraft-valid, wrong stream
     with pytest.raises(NetpressFormatError):
         H.decode(bad_table, len(x), 9, params)
+
+
+@pytest.mark.parametrize("n", [13, 14, 15, 16, 17, 18, 20, 24])
+def test_deepest_codes_the_encoder_makes_pass_the_table_bound(n):
+    """Fibonacci counts give the deepest Huffman tree for their total, the worst case for the decoder's
+    ``2**max_len <= max(4096, 64 * count)`` bound: every such stream still round-trips."""
+    fib = [1, 1]
+    while len(fib) < n:
+        fib.append(fib[-1] + fib[-2])
+    symbols = np.repeat(np.arange(n), fib)
+    np.random.default_rng(n).shuffle(symbols)
+    data, params = H.encode(symbols, n)
+    lengths = H.code_lengths(np.bincount(symbols, minlength=n))
+    assert int(lengths.max()) == n - 1 if n <= H.MAX_LEN + 1 else int(lengths.max()) <= H.MAX_LEN  # deepest tree
+    assert np.array_equal(H.decode(data, len(symbols), n, params), symbols)

@@ -1,8 +1,6 @@
 """Every kind of bad input raises NetpressFormatError naming the section; nothing crashes or half-loads."""
 import json
-import random
 import struct
-import time
 import zlib
 
 import pytest
@@ -136,55 +134,13 @@ def test_zstd_bomb_in_a_section_is_refused_before_allocating(tmp_path, saved):
 def test_inspect_of_a_crafted_manifest_is_typed(tmp_path, saved):
     bad = tmp_path / "bad.netp"
     bad.write_bytes(_rewrite(saved.read_bytes(), lambda m: _tensor(m, "fc.weight").pop("values")))
-    with pytest.raises(NetpressFormatError, match="manifest"):
+    with pytest.raises(NetpressFormatError, match="fc.weight/values"):
         netpress.encode.summarize(netpress.encode.read_manifest(bad))
 
 
 def test_missing_file_is_typed(tmp_path):
     with pytest.raises(NetpressFormatError, match="file"):
         netpress.load(tmp_path / "none.netp")
-
-
-def _mutate(value, rng):
-    if isinstance(value, dict) and value:
-        key = rng.choice(list(value))
-        if rng.random() < 0.15:
-            del value[key]
-        else:
-            value[key] = _mutate(value[key], rng)
-        return value
-    if isinstance(value, list) and value:
-        i = rng.randrange(len(value))
-        value[i] = _mutate(value[i], rng)
-        return value
-    return rng.choice([0, -1, 1, 7, 2 ** 31, 2 ** 62, 10 ** 30, 0.5, None, "x", [], {}, True,
-                       (value + rng.randint(-3, 3)) if isinstance(value, int) else value])
-
-
-def test_fuzz_bytes_and_manifest_bounded(tmp_path, saved):
-    """Random byte flips, truncations and (re-sealed) manifest mutations for a few seconds."""
-    blob = saved.read_bytes()
-    rng = random.Random(0)
-    bad = tmp_path / "fuzz.netp"
-    deadline, tries = time.monotonic() + 3.0, 0
-    while time.monotonic() < deadline:
-        kind = tries % 3
-        if kind == 0:
-            data = bytearray(blob)
-            for _ in range(rng.randint(1, 4)):
-                data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
-            data = bytes(data)
-        elif kind == 1:
-            data = blob[:rng.randrange(len(blob))]
-        else:
-            data = _rewrite(blob, lambda m: _mutate(m, rng))
-        bad.write_bytes(data)
-        try:
-            load_state(bad)
-        except NetpressFormatError:
-            pass
-        tries += 1
-    assert tries > 30
 
 
 def test_element_limit_is_checked_before_decoding(saved):

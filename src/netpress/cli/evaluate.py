@@ -1,7 +1,7 @@
 """``netpress evaluate model.netp --data fashion-mnist``: test accuracy of the decoded model."""
 from __future__ import annotations
 
-from netpress.cli import common
+from netpress.cli import common, decompress
 
 
 def add_parser(sub) -> None:
@@ -9,6 +9,7 @@ def add_parser(sub) -> None:
     p.add_argument("path", help="the .netp file")
     common.add_data_options(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    decompress.add_max_elements(p)
     common.add_json(p)
     p.set_defaults(func=run)
 
@@ -22,11 +23,13 @@ def run(args) -> int:
     from netpress.train.evaluate import resolve_device
 
     manifest = read_manifest(args.path)
+    model = netpress.load(args.path, max_elements=decompress.max_elements(args))  # validated before reading data
     data = load_data(common.data_hparams(args), args.data_dir)
-    spec = manifest.get("model") or {}
-    if spec and list(spec.get("input_shape", [])) != list(data.input_shape):
-        raise ConfigError(f"the model takes inputs of shape {spec['input_shape']}, {args.data} has {list(data.input_shape)}")
-    model = netpress.load(args.path).to(resolve_device(args.device))
+    spec = manifest["model"]
+    if list(spec["input_shape"]) != list(data.input_shape) or spec["num_classes"] != data.num_classes:
+        raise ConfigError(f"the model takes inputs of shape {spec['input_shape']} and has {spec['num_classes']} "
+                          f"classes; {args.data} has {list(data.input_shape)} and {data.num_classes}")
+    model = model.to(resolve_device(args.device))
     res = evaluate(model, data.test)
     saved = (manifest.get("metrics") or {}).get("test_accuracy")
     result = {"path": args.path, "data": args.data, "test_accuracy": res.accuracy, "test_loss": res.loss,

@@ -1,6 +1,7 @@
 """``netpress.save`` / ``netpress.load``: a model to a ``.netp`` file and back."""
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -10,13 +11,14 @@ from torch import nn
 
 from netpress.encode import container
 from netpress.encode.errors import NetpressFormatError, check
+from netpress.encode.manifest import check_manifest
 from netpress.encode.streams import CODERS
 from netpress.encode.tensors import Reader, Sections, decode_entry, encode_codes, encode_raw, entry_shape
 from netpress.errors import ConfigError
 from netpress.quantize.codes import Codes
 
-ELEMENTS_PER_FILE_BYTE = 64     # decoded elements allowed per file byte (guards against decompression bombs)
-BASE_ELEMENTS = 1 << 24
+ELEMENTS_PER_FILE_BYTE = 256    # decoded elements allowed per file byte (1024x the fp32 size; bounds decode work)
+BASE_ELEMENTS = 1 << 16         # plus this many for tiny files
 
 
 def save(model: nn.Module, path: str | os.PathLike, *, recipe: Any = None, metrics: dict | None = None,
@@ -60,9 +62,16 @@ def save(model: nn.Module, path: str | os.PathLike, *, recipe: Any = None, metri
             entries.append(encode_codes(name, codes[name], sections, coder))
         else:
             entries.append(encode_raw(name, tensor, sections, coder))
+        _mark_nonfinite(entries[-1], codes[name].codebook if name in codes else tensor)
     manifest = _manifest(model, entries, recipe, metrics, coder)
     container.write_file(path, manifest, sections.items)
     return summarize(read_manifest(path))
+
+
+def _mark_nonfinite(entry: dict, stored: torch.Tensor) -> None:
+    """Readers reject NaN/inf unless the entry says the model really has them."""
+    if stored.is_floating_point() and not bool(torch.isfinite(stored).all()):
+        entry["nonfinite"] = True
 
 
 def _model_codes(model: nn.Module) -> dict[str, Codes]:
@@ -109,19 +118,13 @@ def read_manifest(path: str | os.PathLike, verify: bool = True) -> dict:
     """
     blob = container.read_bytes(path)
     manifest, _, mlen = container.parse(blob, verify)
-    _check_tensor_list(manifest)
+    check_manifest(manifest)
     return {**manifest, "file_bytes": len(blob), "manifest_bytes": mlen + container.HEADER.size}
 
 
-def _check_tensor_list(manifest: dict) -> list[dict]:
-    tensors = manifest.get("tensors")
-    check(isinstance(tensors, list) and all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tensors),
-          "manifest", "bad tensor list")
-    names = [t["name"] for t in tensors]
-    check(len(set(names)) == len(names), "manifest", "duplicate tensor names")
-    for t in tensors:
-        entry_shape(t)
-    return tensors
+def element_limit(file_bytes: int) -> int:
+    """The most tensor elements :func:`load_state` decodes from a file of ``file_bytes`` bytes by default."""
+    return BASE_ELEMENTS + ELEMENTS_PER_FILE_BYTE * file_bytes
 
 
 def load_state(path: str | os.PathLike, max_elements: int | None = None) -> tuple[dict[str, torch.Tensor], dict]:
@@ -129,20 +132,22 @@ def load_state(path: str | os.PathLike, max_elements: int | None = None) -> tupl
 
     Args:
         path: the file.
-        max_elements: the most tensor elements to decode (default ``2**24 + 64 * file size``).
+        max_elements: the most tensor elements to decode (default :func:`element_limit`: ``2**16 + 256 *`` file
+            size in bytes); decode time and memory are linear in it.
 
     Returns:
-        ``({plain_name: tensor}, manifest)``.
+        ``({plain_name: tensor}, manifest)`` (the manifest with ``file_bytes`` added).
 
     Raises:
         NetpressFormatError: anything wrong with the file, naming the section.
     """
     blob = container.read_bytes(path)
     manifest, sections, _ = container.parse(blob)
-    tensors = _check_tensor_list(manifest)
-    limit = max_elements if max_elements is not None else BASE_ELEMENTS + ELEMENTS_PER_FILE_BYTE * len(blob)
-    total = sum(int(np.prod(entry_shape(t), dtype=np.float64)) for t in tensors)
-    check(total <= limit, "manifest", f"declares {total} elements, more than the limit {limit} for this file size")
+    tensors = check_manifest(manifest)
+    limit = max_elements if max_elements is not None else element_limit(len(blob))
+    total = sum(math.prod(entry_shape(t)) for t in tensors)
+    check(total <= limit, "manifest", f"declares {total} elements, more than the limit {limit} for a "
+          f"{len(blob)}-byte file (pass max_elements= to allow more)")
     reader = Reader(sections)
     state = {}
     for t in tensors:
@@ -152,7 +157,7 @@ def load_state(path: str | os.PathLike, max_elements: int | None = None) -> tupl
             raise
         except (ValueError, TypeError, KeyError, IndexError, OverflowError, RuntimeError, MemoryError) as exc:
             raise NetpressFormatError(t["name"], f"cannot decode ({type(exc).__name__}: {exc})") from None
-    return state, manifest
+    return state, {**manifest, "file_bytes": len(blob)}
 
 
 def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_elements: int | None = None) -> nn.Module:
@@ -168,7 +173,8 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_element
         The model with the decoded weights (bit-identical to the saved quantized model's), in eval mode.
 
     Raises:
-        NetpressFormatError: malformed file (nothing is loaded into ``model``).
+        NetpressFormatError: malformed file, including a registry spec that is invalid, too large for the file,
+            or whose rebuilt layers do not match the tensors or each other (nothing is loaded into ``model``).
         ConfigError: the file's tensors do not fit ``model``, or no model given for a non-registry file.
 
     Example:
@@ -177,8 +183,8 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_element
     """
     state, manifest = load_state(path, max_elements)
     if model is None:
-        model = _rebuild(manifest)
-        _thin_to(model, state)
+        limit = max_elements if max_elements is not None else element_limit(manifest["file_bytes"])
+        model = _rebuild(manifest, state, limit)
     _check_fits(model, state)
     from netpress.state import load_plain_state_dict
 
@@ -187,18 +193,30 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_element
     return model.eval()
 
 
-def _rebuild(manifest: dict) -> nn.Module:
+def _rebuild(manifest: dict, state: dict[str, torch.Tensor], limit: int) -> nn.Module:
+    """The registry model the manifest names, resized to the file's tensors and checked to chain (one meta-device
+    forward pass); its size before resizing counts against the same element limit as the tensors."""
     spec = manifest.get("model")
     if not spec:
         raise ConfigError(f"this file holds a {manifest.get('model_class', 'user')} model that is not in the registry; "
                           "pass it: netpress.load(path, model=MyNet())")
-    from netpress.models import model_from_spec
+    from netpress.models import check_forward, model_from_spec, spec_parameters
 
-    check(isinstance(spec, dict) and isinstance(spec.get("input_shape"), list) and len(spec["input_shape"]) <= 4
-          and all(isinstance(d, int) and 0 < d <= 4096 for d in spec["input_shape"])
-          and isinstance(spec.get("num_classes"), int) and 0 < spec["num_classes"] <= 1 << 20, "manifest",
-          f"bad model spec {spec!r}")
-    return model_from_spec(spec)
+    try:
+        needed = spec_parameters(spec)
+        check(needed <= limit, "model", f"{spec['name']} on input {spec['input_shape']} has {needed} parameters, "
+              f"more than the limit {limit} for this file (pass max_elements= to allow more)")
+        model = model_from_spec(spec)
+        _thin_to(model, state)
+        _check_fits(model, state)
+        check_forward(model, spec)
+    except NetpressFormatError:
+        raise
+    except ConfigError as exc:
+        raise NetpressFormatError("model", str(exc)) from None
+    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:  # resizing odd shapes
+        raise NetpressFormatError("model", f"cannot rebuild ({type(exc).__name__}: {exc})") from None
+    return model
 
 
 def _thin_to(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -239,7 +257,7 @@ def summarize(manifest: dict) -> dict:
     """
     try:
         return _summarize(manifest)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError) as exc:
         raise NetpressFormatError("manifest", f"cannot summarise ({type(exc).__name__}: {exc})") from None
 
 
@@ -273,7 +291,7 @@ def stream_stats(manifest: dict) -> list[dict]:
 
 
 def _row(t: dict, lengths: dict[str, int]) -> dict:
-    weights = int(np.prod(t["shape"], dtype=np.int64))
+    weights = math.prod(t["shape"])  # exact: crafted shapes may overflow int64
     pos = t.get("positions") or {"method": "dense", "streams": {}, "params": {}}
     index_bytes = sum(lengths.get(s.get("section"), 0) for s in pos["streams"].values())
     row = {"name": t["name"], "kind": t["kind"], "weights": weights, "positions": pos["method"],

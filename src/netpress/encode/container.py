@@ -25,6 +25,7 @@ MAJOR, MINOR = 1, 0
 HEADER = struct.Struct("<8sHHIII")
 FLAG_ZSTD_MANIFEST = 1
 MAX_MANIFEST = 64 << 20
+MANIFEST_BASE, MANIFEST_RATIO = 64 << 10, 64   # decompressed manifest <= base + ratio * stored length (zstd bombs)
 
 from netpress.encode.errors import NetpressFormatError, check  # noqa: E402
 
@@ -95,17 +96,43 @@ def parse(blob: bytes, verify: bool = True) -> tuple[dict, dict[str, bytes], int
     body = blob[HEADER.size:HEADER.size + mlen]
     check(zlib.crc32(body) == mcrc, "manifest", "checksum mismatch (corrupted)")
     if flags & FLAG_ZSTD_MANIFEST:
-        body = zstd_decompress(body, MAX_MANIFEST, "manifest", exact=False)
-    try:
-        manifest = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise NetpressFormatError("manifest", f"not valid JSON ({exc})") from None
-    check(isinstance(manifest, dict), "manifest", "not a JSON object")
+        body = zstd_decompress(body, min(MAX_MANIFEST, MANIFEST_BASE + MANIFEST_RATIO * mlen), "manifest", exact=False)
+    manifest = parse_json(body)
     start = HEADER.size + mlen
     length = manifest.get("data_length")
     check(isinstance(length, int) and start + length == len(blob), "data",
           f"file has {len(blob) - start} data bytes, manifest says {length} (truncated or padded)")
     return manifest, _sections(manifest, blob, start, verify), mlen
+
+
+def parse_json(body: bytes) -> dict:
+    """The manifest object: strict UTF-8 JSON, finite numbers only, no lone surrogates in any string.
+
+    Raises:
+        NetpressFormatError: (section ``manifest``) anything else.
+    """
+    try:
+        manifest = json.loads(body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
+        json.dumps(manifest, ensure_ascii=False).encode("utf-8")  # lone surrogates ("\\ud800") cannot encode
+    except (UnicodeError, ValueError, RecursionError) as exc:
+        raise NetpressFormatError("manifest", f"not valid JSON ({_one_line(exc)})") from None
+    check(isinstance(manifest, dict), "manifest", "not a JSON object")
+    return manifest
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 def _sections(manifest: dict, blob: bytes, start: int, verify: bool) -> dict[str, bytes]:

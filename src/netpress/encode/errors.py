@@ -12,7 +12,8 @@ class NetpressFormatError(NetpressError, ValueError):
     """
 
     def __init__(self, section: str, message: str):
-        super().__init__(f"{section}: {message}")
+        section = " ".join(str(section).split())[:200]  # one line, whatever a crafted name or a library said
+        super().__init__(f"{section}: {' '.join(str(message).split())}")
         self.section = section
 
 

@@ -23,6 +23,7 @@ from netpress.encode.errors import check
 MAX_LEN = 16          # longest code the encoder makes (unless the alphabet needs more)
 MAX_LEN_LIMIT = 20    # longest code the decoder accepts (its lookup table has 2**max_len entries)
 MAX_ALPHABET = 1 << 20
+LUT_BASE, LUT_PER_SYMBOL = 1 << 12, 64  # lookup-table entries allowed: max(base, per_symbol * count)
 
 
 def code_lengths(counts: np.ndarray, max_len: int = MAX_LEN) -> np.ndarray:
@@ -165,35 +166,52 @@ def decode(data: bytes, count: int, alphabet: int, params: dict, section: str = 
     nchunks = -(-count // chunk)
     index_len = (max(nchunks - 1, 0) * width + 7) // 8
     check(len(data) >= table_len + index_len, section, "shorter than its Huffman tables")
+    check(count <= 8 * len(data), section, f"{count} symbols cannot fit {len(data)} bytes (1 bit each at least)")
     raw = np.frombuffer(data, dtype=np.uint8)
     lengths = unpack(raw[:table_len], alphabet, 4, section) if table == "nibble" else raw[:table_len].astype(np.int64)
     full = unpack(raw[table_len:table_len + index_len], max(nchunks - 1, 0), width, section) + base
     chunk_bits = np.append(full, tail) if nchunks else full
     stream = raw[table_len + index_len:]
-    check(int(chunk_bits.max(initial=0)) <= chunk * MAX_LEN_LIMIT, section, "a chunk is longer than its symbols allow")
     total = int(chunk_bits.sum())
     check((total + 7) // 8 == len(stream), section, f"bitstream has {len(stream)} bytes, chunk table says {total} bits")
     if count == 0:
+        check(tail == 0, section, "an empty stream has no bits")
         return np.zeros(0, dtype=np.int64)
-    lut_sym, lut_len, max_len = _lookup_table(lengths, alphabet, section)
-    return _decode_lanes(stream, chunk_bits, count, chunk, lut_sym, lut_len, max_len, alphabet, section)
+    max_len = _max_len(lengths, count, section)
+    symbols = np.full(nchunks, chunk, dtype=np.int64)
+    symbols[-1] = count - (nchunks - 1) * chunk
+    check(bool(np.all(chunk_bits >= symbols) and np.all(chunk_bits <= symbols * max_len)), section,
+          "a chunk's bit length does not fit its symbols")
+    lut_sym, lut_len = _lookup_table(lengths, alphabet, max_len, section)
+    return _decode_lanes(stream, chunk_bits, count, min(chunk, count), lut_sym, lut_len, max_len, alphabet, section)
+
+
+def _max_len(lengths: np.ndarray, count: int, section: str) -> int:
+    """The longest code; its lookup table (``2**max_len`` entries) must be paid for by the stream's length.
+
+    A Huffman code of depth ``L > 12`` needs over ``2**L / 64`` symbols (Fibonacci-weighted worst case), so the
+    bound never rejects a stream :func:`encode` wrote.
+    """
+    max_len = int(lengths.max(initial=0))
+    check(1 <= max_len <= MAX_LEN_LIMIT, section, f"code lengths out of range (max {max_len})")
+    check(1 << max_len <= max(LUT_BASE, LUT_PER_SYMBOL * count), section,
+          f"a {max_len}-bit code is too long for a stream of {count} symbols")
+    return max_len
 
 
 def _check_params(params: dict, alphabet: int, section: str) -> tuple[int, int, int, int, str]:
     chunk, base, width, tail, table = (params.get(k) for k in ("chunk", "chunk_base", "chunk_width", "tail_bits", "table"))
     check(isinstance(chunk, int) and 1 <= chunk <= 1 << 16, section, f"bad chunk size {chunk!r}")
     check(isinstance(base, int) and 0 <= base <= chunk * MAX_LEN_LIMIT, section, f"bad chunk base {base!r}")
-    check(isinstance(width, int) and 0 <= width <= 40, section, f"bad chunk width {width!r}")
+    check(isinstance(width, int) and 0 <= width <= 24, section, f"bad chunk width {width!r}")
     check(isinstance(tail, int) and 0 <= tail <= chunk * MAX_LEN_LIMIT, section, f"bad tail length {tail!r}")
     check(table in ("nibble", "byte"), section, f"bad table kind {table!r}")
     check(isinstance(alphabet, int) and 1 <= alphabet <= MAX_ALPHABET, section, f"bad alphabet size {alphabet!r}")
     return chunk, base, width, tail, table
 
 
-def _lookup_table(lengths: np.ndarray, alphabet: int, section: str) -> tuple[np.ndarray, np.ndarray, int]:
+def _lookup_table(lengths: np.ndarray, alphabet: int, max_len: int, section: str) -> tuple[np.ndarray, np.ndarray]:
     """``2**max_len`` entries: symbol and code length for every ``max_len``-bit window; invalid -> ``alphabet``."""
-    max_len = int(lengths.max(initial=0))
-    check(1 <= max_len <= MAX_LEN_LIMIT, section, f"code lengths out of range (max {max_len})")
     used = lengths > 0
     kraft = np.sum(np.ldexp(1.0, -lengths[used].astype(np.int64)))
     check(kraft <= 1.0, section, "code lengths violate the Kraft inequality")
@@ -205,22 +223,23 @@ def _lookup_table(lengths: np.ndarray, alphabet: int, section: str) -> tuple[np.
     filled = int(span.sum())
     lut_sym[:filled] = np.repeat(order, span)
     lut_len[:filled] = np.repeat(lengths[order].astype(np.int64), span)
-    return lut_sym, lut_len, max_len
+    return lut_sym, lut_len
 
 
-def _decode_lanes(stream, chunk_bits, count, chunk, lut_sym, lut_len, max_len, alphabet, section) -> np.ndarray:
+def _decode_lanes(stream, chunk_bits, count, rows, lut_sym, lut_len, max_len, alphabet, section) -> np.ndarray:
+    """Decode all chunks in lock-step: ``rows`` (``min(chunk, count)``) numpy steps, one symbol per chunk each."""
     nchunks = len(chunk_bits)
-    pad = np.zeros(len(stream) + chunk * max_len // 8 + 8, dtype=np.uint32)
+    pad = np.zeros(len(stream) + rows * max_len // 8 + 8, dtype=np.uint32)
     pad[:len(stream)] = stream
     words = (pad[:-3] << 24) | (pad[1:-2] << 16) | (pad[2:-1] << 8) | pad[3:]
     lut = ((lut_sym << 5) | lut_len).astype(np.int32)  # one gather per symbol: symbol and code length
     ends = np.cumsum(chunk_bits)
     pos = ends - chunk_bits
-    last = count - (nchunks - 1) * chunk
-    out = np.empty((chunk, nchunks), dtype=np.int32)
+    last = count - (nchunks - 1) * rows
+    out = np.empty((rows, nchunks), dtype=np.int32)
     drop = np.uint32(32 - max_len)
     last_end = None
-    for i in range(chunk):
+    for i in range(rows):
         window = (words[pos >> 3] << (pos & 7).astype(np.uint32)) >> drop
         entry = lut[window]
         np.right_shift(entry, 5, out=out[i])

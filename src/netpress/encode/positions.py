@@ -122,6 +122,17 @@ def stream_limits(method: str, params: dict, numel: int) -> dict[str, int]:
     return {}
 
 
+def stream_alphabets(method: str, params: dict) -> dict[str, int]:
+    """The alphabet each stream of ``method`` has (section 3 of ``docs/format.md``); params already checked."""
+    if method == "relative":
+        return {"gaps": 1 << int(params["b"])}
+    if method == "bitmask":
+        return {"mask": 2}
+    if method == "csr":
+        return {"row_counts": int(params["cols"]) + 1, "cols": int(params["cols"])}
+    return {}
+
+
 def check_params(method: str, params: dict, shape: tuple[int, ...], section: str) -> None:
     """Validate a manifest's position method and parameters against the tensor shape."""
     check(method in METHODS, section, f"unknown position method {method!r}")

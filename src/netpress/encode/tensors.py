@@ -15,6 +15,7 @@ import torch
 from netpress.encode import positions as P
 from netpress.encode.container import zstd_compress, zstd_decompress
 from netpress.encode.errors import check
+from netpress.encode.manifest import shape_of
 from netpress.encode.streams import decode_stream, encode_stream, estimate
 from netpress.quantize.codes import Codes, decode_indices
 
@@ -121,23 +122,26 @@ def _compress(data: bytes) -> tuple[bytes, str]:
 # ---------------------------------------------------------------- decoding
 
 class Reader:
-    """Section lookup for decoding; ``get(name)`` returns the (already checksummed) bytes of a section."""
+    """Section lookup for decoding; ``get(name)`` returns the (already checksummed) bytes of a section.
+
+    Each section belongs to exactly one stream or tensor: a second ``get`` of the same name is refused, so the
+    decode work stays bounded by the bytes in the file.
+    """
 
     def __init__(self, sections: dict[str, bytes]):
         self.sections = sections
+        self.used: set[str] = set()
 
     def get(self, name: object, where: str) -> bytes:
         check(isinstance(name, str) and name in self.sections, where, f"refers to a missing section {name!r}")
+        check(name not in self.used, where, f"section {name!r} is already used by another stream")
+        self.used.add(name)  # type: ignore[arg-type]
         return self.sections[name]  # type: ignore[index]
 
 
 def entry_shape(entry: dict) -> tuple[int, ...]:
     """The validated shape of a manifest tensor entry."""
-    name = str(entry.get("name"))
-    shape = entry.get("shape")
-    check(isinstance(shape, list) and len(shape) <= MAX_NDIM and all(isinstance(d, int) and 0 <= d < 1 << 40 for d in shape),
-          name, f"bad shape {shape!r}")
-    return tuple(shape)
+    return shape_of(entry)
 
 
 def decode_entry(entry: dict, reader: Reader) -> torch.Tensor:
@@ -156,11 +160,13 @@ def _decode_positions(entry: dict, shape: tuple[int, ...], reader: Reader) -> np
     P.check_params(method, params, shape, f"{name}/positions")
     numel = int(np.prod(shape, dtype=np.int64))
     limits = P.stream_limits(method, params, numel)
+    alphabets = P.stream_alphabets(method, params)
     check(set(spec["streams"]) == set(limits), name, f"positions need streams {sorted(limits)}")
     streams = {}
     for s, limit in limits.items():
         meta = spec["streams"][s]
         check(isinstance(meta, dict), f"{name}/{s}", "bad stream entry")
+        check(meta.get("alphabet") == alphabets[s], f"{name}/{s}", f"alphabet must be {alphabets[s]} for {method}")
         streams[s] = decode_stream(reader.get(meta.get("section"), f"{name}/{s}"), meta, f"{name}/{s}", limit)
     return P.decode(method, params, streams, shape, f"{name}/positions")
 
@@ -183,7 +189,19 @@ def decode_codes(entry: dict, reader: Reader) -> torch.Tensor:
     else:
         idx = np.full(int(np.prod(shape, dtype=np.int64)), -1, dtype=np.int64)
         idx[entries] = values
+    _check_kept(entry, int(np.count_nonzero(values >= 0)))
     return decode_indices(torch.from_numpy(idx).reshape(shape), codebook, axis)
+
+
+def _check_kept(entry: dict, kept: int) -> None:
+    check(entry.get("kept", kept) == kept, entry["name"],
+          f"says {entry.get('kept')} kept weights, the streams hold {kept}")
+
+
+def _check_finite(values: torch.Tensor, entry: dict, where: str) -> None:
+    """Non-finite floats only where the writer marked the tensor ``nonfinite`` (the model really had them)."""
+    if values.is_floating_point() and not entry.get("nonfinite", False):
+        check(bool(torch.isfinite(values).all()), where, "holds NaN or infinite values the writer did not mark")
 
 
 def _codebook(entry: dict, shape: tuple[int, ...], reader: Reader) -> tuple[torch.Tensor, int | None]:
@@ -203,6 +221,7 @@ def _codebook(entry: dict, shape: tuple[int, ...], reader: Reader) -> tuple[torc
     data = reader.get(spec.get("section"), where)
     check(len(data) == 4 * int(np.prod(cshape)), where, f"{len(data)} bytes for a float32 codebook of shape {cshape}")
     book = torch.from_numpy(np.frombuffer(data, dtype="<f4").astype(np.float32)).reshape(cshape)
+    _check_finite(book, entry, where)
     return book, axis
 
 
@@ -219,8 +238,10 @@ def decode_raw(entry: dict, reader: Reader) -> torch.Tensor:
     item = torch.empty(0, dtype=dtype).element_size()
     data = _decompress(reader.get(entry.get("section"), name), entry.get("compression"), count * item, name)
     values = _from_le_bytes(data, dtype)
+    _check_finite(values, entry, name)
     if not sparse:
         return values.reshape(shape)
+    _check_kept(entry, count)
     out = torch.zeros(numel, dtype=dtype)
     out[torch.from_numpy(entries)] = values
     return out.reshape(shape)
