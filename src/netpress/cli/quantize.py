@@ -8,6 +8,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import copy
 
 from netpress.cli import common
@@ -101,8 +102,7 @@ def run(args) -> int:
            "accuracy_drop": float_acc - acc, "bytes": total, "float_bytes": float_bytes,
            "ratio": float_bytes / max(total, 1), "layers": rows, **extra}
     if args.out:
-        torch.save({n: {"indices": c.indices, "codebook": c.codebook, "bits": c.bits, "axis": c.axis,
-                        "method": c.method} for n, c in codes.items()}, args.out)
+        torch.save({n: dataclasses.asdict(c) for n, c in codes.items()}, args.out)
         out["path"] = args.out
     human = (common.table(rows, ["layer", "params", "bits", "codebook", "bytes"])
              + f"\n\n{args.method}: float accuracy {float_acc:.4f} -> {acc:.4f}; "
@@ -115,6 +115,9 @@ def _row(name: str, c) -> dict:
     """Fixed-length indices plus what the codebook really costs: k floats (k-means); a scale and zero point per
     table (uniform, as the levels follow from them); one scale per channel (binary, ternary)."""
     params = c.indices.numel()
+    if c.affine:  # integer codes with a scale and zero point per channel / group
+        return {"layer": name, "params": params, "bits": c.bits, "codebook": 0,
+                "bytes": params * c.bits / 8 + 8 * c.scale.numel(), "method": c.method}
     tables = c.codebook.shape[0] if c.codebook.dim() == 2 else 1
     book = {"uniform": 8 * tables, "binary": 4 * tables, "ternary": 4 * tables}.get(c.method, 4 * c.codebook.numel())
     if c.method == "uniform" and c.axis is None and c.codebook.numel() != 2 ** c.bits:
