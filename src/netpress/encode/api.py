@@ -66,7 +66,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, recipe: Any = None, metri
     quantized = _quantizer_inputs(model) if explicit is None else {}
     sections, entries = Sections(), []
     for name in names:
-        tensor = _plain_tensor(model, name)
+        tensor, frozen = _plain_tensor(model, name)
         c = explicit.get(name) if explicit is not None else _codes_of(quantized.get(name))
         if c is None:
             entries.append(encode_raw(name, tensor, sections, coder))
@@ -74,6 +74,8 @@ def save(model: nn.Module, path: str | os.PathLike, *, recipe: Any = None, metri
         _check_codes(name, c, tensor)
         del tensor
         entries.append(encode_codes(name, c, sections, coder, codebook_dtype))
+        if frozen and name in quantized:
+            entries[-1]["frozen"] = True
         del c
     manifest = _manifest(model, entries, recipe, metrics, coder)
     acts = activation_manifest(model)
@@ -98,10 +100,13 @@ def _plain_names(model: nn.Module):
                 yield f"{mname}.{attr}" if mname else attr
 
 
-def _plain_tensor(model: nn.Module, name: str) -> torch.Tensor:
-    """The effective value of one plain-named tensor (parametrizations applied), detached."""
+def _plain_tensor(model: nn.Module, name: str) -> tuple[torch.Tensor, bool]:
+    """The effective value of one plain-named tensor (parametrizations applied), detached, and whether it is
+    frozen (computed from buffers only, e.g. PTQ codes: no gradient reaches it)."""
     module = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
-    return getattr(module, name.rpartition(".")[2]).detach()
+    with torch.enable_grad():
+        value = getattr(module, name.rpartition(".")[2])
+    return value.detach(), not value.requires_grad
 
 
 def _quantizer_inputs(model: nn.Module) -> dict:
@@ -282,7 +287,22 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_element
 
     with torch.no_grad():
         load_plain_state_dict(model, state)
+    _freeze(model, manifest)
     return model.eval()
+
+
+def _freeze(model: nn.Module, manifest: dict) -> None:
+    """Tensors saved from frozen quantizers (PTQ codes) load with ``requires_grad=False``, as they were in memory
+    (this also keeps torch's matmul path, hence the outputs, bit-identical)."""
+    from torch.nn.utils import parametrize
+
+    for t in manifest["tensors"]:
+        if t.get("frozen") is True:
+            mname, _, attr = t["name"].rpartition(".")
+            module = model.get_submodule(mname) if mname else model
+            value = getattr(module, attr, None)
+            if isinstance(value, nn.Parameter) and not parametrize.is_parametrized(module, attr):
+                value.requires_grad_(False)
 
 
 def _rebuild(manifest: dict) -> nn.Module:
