@@ -33,6 +33,7 @@ FAST_LEVEL = 6
 PROBE_CHUNK, PROBE_CHUNKS = 1 << 16, 8
 WORTH = 0.97              # keep a compressed form only when it is at most this fraction of the plain bytes
 BOOK_DTYPES = ("auto", "float32", "float16")
+DENSE_ABOVE = 0.9         # kept fraction above which sparse position methods cannot pay (skip building them)
 
 
 class Sections:
@@ -59,8 +60,9 @@ def encode_codes(name: str, codes: Codes, sections: Sections, coder: str, book_d
     if idx.size and (idx.min() < -1 or idx.max() >= k):
         raise ValueError(f"{name}: indices outside [-1, {k})")
     shape = tuple(codes.indices.shape)
-    if idx.size and idx.min() >= 0:  # nothing pruned: dense positions, no position streams (bounded memory)
-        best, kept, n_kept = P.Positions("dense", {}, {}, np.empty(0, dtype=np.int64)), None, idx.size
+    n_kept = int(np.count_nonzero(idx >= 0))
+    if n_kept >= DENSE_ABOVE * idx.size:  # (nearly) nothing pruned: dense positions, no position streams
+        best, kept = P.Positions("dense", {}, {}, np.empty(0, dtype=np.int64)), None
     else:
         kept = np.flatnonzero(idx >= 0)
         best = min(P.candidates(kept, shape, codes.bits), key=lambda c: _codes_cost(c, idx, k, coder))
