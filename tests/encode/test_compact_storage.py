@@ -142,3 +142,35 @@ def test_byte_planes_round_trip_and_pay_on_smooth_floats(tmp_path):
     entry = next(t for t in read_manifest(tmp_path / "s.netp")["tensors"] if t["name"] == "weight")
     assert entry["compression"] == "zstd-planes"
     assert torch.equal(netpress.load(tmp_path / "s.netp", model=nn.Linear(2048, 600, bias=False)).weight, smooth.weight)
+
+
+def test_float16_scale_spec_stores_half_scales_losslessly(tmp_path):
+    spec = UniformSpec(bits=4, granularity="group", axis=1, group_size=32, symmetric=False, scale_dtype="float16")
+    model = quantize_weights(net(), spec)
+    scale = export_codes(model)["0.weight"].scale
+    assert torch.equal(scale.half().float(), scale) and bool((scale > 0).all())
+    netpress.save(model, tmp_path / "h.netp")
+    manifest = read_manifest(tmp_path / "h.netp")
+    assert sections(manifest, "0.weight")["0.weight/scale"] == 1024 * 2
+    fresh = netpress.load(tmp_path / "h.netp", model=net(1))
+    assert torch.equal(fresh[0].weight, model[0].weight) and torch.equal(fresh[2].weight, model[2].weight)
+    with pytest.raises(Exception, match="scale_dtype"):
+        UniformSpec(scale_dtype="bfloat16")
+
+
+def test_zero_points_are_a_stream_when_in_code_range_else_int32(tmp_path):
+    model = quantize_weights(net(), UniformSpec(bits=4, granularity="group", axis=1, group_size=32, symmetric=False))
+    netpress.save(model, tmp_path / "z.netp")
+    entry = next(t for t in read_manifest(tmp_path / "z.netp")["tensors"] if t["name"] == "0.weight")
+    assert entry["affine"]["zero_point"]["stream"]["alphabet"] == 16
+    torch.manual_seed(0)
+    odd = Codes(torch.randint(0, 16, (6, 8)), None, 4, 0, "uniform", scale=torch.rand(6) + 0.1,
+                zero_point=torch.tensor([1000, -5, 3, 0, 7, 40000]), qmin=0)
+    holder = nn.Linear(8, 6, bias=False)
+    with torch.no_grad():
+        holder.weight.copy_(odd.decode())
+    netpress.save(holder, tmp_path / "odd.netp", codes={"weight": odd})
+    entry = read_manifest(tmp_path / "odd.netp")["tensors"][0]
+    assert entry["affine"]["zero_point"]["dtype"] == "int32"
+    state, _ = load_state(tmp_path / "odd.netp")
+    assert torch.equal(state["weight"], odd.decode())

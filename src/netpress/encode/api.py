@@ -399,7 +399,8 @@ def _row(t: dict, lengths: dict[str, int]) -> dict:
            "raw_bytes": 0}
     if t["kind"] == "codes":
         kept = int(t.get("kept", weights))
-        book = [t["codebook"]] if "codebook" in t else [t["affine"]["scale"], t["affine"]["zero_point"]]
+        book = [t["codebook"]] if "codebook" in t else [t["affine"]["scale"],
+                                                        t["affine"]["zero_point"].get("stream", t["affine"]["zero_point"])]
         row.update(kept=kept, bits=t["bits"], weight_bytes=lengths.get(t["values"]["section"], 0),
                    codebook_bytes=sum(lengths.get(b["section"], 0) for b in book), values_coding=t["values"]["coding"])
         row["weight_bits_coded"] = 8 * row["weight_bytes"] / max(kept, 1)

@@ -70,7 +70,7 @@ def encode_codes(name: str, codes: Codes, sections: Sections, coder: str, book_d
     entry = {"name": name, "kind": "codes", "shape": list(shape), "dtype": "float32", "bits": int(codes.bits),
              "axis": codes.axis, "method": codes.method, "kept": int(n_kept)}
     if codes.affine:
-        entry["affine"] = _encode_affine(name, codes, sections, book_dtype)
+        entry["affine"] = _encode_affine(name, codes, sections, book_dtype, coder)
     else:
         book = codes.codebook.detach().cpu().to(torch.float32).contiguous()
         dtype = _float_dtype(book, book, lambda b: b, book_dtype)
@@ -96,7 +96,7 @@ def _float_dtype(values: torch.Tensor, decoded: torch.Tensor, decode, book_dtype
     return torch.float16 if torch.equal(decode(half), decoded) else torch.float32
 
 
-def _encode_affine(name: str, codes: Codes, sections: Sections, book_dtype: str) -> dict:
+def _encode_affine(name: str, codes: Codes, sections: Sections, book_dtype: str, coder: str) -> dict:
     scale = codes.scale.detach().cpu().float().reshape(-1).contiguous()
     zp = codes.zero_point.detach().cpu().to(torch.int64).reshape(-1)
     if zp.numel() and (zp.min() < -(1 << 31) or zp.max() >= 1 << 31):
@@ -112,11 +112,17 @@ def _encode_affine(name: str, codes: Codes, sections: Sections, book_dtype: str)
         dtype = torch.float16  # every scale is float16-exact: the decode cannot change
     else:
         dtype = _float_dtype(scale, decode(scale), decode, book_dtype)
-    zp_bytes, zp_comp = _compress(_le_bytes(zp.to(torch.int32)))
-    return {"qmin": int(codes.qmin), "group_size": int(codes.group_size), "slices": int(scale.numel()),
-            "scale": {"dtype": DTYPE_NAMES[dtype], "section": sections.add(f"{name}/scale", _le_bytes(scale.to(dtype)))},
-            "zero_point": {"dtype": "int32", "compression": zp_comp,
-                           "section": sections.add(f"{name}/zero_point", zp_bytes)}}
+    out = {"qmin": int(codes.qmin), "group_size": int(codes.group_size), "slices": int(scale.numel()),
+           "scale": {"dtype": DTYPE_NAMES[dtype], "section": sections.add(f"{name}/scale", _le_bytes(scale.to(dtype)))}}
+    levels = 1 << codes.bits
+    if zp.numel() and codes.qmin <= int(zp.min()) and int(zp.max()) < codes.qmin + levels:
+        symbols = (zp - codes.qmin).numpy()  # zero points are integer codes too: one entropy-coded stream
+        out["zero_point"] = {"stream": _add_stream(f"{name}/zero_point", symbols, levels, sections, coder)}
+    else:
+        zp_bytes, zp_comp = _compress(_le_bytes(zp.to(torch.int32)))
+        out["zero_point"] = {"dtype": "int32", "compression": zp_comp,
+                             "section": sections.add(f"{name}/zero_point", zp_bytes)}
+    return out
 
 
 def _value_symbols(pos: P.Positions, idx: np.ndarray, k: int) -> tuple[int, np.ndarray]:
@@ -305,16 +311,22 @@ def _affine(entry: dict, shape: tuple[int, ...], reader: Reader):
     check(slices == want, where, f"{slices!r} slices, the shape has {want}")
     sc, zs = spec.get("scale"), spec.get("zero_point")
     check(isinstance(sc, dict) and sc.get("dtype") in ("float16", "float32"), f"{name}/scale", "bad scale entry")
-    check(isinstance(zs, dict) and zs.get("dtype") == "int32", f"{name}/zero_point", "bad zero point entry")
+    check(isinstance(zs, dict) and (zs.get("dtype") == "int32" or isinstance(zs.get("stream"), dict)),
+          f"{name}/zero_point", "bad zero point entry")
     sdtype = DTYPES[sc["dtype"]]
     data = reader.get(sc.get("section"), f"{name}/scale")
     check(len(data) == want * torch.empty(0, dtype=sdtype).element_size(), f"{name}/scale",
           f"{len(data)} bytes for {want} {sc['dtype']} scales")
     scale = _from_le_bytes(data, sdtype).float()
     check(bool(torch.isfinite(scale).all()) and bool((scale > 0).all()), f"{name}/scale", "scales must be finite and > 0")
-    raw = _decompress(reader.get(zs.get("section"), f"{name}/zero_point"), zs.get("compression"), 4 * want,
-                      f"{name}/zero_point", 4)
-    zp = _from_le_bytes(raw, torch.int32).to(torch.int64)
+    if "stream" in zs:
+        meta, where = zs["stream"], f"{name}/zero_point"
+        check(meta.get("alphabet") == 1 << bits and meta.get("count") == want, where, "zero point stream does not fit")
+        zp = torch.from_numpy(decode_stream(reader.get(meta.get("section"), where), meta, where, want) + qmin)
+    else:
+        raw = _decompress(reader.get(zs.get("section"), f"{name}/zero_point"), zs.get("compression"), 4 * want,
+                          f"{name}/zero_point", 4)
+        zp = _from_le_bytes(raw, torch.int32).to(torch.int64)
     return scale, zp, qmin, group_size, axis, 1 << bits
 
 

@@ -41,6 +41,8 @@ class UniformSpec(Hparams):
         group_size: values per group along ``axis`` (``group``); must divide that axis.
         calibration: a registered calibrator: ``minmax``, ``percentile``, ``mse``, ``aciq_laplace``, ``aciq_gaussian``.
         percentile: for ``percentile``, in (50, 100].
+        scale_dtype: ``float32``, or ``float16``: scales rounded to half precision when calibrated, so a
+            ``.netp`` file stores them in 2 bytes each, losslessly.
     """
 
     bits: int = 8
@@ -51,6 +53,7 @@ class UniformSpec(Hparams):
     group_size: int = 0
     calibration: str = "minmax"
     percentile: float = 99.99
+    scale_dtype: str = "float32"
 
     def validate(self) -> None:
         require(isinstance(self.bits, int) and not isinstance(self.bits, bool) and 1 <= self.bits <= 16,
@@ -61,6 +64,8 @@ class UniformSpec(Hparams):
         require(self.calibration in CALIBRATORS,
                 f"unknown calibration {self.calibration!r}; known: {', '.join(CALIBRATORS.names())}")
         require(50 < self.percentile <= 100, f"percentile must be in (50, 100], got {self.percentile}")
+        require(self.scale_dtype in ("float32", "float16"),
+                f"scale_dtype must be float32 or float16, got {self.scale_dtype!r}")
 
     @property
     def qmin(self) -> int:
@@ -93,12 +98,19 @@ def qparams(lo: torch.Tensor, hi: torch.Tensor, spec: UniformSpec) -> tuple[torc
     eps = torch.finfo(torch.float32).eps
     if spec.symmetric:
         amax = torch.maximum(-lo, hi)
-        scale = (amax / ((spec.qmax - spec.qmin) / 2)).clamp_min(eps)
+        scale = _scale_dtype((amax / ((spec.qmax - spec.qmin) / 2)).clamp_min(eps), spec)
         zp = torch.full_like(scale, 0 if spec.signed else (spec.qmin + spec.qmax + 1) // 2, dtype=torch.int64)
     else:
-        scale = ((hi - lo) / float(spec.qmax - spec.qmin)).clamp_min(eps)
+        scale = _scale_dtype(((hi - lo) / float(spec.qmax - spec.qmin)).clamp_min(eps), spec)
         zp = (spec.qmin - torch.round(lo / scale)).clamp(spec.qmin, spec.qmax).to(torch.int64)
     return scale, zp
+
+
+def _scale_dtype(scale: torch.Tensor, spec: UniformSpec) -> torch.Tensor:
+    """Scales rounded to float16 (kept > 0) when ``spec.scale_dtype`` asks for it, else unchanged."""
+    if spec.scale_dtype != "float16":
+        return scale
+    return scale.clamp(2.0 ** -24, 65504.0).to(torch.float16).to(torch.float32)
 
 
 def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
