@@ -50,3 +50,14 @@ def test_unknown_selection_fails_before_any_change(call, fragment):
     with pytest.raises(ConfigError, match=fragment):
         call(model)
     assert same(model, before) and not export_codes(model)
+
+
+def test_prune_by_selector_and_layer_sparsity_names_the_closest():
+    from netpress.prune import compute_masks
+    from netpress.select import Selector
+
+    model = net()
+    masks = compute_masks(model, 0.5, names=Selector(types=("Embedding",)))
+    assert list(masks) == ["0.weight"] and float(masks["0.weight"].mean()) == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(ConfigError, match="closest: 3.weight"):
+        compute_masks(model, 0.5, layer_sparsity={"3.weigth": 0.2})
