@@ -78,3 +78,16 @@ def test_tiny_bert_selection():
     assert got["embeddings.position_embeddings.weight"] == 6 and got["pooler.dense.weight"] == 8
     with pytest.raises(RecipeError, match="closest: encoder.layer"):
         check_layer_keys(bits_recipe({"encoder.layers.*": 4}), bert)
+
+
+@pytest.mark.parametrize("key", ["embedding", "banana", "features.0.wieght"])
+def test_compress_cli_unknown_layer_key_fails_before_training(tmp_path, capsys, key):
+    from netpress.cli.main import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"stages:\n  - quantize: {{bits: {{'{key}': 4, '*': 5}}}}\n")
+    runs = tmp_path / "runs"
+    assert main(["compress", "--data", "synthetic", "--recipe", str(bad), "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert f"stages[0].quantize.bits.{key}: matches no layer" in err and "netpress: error:" in err
+    assert not list(runs.glob("train_*"))

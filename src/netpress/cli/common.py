@@ -97,6 +97,20 @@ def trained_model(args: argparse.Namespace):
                      data_dir=args.data_dir, device=args.device)
 
 
+def model_skeleton(args: argparse.Namespace):
+    """The starting model's architecture without training (``--from RUN``'s model, or the untrained registry
+    model), to validate layer selections before any work."""
+    if getattr(args, "from_run", None):
+        from netpress.runs import load_run_model, resolve_run
+
+        return load_run_model(resolve_run(args.from_run, args.runs_dir))
+    from netpress.data import load_data
+    from netpress.models import build_model
+
+    data = load_data(data_hparams(args), args.data_dir)
+    return build_model(model_hparams(args), data.input_shape, data.num_classes)
+
+
 def emit(result: dict[str, Any], as_json: bool, human: str | None = None) -> None:
     """Print the human text (if any) and, with ``--json``, the JSON object as the very last line."""
     if human and not as_json:

@@ -28,7 +28,10 @@ def run(args) -> int:
     from netpress.runs import run_hparams, run_lock, runs_root
     from netpress.train import TrainingHparams
 
+    from netpress.pipeline.recipe import check_layer_keys
+
     recipe = load_recipe(args.recipe)  # validated before any training
+    check_layer_keys(recipe, common.model_skeleton(args))  # per-layer keys must name layers of this model
     start = common.trained_model(args)
     name = getattr(start.model, "netpress_spec", {}).get("name", args.model)  # --from RUN: the run's model
     out = Path(args.out or f"{name}.netp")

@@ -83,16 +83,7 @@ def _check_selection(args) -> None:
     """Resolve ``--select`` / ``--exclude`` on the model's structure (untrained) before any training."""
     from netpress.quantize.base import selected_tensors
 
-    if getattr(args, "from_run", None):
-        from netpress.runs import load_run_model, resolve_run
-
-        model = load_run_model(resolve_run(args.from_run, args.runs_dir))
-    else:
-        from netpress.data import load_data
-        from netpress.models import build_model
-
-        data = load_data(common.data_hparams(args), args.data_dir)
-        model = build_model(common.model_hparams(_model_args(args)), data.input_shape, data.num_classes)
+    model = common.model_skeleton(_model_args(args))
     selected_tensors(model, args.select or None, args.exclude)
 
 
