@@ -162,7 +162,7 @@ def all_tensors(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> str:
-    """``'did you mean: a, b'`` (difflib) or a short list of real names, for error messages."""
+    """``'closest: a, b'`` (difflib) or the first few real names, for error messages."""
     candidates = list(candidates)
     near = difflib.get_close_matches(name, candidates, n=n, cutoff=0.4)
     if near:
@@ -176,8 +176,8 @@ def as_selector(spec: SelectorLike) -> Selector:
         return Selector()
     if isinstance(spec, Selector):
         return spec
-    if isinstance(spec, (str, list, tuple, set, frozenset)) or hasattr(spec, "__iter__"):
-        return Selector.parse(list(spec) if not isinstance(spec, str) else spec)
+    if isinstance(spec, str) or hasattr(spec, "__iter__"):
+        return Selector.parse(spec if isinstance(spec, str) else list(spec))
     raise ConfigError(f"cannot select tensors with {spec!r}; give a Selector, a string or a list of strings")
 
 
@@ -205,17 +205,9 @@ def select_tensors(model: nn.Module, selector: SelectorLike = None,
     sel = as_selector(selector)
     exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
     everything = all_tensors(model)
-    kept = {n: ma for n, ma in everything.items() if _passes(n, ma, sel)}
-    exact = [p for p in sel.include if p in everything]
-    for p in sel.include:
-        hits = {n for n, (m, a) in kept.items() if matches(p, n, _module_name(n))}
-        if not hits and p not in everything:
-            raise ConfigError(f"selector {p!r} matches no tensor; {closest(p, list(kept) or list(everything))}")
+    kept = {n: ma for n, ma in everything.items() if _passes(ma, sel)}
     if sel.include:
-        kept = {n: ma for n, ma in kept.items()
-                if any(matches(p, n, _module_name(n)) for p in sel.include if p not in exact)}
-        kept.update({n: everything[n] for n in exact})
-        kept = {n: everything[n] for n in everything if n in kept}
+        kept = _include(kept, everything, sel.include)
     for p in sel.exclude + exclude:
         hits = [n for n in kept if matches(p, n, _module_name(n))]
         if not hits:
@@ -227,11 +219,25 @@ def select_tensors(model: nn.Module, selector: SelectorLike = None,
     return kept
 
 
+def _include(kept: dict, everything: dict, include: tuple[str, ...]) -> dict:
+    """Tensors of ``kept`` some pattern matches, plus exact names of any tensor; a pattern matching nothing fails."""
+    chosen = set()
+    for p in include:
+        if p in everything:
+            chosen.add(p)
+            continue
+        hits = {n for n in kept if matches(p, n, _module_name(n))}
+        if not hits:
+            raise ConfigError(f"selector {p!r} matches no tensor; {closest(p, list(kept) or list(everything))}")
+        chosen |= hits
+    return {n: ma for n, ma in everything.items() if n in chosen}
+
+
 def _module_name(name: str) -> str:
     return name.rpartition(".")[0]
 
 
-def _passes(name: str, module_attr: tuple[nn.Module, str], sel: Selector) -> bool:
+def _passes(module_attr: tuple[nn.Module, str], sel: Selector) -> bool:
     module, attr = module_attr
     if sel.attrs and attr not in sel.attrs:
         return False
