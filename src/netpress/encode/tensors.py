@@ -28,7 +28,8 @@ DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 MAX_NDIM = 8
 MAX_CODEBOOK = 1 << 20
 ZSTD_LEVEL = 19
-BIG = 1 << 20             # bytes: above this, probe a sample before compressing, and use a faster zstd level
+BIG = 1 << 20             # bytes: above this, probe a sample first and compress with the one form that pays
+SMALL = 1 << 16           # bytes: up to this, zstd's slowest level (above, a fast level: float data gains ~nothing)
 FAST_LEVEL = 6
 PROBE_CHUNK, PROBE_CHUNKS = 1 << 16, 8
 WORTH = 0.97              # keep a compressed form only when it is at most this fraction of the plain bytes
@@ -186,7 +187,7 @@ def _compress(data: bytes, item: int = 1) -> tuple[bytes, str]:
     """The smallest of plain, zstd and (``item`` > 1) zstd of the byte planes; large inputs are probed on a
     sample first and stored plain when neither form pays."""
     forms = ["zstd", "zstd-planes"] if item > 1 else ["zstd"]
-    level = ZSTD_LEVEL
+    level = ZSTD_LEVEL if len(data) <= SMALL else FAST_LEVEL
     if len(data) > BIG:
         sample = _sample(data, item)
         sizes = {f: len(zstd_compress(_planes(sample, item) if f == "zstd-planes" else sample, FAST_LEVEL))
@@ -194,7 +195,7 @@ def _compress(data: bytes, item: int = 1) -> tuple[bytes, str]:
         best = min(sizes, key=sizes.get)
         if sizes[best] > WORTH * len(sample):
             return data, "none"
-        forms, level = [best], FAST_LEVEL
+        forms = [best]
     out = [(zstd_compress(_planes(data, item) if f == "zstd-planes" else data, level), f) for f in forms]
     packed, form = min(out, key=lambda o: len(o[0]))
     return (packed, form) if len(packed) < WORTH * len(data) or (len(data) <= BIG and len(packed) < len(data)) \
