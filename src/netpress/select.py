@@ -111,8 +111,9 @@ def _int(text: str, tok: str) -> int:
 
 def is_type_token(tok: str) -> bool:
     """A module-type token: an alias (``conv``) or a capitalised class name / glob without dots (``Conv*``)."""
-    return tok.lower() in TYPE_ALIASES and tok == tok.lower() or (
-        tok[:1].isupper() and "." not in tok and not tok.startswith(REGEX) and re.fullmatch(r"[A-Za-z0-9_*?]+", tok) is not None)
+    if tok in TYPE_ALIASES:
+        return True
+    return tok[:1].isupper() and re.fullmatch(r"[A-Za-z0-9_*?]+", tok) is not None
 
 
 def _compile(pattern: str):

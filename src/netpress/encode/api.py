@@ -381,7 +381,8 @@ def stream_stats(manifest: dict) -> list[dict]:
     for t in manifest["tensors"]:
         metas = list((t.get("positions") or {}).get("streams", {}).values())
         metas += [t["values"]] if "values" in t else []
-        metas += [t["affine"]["zero_point"]["stream"]] if "stream" in (t.get("affine") or {}).get("zero_point", {}) else []
+        zero_point = (t.get("affine") or {}).get("zero_point", {})
+        metas += [zero_point["stream"]] if "stream" in zero_point else []
         for m in metas:
             n = max(m["count"], 1)
             bps = 8 * lengths.get(m["section"], 0) / n

@@ -75,7 +75,8 @@ def encode_codes(name: str, codes: Codes, sections: Sections, coder: str, book_d
     else:
         book = codes.codebook.detach().cpu().to(torch.float32).contiguous()
         dtype = _float_dtype(book, book, lambda b: b, book_dtype)
-        entry["codebook"] = {"shape": list(book.shape), "section": sections.add(f"{name}/codebook", _le_bytes(book.to(dtype)))}
+        section = sections.add(f"{name}/codebook", _le_bytes(book.to(dtype)))
+        entry["codebook"] = {"shape": list(book.shape), "section": section}
         if dtype == torch.float16:
             entry["codebook"]["dtype"] = "float16"
     entry["positions"] = _encode_positions(name, best, sections, coder)
@@ -319,7 +320,8 @@ def _affine(entry: dict, shape: tuple[int, ...], reader: Reader):
     check(len(data) == want * torch.empty(0, dtype=sdtype).element_size(), f"{name}/scale",
           f"{len(data)} bytes for {want} {sc['dtype']} scales")
     scale = _from_le_bytes(data, sdtype).float()
-    check(bool(torch.isfinite(scale).all()) and bool((scale > 0).all()), f"{name}/scale", "scales must be finite and > 0")
+    check(bool(torch.isfinite(scale).all()) and bool((scale > 0).all()), f"{name}/scale",
+          "scales must be finite and > 0")
     if "stream" in zs:
         meta, where = zs["stream"], f"{name}/zero_point"
         check(meta.get("alphabet") == 1 << bits and meta.get("count") == want, where, "zero point stream does not fit")
@@ -349,7 +351,8 @@ def _codebook(entry: dict, shape: tuple[int, ...], reader: Reader) -> tuple[torc
     check(dtype in ("float32", "float16"), where, f"unsupported codebook dtype {dtype!r}")
     item = 4 if dtype == "float32" else 2
     data = reader.get(spec.get("section"), where)
-    check(len(data) == item * int(np.prod(cshape)), where, f"{len(data)} bytes for a {dtype} codebook of shape {cshape}")
+    check(len(data) == item * int(np.prod(cshape)), where,
+          f"{len(data)} bytes for a {dtype} codebook of shape {cshape}")
     book = _from_le_bytes(data, DTYPES[dtype]).to(torch.float32).reshape(cshape)
     return book, axis
 

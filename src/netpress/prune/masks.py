@@ -43,7 +43,8 @@ def _split(name: str) -> tuple[str, str]:
     return module, attr
 
 
-def prunable_tensors(model: nn.Module, names: SelectorLike = None, exclude: Iterable[str] = ()) -> dict[str, tuple[nn.Module, str]]:
+def prunable_tensors(model: nn.Module, names: SelectorLike = None,
+                     exclude: Iterable[str] = ()) -> dict[str, tuple[nn.Module, str]]:
     """Tensors pruning may touch, by plain name (delegates to :func:`netpress.select.select_tensors`).
 
     Args:
@@ -198,7 +199,7 @@ def load_plain_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> n
 
 
 def sparsity(model: nn.Module, names: Iterable[str] | None = None) -> float:
-    """Fraction of zeros over the prunable tensors (default: Linear/Conv weights)."""
+    """Fraction of zeros over the prunable tensors (default: Linear, Conv and Embedding weights)."""
     total = zeros = 0
     for module, attr in prunable_tensors(model, names).values():
         w = getattr(module, attr)

@@ -71,7 +71,7 @@ def ptq(model: nn.Module, data=None, hp: PTQHparams = PTQHparams(), *, names: It
         data: :class:`~netpress.data.DataSplits` (its ``train`` split calibrates) or a Dataset; needed for static
             activations and bias correction.
         hp: :class:`PTQHparams`.
-        names: weights to quantize (default: every Linear/Conv weight).
+        names: weights to quantize (names, patterns or a Selector; default: Linear, Conv, Embedding weights).
         exclude: weights to leave in float.
 
     Returns:
@@ -90,7 +90,8 @@ def ptq(model: nn.Module, data=None, hp: PTQHparams = PTQHparams(), *, names: It
     tensors = selected_tensors(model, names, exclude)
     for name, (m, a) in tensors.items():
         check_tensor(name, getattr(m, a).detach(), hp.weight_spec())
-    corrected = {n: ma for n, ma in tensors.items() if _has_bias(ma[0]) and ma[1] == "weight"} if hp.bias_correction else {}
+    corrected = ({n: ma for n, ma in tensors.items() if _has_bias(ma[0]) and ma[1] == "weight"}
+                 if hp.bias_correction else {})
     floats = {n: getattr(m, a).detach().clone() for n, (m, a) in corrected.items()}
     means = input_means(model, corrected, calib, hp.calibration_examples) if corrected else {}
     for name, (module, _attr) in corrected.items():  # validate every shape before anything changes
@@ -123,7 +124,8 @@ def input_means(model: nn.Module, tensors: dict, data, examples: int) -> dict[st
     def hook_for(name):
         def hook(module, args):
             x = args[0].detach().float()
-            per_feature = x.movedim(feature_axis(module, x.dim()), -1).reshape(-1, x.shape[feature_axis(module, x.dim())])
+            axis = feature_axis(module, x.dim())
+            per_feature = x.movedim(axis, -1).reshape(-1, x.shape[axis])
             sums[name] = sums.get(name, 0) + per_feature.sum(0)
             counts[name] = counts.get(name, 0) + per_feature.shape[0]
         return hook
@@ -221,7 +223,7 @@ def prepare_qat(model: nn.Module, hp: QATHparams = QATHparams(), data=None, *, n
         model: any module, changed in place (masked models keep their masks under the quantizer).
         hp: :class:`QATHparams`.
         data: DataSplits or Dataset for activation calibration (required when ``a_bits > 0``).
-        names: weights to quantize (default: every Linear/Conv weight).
+        names: weights to quantize (names, patterns or a Selector; default: Linear, Conv, Embedding weights).
         exclude: weights to leave in float.
 
     Returns:

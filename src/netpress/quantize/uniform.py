@@ -7,7 +7,7 @@ round-half-even, clamp, ``(q - z) * s``), so at 8 bits it matches ``torch.fake_q
 
 Example:
     >>> spec = UniformSpec(bits=4, granularity="channel", calibration="mse")
-    >>> net = quantize_weights(net, spec)            # frozen uniform codes on every Linear/Conv weight
+    >>> net = quantize_weights(net, spec)            # frozen uniform codes on every Linear, Conv and Embedding weight
 """
 from __future__ import annotations
 
@@ -246,7 +246,7 @@ def quantize_weights(model: nn.Module, spec: UniformSpec | dict[str, UniformSpec
     Args:
         model: any module, changed in place.
         spec: one :class:`UniformSpec` or ``{plain_name: UniformSpec}`` (mixed precision).
-        names: plain names (default: every Linear/Conv weight).
+        names: plain names (names, patterns or a Selector; default: Linear, Conv, Embedding weights).
         exclude: plain names to leave alone.
 
     Returns:
