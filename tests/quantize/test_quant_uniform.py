@@ -37,7 +37,9 @@ def test_bit_exact_vs_torch_per_channel(symmetric, signed, axis):
     ours = fake_quantize(x, expand(scale, x, spec), expand(zp, x, spec), spec.qmin, spec.qmax)
     assert torch.equal(ours, ref)
     codes = uniform_codes(x, scale, zp, spec)
-    assert codes.codebook.shape == (x.shape[axis], 256) and torch.equal(codes.decode(), ref)
+    assert codes.affine and codes.codebook is None and codes.axis == axis % 3
+    assert torch.equal(codes.scale, scale) and torch.equal(codes.zero_point, zp) and torch.equal(codes.decode(), ref)
+    assert codes.indices.min() >= 0 and codes.indices.max() < 256
 
 
 @pytest.mark.parametrize("bits", [1, 2, 3, 5, 8, 12, 16])
@@ -125,3 +127,28 @@ def test_bad_specs_raise_config_error():
         lin.weight[0, 0] = float("nan")
     with pytest.raises(ConfigError, match="NaN"):
         quantize_weights(lin)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=3), bits=st.integers(1, 16),
+       granularity=st.sampled_from(["tensor", "channel", "group"]), symmetric=st.booleans(), signed=st.booleans(),
+       axis=st.integers(-3, 2), pick=st.integers(0, 5), seed=st.integers(0, 1000), zeros=st.floats(0, 0.5))
+def test_codes_decode_equals_fake_quantize_bit_for_bit(shape, bits, granularity, symmetric, signed, axis, pick, seed,
+                                                       zeros):
+    """Any shape, axis, group and range: the Codes (table or affine form) decode to the quantizer's exact output."""
+    axis = axis % len(shape)
+    divisors = [d for d in range(1, shape[axis] + 1) if shape[axis] % d == 0]
+    group = divisors[pick % len(divisors)] if granularity == "group" else 0
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(shape, generator=g) * 3
+    w[torch.rand(shape, generator=g) < zeros] = 0.0
+    spec = UniformSpec(bits=bits, symmetric=symmetric, signed=signed, granularity=granularity, axis=axis,
+                       group_size=group)
+    scale, zp = calibrate(w, spec)
+    codes = uniform_codes(w, scale, zp, spec)
+    ref = fake_quantize(w, expand(scale, w, spec), expand(zp, w, spec), spec.qmin, spec.qmax).masked_fill(w == 0, 0.0)
+    assert torch.equal(codes.decode(), ref)
+    assert codes.affine == (granularity != "tensor")

@@ -25,7 +25,10 @@ def run(args) -> int:
     from netpress.pipeline import compress_run, load_recipe
     from netpress.report.compression import layer_table, stage_table
 
+    from netpress.pipeline.recipe import check_layer_keys
+
     recipe = load_recipe(args.recipe)  # validated before any training
+    check_layer_keys(recipe, common.architecture(args))  # per-layer keys must name layers of this model
     start = common.trained_model(args)
     name = getattr(start.model, "netpress_spec", {}).get("name", args.model)  # --from RUN: the run's model
     out = Path(args.out or f"{name}.netp")

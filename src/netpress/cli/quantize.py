@@ -8,6 +8,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import copy
 
 from netpress.cli import common
@@ -39,6 +40,9 @@ def add_parser(sub) -> None:
     p.add_argument("--lsq", action="store_true", help="qat: learn the scales (LSQ)")
     p.add_argument("--budget-bytes", type=float, default=None, help="mixed: size budget of the quantized weights")
     p.add_argument("--exclude", action="append", default=[], metavar="NAME", help="tensor to leave in float (repeatable)")
+    p.add_argument("--select", action="append", default=[], metavar="SPEC",
+                   help="tensors to quantize (repeatable): a type (Linear, Embedding, Conv*), a glob, re:REGEX, "
+                        "!PATTERN to exclude, numel>=N; default: Linear, Conv and Embedding weights")
     p.add_argument("--out", default=None, help="write the quantized model here as a .netp file")
     common.add_run_options(p)
     common.add_json(p)
@@ -54,7 +58,7 @@ def hparams(args) -> "QuantizeHparams":
                            group_size=args.group_size, calibration=args.calibration, asymmetric=args.asymmetric,
                            w_bits=args.w_bits, a_bits=args.a_bits, a_mode=args.a_mode,
                            bias_correction=args.bias_correction, lsq=args.lsq, budget_bytes=args.budget_bytes or 0.0,
-                           exclude=tuple(args.exclude))
+                           select=tuple(args.select), exclude=tuple(args.exclude))
 
 
 def _model_args(args) -> argparse.Namespace:

@@ -87,9 +87,12 @@ def _check_entry(t: dict) -> None:
     if kind == "codes":
         check(is_int(t.get("bits"), 1, 32), name, f"bad bit width {_short(t.get('bits'))}")
         check(t.get("axis") is None or is_int(t["axis"], 0, MAX_NDIM), name, f"bad axis {_short(t.get('axis'))}")
-        book = t.get("codebook")
-        check(isinstance(book, dict) and isinstance(book.get("section"), str) and isinstance(book.get("shape"), list),
-              f"{name}/codebook", "bad codebook entry")
+        if "affine" in t:  # integer codes with a scale and zero point per slice (values checked when decoded)
+            check(isinstance(t["affine"], dict) and "codebook" not in t, f"{name}/affine", "bad affine entry")
+        else:
+            book = t.get("codebook")
+            check(isinstance(book, dict) and isinstance(book.get("section"), str)
+                  and isinstance(book.get("shape"), list), f"{name}/codebook", "bad codebook entry")
         _check_stream(t.get("values"), f"{name}/values")
     else:
         check(isinstance(t.get("section"), str), name, "bad section name")

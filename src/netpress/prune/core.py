@@ -10,6 +10,7 @@ from netpress.errors import ConfigError
 from netpress.prune.masks import apply_masks, get_masks, prunable_tensors
 from netpress.prune.scope import SCOPES, check_fraction, global_masks, local_masks
 from netpress.prune.scores import Score, resolve_score
+from netpress.select import closest
 
 
 def compute_masks(
@@ -70,11 +71,11 @@ def _validate(model, sparsity, score, scope, layer_sparsity, exclude, names, dat
     score_obj = resolve_score(score)
     if score_obj.needs_data and data is None:
         raise ConfigError(f"score {score if isinstance(score, str) else type(score).__name__!r} needs data (pass data=...)")
-    tensors = prunable_tensors(model, None if names is None else list(names), exclude)
+    tensors = prunable_tensors(model, names, exclude)
     layer_sparsity = dict(layer_sparsity or {})
     unknown = sorted(set(layer_sparsity) - set(tensors))
     if unknown:
-        raise ConfigError(f"layer_sparsity names unknown or excluded layer(s) {unknown}; prunable: {', '.join(tensors)}")
+        raise ConfigError(f"layer_sparsity names unknown or excluded layer(s) {unknown}; {closest(unknown[0], tensors)}")
     fractions = {n: check_fraction(layer_sparsity.get(n, sparsity), f"sparsity of {n}") for n in tensors}
     return tensors, fractions, score_obj
 
@@ -118,7 +119,7 @@ def magnitude_threshold_masks(model: nn.Module, quality: float, *, names: Iterab
     """
     if not quality >= 0:
         raise ConfigError(f"quality must be >= 0, got {quality}")
-    tensors = prunable_tensors(model, None if names is None else list(names), exclude)
+    tensors = prunable_tensors(model, names, exclude)
     old = _old_masks(model, tensors)
     out = {}
     for n, (m, a) in tensors.items():

@@ -36,3 +36,7 @@ __all__ += ["BitPlan", "Sensitivity", "allocate_bits", "apply_plan", "bit_sensit
 from netpress.quantize.methods import METHODS, QuantizeHparams, quantize_model, size_table  # noqa: E402
 
 __all__ += ["METHODS", "QuantizeHparams", "quantize_model", "size_table"]
+from netpress.quantize.activations import MODES as ACTIVATION_MODES  # noqa: E402
+from netpress.quantize.base import quantizer_input  # noqa: E402
+
+__all__ += ["ACTIVATION_MODES", "quantizer_input"]

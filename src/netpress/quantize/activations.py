@@ -19,6 +19,7 @@ from netpress.errors import ConfigError, NetpressError
 from netpress.quantize.base import selected_tensors
 from netpress.quantize.calibration import CALIBRATORS
 from netpress.quantize.uniform import STEFakeQuantize, UniformSpec, qparams
+from netpress.select import closest, type_matches
 
 MODES = ("static", "dynamic")
 ATTR = "input_quantizer"
@@ -94,7 +95,7 @@ def _quantize_input(module: nn.Module, args):
 
 def add_activation_quantizers(model: nn.Module, spec: UniformSpec, mode: str = "static",
                               layers: Iterable[str] | None = None) -> nn.Module:
-    """Fake-quantize the input of every Linear/Conv layer (or of the named layers).
+    """Fake-quantize the input of every Linear/Conv layer (or of the named layers); embeddings are skipped.
 
     Args:
         model: any module, changed in place.
@@ -111,16 +112,23 @@ def add_activation_quantizers(model: nn.Module, spec: UniformSpec, mode: str = "
     if spec.granularity != "tensor":
         raise ConfigError("activation quantizers are per tensor")
     modules = dict(model.named_modules())
-    names = list(layers) if layers is not None else [n.rpartition(".")[0] for n in selected_tensors(model)]
+    names = list(layers) if layers is not None else float_input_layers(model, selected_tensors(model))
     for name in names:
         if name not in modules:
-            raise ConfigError(f"no layer named {name!r}")
+            raise ConfigError(f"no layer named {name!r}; {closest(name, [n for n in modules if n])}")
     for name in names:
         module = modules[name]
         if not hasattr(module, ATTR):
             module.register_forward_pre_hook(_quantize_input)
         setattr(module, ATTR, ActivationQuantizer(spec, mode))
     return model
+
+
+def float_input_layers(model: nn.Module, tensors: Iterable[str]) -> list[str]:
+    """The layers owning ``tensors`` whose input is a float activation (embeddings take integer ids)."""
+    modules = dict(model.named_modules())
+    layers = dict.fromkeys(n.rpartition(".")[0] for n in tensors)
+    return [n for n in layers if n in modules and not type_matches(modules[n], ("embedding",))]
 
 
 def activation_quantizers(model: nn.Module) -> dict[str, ActivationQuantizer]:
@@ -164,9 +172,12 @@ def calibration_inputs(data: Dataset, examples: int, batch_size: int = 256):
             yield torch.stack([torch.as_tensor(data[int(i)][0]) for i in idx]).float()
 
 
-def remove_activation_quantizers(model: nn.Module) -> nn.Module:
-    """Drop every activation quantizer and its hook."""
-    for module in model.modules():
+def remove_activation_quantizers(model: nn.Module, layers: Iterable[str] | None = None) -> nn.Module:
+    """Drop every activation quantizer (or those of ``layers``) and its hook."""
+    keep = None if layers is None else set(layers)
+    for name, module in model.named_modules():
+        if keep is not None and name not in keep:
+            continue
         if isinstance(getattr(module, ATTR, None), ActivationQuantizer):
             for key, hook in list(module._forward_pre_hooks.items()):
                 if hook is _quantize_input:

@@ -45,6 +45,8 @@ class QuantizeHparams(Hparams):
         granularity, axis, group_size, calibration, asymmetric: the uniform quantizer (:class:`UniformSpec`).
         w_bits, a_bits, a_mode, bias_correction, lsq: ptq / qat.
         budget_bytes: mixed: size budget of the quantized weights (> 0).
+        select: tensor selectors (:mod:`netpress.select`: types, globs, ``re:``, ``!pattern``); default:
+            Linear, Conv and Embedding weights.
         exclude: plain tensor names left in float.
     """
 
@@ -64,6 +66,7 @@ class QuantizeHparams(Hparams):
     bias_correction: bool = False
     lsq: bool = False
     budget_bytes: float = 0.0
+    select: tuple = ()
     exclude: tuple = ()
 
     def validate(self) -> None:
@@ -102,7 +105,7 @@ def check_quantize(model: nn.Module, hp: QuantizeHparams) -> None:
     Example:
         >>> check_quantize(build_model(hp, (1, 28, 28), 10), QuantizeHparams(method="uniform", axis=3))
     """
-    tensors = selected_tensors(model, None, hp.exclude)
+    tensors = selected_tensors(model, hp.select or None, hp.exclude)
     parts = hp.parts()
     for name, (module, attr) in tensors.items():
         w = getattr(module, attr).detach()
@@ -136,7 +139,7 @@ def quantize_model(model: nn.Module, hp: QuantizeHparams, data=None, device: str
 @METHODS.register("kmeans")
 def _kmeans(model, hp, data, device) -> dict:
     sharing, ft = hp.parts()["sharing"], hp.parts().get("finetune")
-    share_weights(model, sharing.bits, init=sharing.init, exclude=hp.exclude)
+    share_weights(model, sharing.bits, init=sharing.init, names=hp.select or None, exclude=hp.exclude)
     if not ft:
         return {}
     from netpress.train import evaluate
@@ -148,13 +151,13 @@ def _kmeans(model, hp, data, device) -> dict:
 
 @METHODS.register("uniform")
 def _uniform(model, hp, data, device) -> dict:
-    quantize_weights(model, hp.parts()["spec"], exclude=hp.exclude)
+    quantize_weights(model, hp.parts()["spec"], names=hp.select or None, exclude=hp.exclude)
     return {}
 
 
 @METHODS.register("ptq")
 def _ptq(model, hp, data, device) -> dict:
-    ptq(model, data, hp.parts()["ptq"], exclude=hp.exclude)
+    ptq(model, data, hp.parts()["ptq"], names=hp.select or None, exclude=hp.exclude)
     return {}
 
 
@@ -180,15 +183,16 @@ def _trained(prepare: Callable[[nn.Module, QuantizeHparams, object], None]) -> M
     return method
 
 
-METHODS.register("qat", _trained(lambda m, hp, data: prepare_qat(m, hp.parts()["qat"], data, exclude=hp.exclude)))
-METHODS.register("binary", _trained(lambda m, hp, data: binarize(m, exclude=hp.exclude)))
-METHODS.register("ternary", _trained(lambda m, hp, data: ternarize(m, exclude=hp.exclude)))
+METHODS.register("qat", _trained(lambda m, hp, data: prepare_qat(m, hp.parts()["qat"], data, names=hp.select or None, exclude=hp.exclude)))
+METHODS.register("binary", _trained(lambda m, hp, data: binarize(m, names=hp.select or None, exclude=hp.exclude)))
+METHODS.register("ternary", _trained(lambda m, hp, data: ternarize(m, names=hp.select or None, exclude=hp.exclude)))
 
 
 def codes_bytes(codes: Codes) -> float:
     """Storage of one tensor with fixed-length indices, plus what its codebook really costs: k floats (k-means);
-    a scale and zero point per table (uniform: the levels follow from them, except per-group codes, which carry
-    their distinct values); one scale per channel (binary, ternary)."""
+    a scale and zero point per channel / group (affine uniform codes); one scale per channel (binary, ternary)."""
+    if codes.affine:
+        return codes.indices.numel() * codes.bits / 8 + 8 * codes.scale.numel()
     tables = codes.codebook.shape[0] if codes.codebook.dim() == 2 else 1
     book = {"uniform": 8 * tables, "binary": 4 * tables, "ternary": 4 * tables}.get(codes.method,
                                                                                   4 * codes.codebook.numel())
@@ -212,7 +216,7 @@ def size_table(codes: dict[str, Codes]) -> tuple[list[dict], dict]:
         >>> total["ratio"] > 7
         True
     """
-    rows = [{"layer": name, "params": c.indices.numel(), "bits": c.bits, "codebook": c.codebook.numel(),
+    rows = [{"layer": name, "params": c.indices.numel(), "bits": c.bits, "codebook": 0 if c.affine else c.codebook.numel(),
              "bytes": codes_bytes(c), "method": c.method} for name, c in codes.items()]
     total = sum(r["bytes"] for r in rows)
     float_bytes = sum(r["params"] * 4 for r in rows)

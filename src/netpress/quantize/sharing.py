@@ -58,7 +58,7 @@ def share_weights(model: nn.Module, bits: int | dict[str, int], *, init: str = "
         model: any module, changed in place.
         bits: bits per index for every tensor, or ``{plain_name: bits}`` (1-16; k = 2**bits).
         init: ``linear`` (default), ``forgy`` or ``density``.
-        names: plain names to share (default: every Linear/Conv weight).
+        names: plain names to share (names, patterns or a Selector; default: Linear, Conv, Embedding weights).
         exclude: plain names to leave alone.
         iterations: Lloyd iteration cap.
         seed: seed of the ``forgy`` init.
