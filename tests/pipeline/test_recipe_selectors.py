@@ -91,3 +91,26 @@ def test_compress_cli_unknown_layer_key_fails_before_training(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert f"stages[0].quantize.bits.{key}: matches no layer" in err and "netpress: error:" in err
     assert not list(runs.glob("train_*"))
+
+
+@pytest.mark.parametrize("recipe", ["deep-compression", "max", "prune-only", "quantize-only"])
+@pytest.mark.parametrize("model", ["lenet300", "lenet5"])
+def test_builtin_recipes_fit_both_lenets(recipe, model):
+    """Kind rules for a family the model lacks (``conv`` on LeNet-300-100) are not errors: the main job uses them."""
+    from netpress.models import build_model
+    from netpress.pipeline import load_recipe
+    from netpress.pipeline.recipe import check_layer_keys
+
+    check_layer_keys(load_recipe(recipe), build_model(model, (1, 28, 28), 10))
+
+
+def test_kind_index_beyond_the_models_layers_is_an_error():
+    from netpress.models import build_model
+    from netpress.pipeline import parse_recipe
+    from netpress.pipeline.recipe import RecipeError, check_layer_keys
+
+    net = build_model("lenet5", (1, 28, 28), 10)
+    for key in ("conv[5]", "banana"):
+        recipe = parse_recipe({"name": "t", "stages": [{"prune": {"layers": {key: 0.5}}}]}, "t")
+        with pytest.raises(RecipeError, match="matches no layer"):
+            check_layer_keys(recipe, net)

@@ -190,6 +190,7 @@ class Recipe:
     stages: tuple[Stage, ...]
     description: str = ""
     source: dict = dataclasses.field(default_factory=dict, compare=False)
+    optional_kinds: tuple[str, ...] = ()  # layer kinds whose rules may find no layer (a recipe for MLPs and CNNs)
 
     def digest(self) -> str:
         """Hash of the stages' non-default settings (names and comments do not matter)."""
@@ -209,9 +210,12 @@ def parse_recipe(doc: Any, name: str = "custom") -> Recipe:
     """
     if not isinstance(doc, dict):
         raise RecipeError(f"recipe {name}: must be a mapping with a 'stages' list")
-    unknown = sorted(set(doc) - {"name", "description", "stages"})
+    unknown = sorted(set(doc) - {"name", "description", "stages", "optional_kinds"})
     if unknown:
-        raise RecipeError(f"{unknown[0]}: unknown key; known: name, description, stages")
+        raise RecipeError(f"{unknown[0]}: unknown key; known: name, description, stages, optional_kinds")
+    optional = doc.get("optional_kinds", [])
+    if not isinstance(optional, list) or not set(optional) <= set(KINDS):
+        raise RecipeError(f"optional_kinds: must be a list of layer kinds ({', '.join(KINDS)}), got {optional!r}")
     stages_doc = doc.get("stages")
     if not isinstance(stages_doc, list) or not stages_doc:
         raise RecipeError("stages: must be a non-empty list")
@@ -219,7 +223,7 @@ def parse_recipe(doc: Any, name: str = "custom") -> Recipe:
     kinds = [s.kind for s in stages]
     if "encode" in kinds and kinds.index("encode") != len(kinds) - 1:
         raise RecipeError(f"stages[{kinds.index('encode')}].encode: must be the last stage")
-    return Recipe(str(doc.get("name", name)), tuple(stages), str(doc.get("description", "")), doc)
+    return Recipe(str(doc.get("name", name)), tuple(stages), str(doc.get("description", "")), doc, tuple(optional))
 
 
 def _parse_stage(i: int, entry: Any) -> Stage:
@@ -335,6 +339,10 @@ def key_matches(key: str, layer: "LayerRef") -> bool:
 def check_layer_keys(recipe: "Recipe", model) -> None:
     """Every per-layer key of every stage (``layers``, ``bits``) must select at least one layer of ``model``.
 
+    A recipe written for several architectures (the built-in LeNet recipes) lists ``optional_kinds``: rules of
+    those kinds (``conv``, ``conv[0]``) are skipped on a model with no layer of that kind (``conv`` on an MLP),
+    and checked as usual otherwise (``conv[5]`` on a model with two convs is an error).
+
     Raises:
         RecipeError: ``stages[i].<kind>.<field>.<key>: matches no layer; closest: ...`` before any work.
     """
@@ -346,7 +354,10 @@ def check_layer_keys(recipe: "Recipe", model) -> None:
             table = getattr(stage.hparams, field, None)
             if not isinstance(table, dict):
                 continue
+            kinds = {r.kind for r in refs}
             for key in table:
+                if not _is_pattern(str(key)) and str(key).partition("[")[0] in set(recipe.optional_kinds) - kinds:
+                    continue  # a rule for a layer family this model does not have
                 if not any(key_matches(str(key), r) for r in refs):
                     names = [r.name for r in refs] + [f"{r.kind}[{r.kind_index}]" for r in refs] + list(KINDS)
                     raise RecipeError(f"stages[{i}].{stage.kind}.{field}.{key}: matches no layer of "
