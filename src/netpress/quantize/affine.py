@@ -34,12 +34,19 @@ def qparams(lo: torch.Tensor, hi: torch.Tensor, spec) -> tuple[torch.Tensor, tor
     eps = torch.finfo(torch.float32).eps
     if spec.symmetric:
         amax = torch.maximum(-lo, hi)
-        scale = (amax / ((spec.qmax - spec.qmin) / 2)).clamp_min(eps)
+        scale = _scale_dtype((amax / ((spec.qmax - spec.qmin) / 2)).clamp_min(eps), spec)
         zp = torch.full_like(scale, 0 if spec.signed else (spec.qmin + spec.qmax + 1) // 2, dtype=torch.int64)
     else:
-        scale = ((hi - lo) / float(spec.qmax - spec.qmin)).clamp_min(eps)
+        scale = _scale_dtype(((hi - lo) / float(spec.qmax - spec.qmin)).clamp_min(eps), spec)
         zp = (spec.qmin - torch.round(lo / scale)).clamp(spec.qmin, spec.qmax).to(torch.int64)
     return scale, zp
+
+
+def _scale_dtype(scale: torch.Tensor, spec) -> torch.Tensor:
+    """Scales rounded to float16 (kept > 0) when ``spec.scale_dtype`` asks for it, else unchanged."""
+    if getattr(spec, "scale_dtype", "float32") != "float16":
+        return scale
+    return scale.clamp(2.0 ** -24, 65504.0).to(torch.float16).to(torch.float32)
 
 
 def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
