@@ -8,7 +8,7 @@ import sys
 from netpress.errors import NetpressError
 
 # one module per command; each defines add_parser(subparsers)
-COMMANDS = ["train", "runs", "quantize", "compress", "distill", "lowrank", "lottery", "prune", "sensitivity", "inspect", "decompress", "evaluate"]
+COMMANDS = ["train", "runs", "sweep", "quantize", "compress", "distill", "lowrank", "lottery", "prune", "sensitivity", "inspect", "decompress", "evaluate"]
 
 
 def build_parser() -> argparse.ArgumentParser:
