@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -64,9 +65,10 @@ def train_stage(folder: Path, model: nn.Module, data: DataSplits, hp: TrainingHp
     if found is not None:
         return found
     folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
     result = train(model, data, hp, checkpoint_dir=folder, device=device, progress=progress, desc=desc,
                    snapshot_at=list(snapshot_at), start_iteration=start_iteration, callbacks=list(callbacks))
-    return _finish(folder, model, result, start_iteration, extra)
+    return _finish(folder, model, result, start_iteration, {**(extra or {}), "seconds": time.perf_counter() - start})
 
 
 def _finish(folder: Path, model: nn.Module, result: TrainResult, start_iteration: int, extra: dict | None) -> dict:
@@ -114,11 +116,13 @@ def train_stages_batched(jobs: list[StageJob], data: DataSplits, *, work: Path, 
 
         key = hashlib.sha256("|".join(str(j.folder) for j in todo).encode()).hexdigest()[:12]
         ckpt = work / key
+        start = time.perf_counter()
         results = train_batched([j.model for j in todo], data, [j.hp for j in todo], checkpoint_dir=ckpt,
                                 device=device, snapshot_at=list(snapshot_at), start_iteration=start_iteration,
                                 progress=progress, desc=f"{desc} x{len(todo)}")
+        share = (time.perf_counter() - start) / len(todo)  # wall time of this call (since any resume), shared
         for j, r in zip(todo, results):
-            _finish(j.folder, j.model, r, start_iteration, j.extra)
+            _finish(j.folder, j.model, r, start_iteration, {**(j.extra or {}), "seconds": share, "batched": len(todo)})
         shutil.rmtree(ckpt, ignore_errors=True)
     return [done(j.folder) for j in jobs]
 

@@ -100,7 +100,8 @@ def _lottery(t: Trial, root: Path, data, data_dir, device):
 
     folder = root / t.run_id
     reused = (folder / "results.json").exists()
-    res = run_lottery(t.model, t.data, t.training, t.lottery, root=root, data=data, device=device, progress=False)
+    res = run_lottery(t.model, t.data, t.training, t.lottery, root=root, data=data, device=device, progress=False,
+                      batch_replicates=t.batch_replicates)
     points = [{"size": lv["remaining"], "test_accuracy": lv["branches"]["ticket"]["test_accuracy"]["mean"],
                "level": lv["level"]} for lv in res.summary["levels"]]
     short = {"levels": len(points) - 1, "remaining": points[-1]["size"], "test_accuracy": points[-1]["test_accuracy"],

@@ -32,7 +32,7 @@ SEARCHES = ("grid", "random")
 SECTIONS = {"train": ("model", "data", "training"), "compress": ("model", "data", "training", "recipe"),
             "lottery": ("model", "data", "training", "lottery")}
 RANGES = ("uniform", "log_uniform", "int")
-TOP_KEYS = ("name", "kind", "search", "samples", "seed", "base", "params", "seeds")
+TOP_KEYS = ("name", "kind", "search", "samples", "seed", "base", "params", "seeds", "batch_replicates")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +49,8 @@ class SweepSpec(Hparams):
         base: the configuration every trial starts from: ``{model: {...}, data: {...}, training: {...},
             lottery: {...}, recipe: name | path | {stages: [...]}}``.
         params: ``{"section.field": values}``; values a list, or (random search) a range mapping.
+        batch_replicates: lottery trials train each level's replicates and controls together (stacked
+            parameters; same numbers up to float reassociation).
     """
 
     name: str = "sweep"
@@ -58,6 +60,7 @@ class SweepSpec(Hparams):
     seed: int = 0
     base: dict = dataclasses.field(default_factory=dict)
     params: dict = dataclasses.field(default_factory=dict)
+    batch_replicates: bool = False
 
     def validate(self) -> None:
         require(self.kind in KINDS, f"kind: unknown {self.kind!r}; known: {', '.join(KINDS)}")
@@ -66,6 +69,8 @@ class SweepSpec(Hparams):
         for section in self.base:
             require(section in SECTIONS[self.kind],
                     f"base.{section}: unknown section for kind {self.kind}; known: {', '.join(SECTIONS[self.kind])}")
+        require(isinstance(self.batch_replicates, bool), f"batch_replicates: must be true or false, got {self.batch_replicates!r}")
+        require(not self.batch_replicates or self.kind == "lottery", "batch_replicates: only for kind lottery")
         require(isinstance(self.params, dict), "params: must be a mapping of 'section.field' to values")
         if self.search == "random":
             require(isinstance(self.samples, int) and self.samples >= 1, f"samples: must be an integer >= 1, got {self.samples!r}")

@@ -47,6 +47,7 @@ class Trial:
     training: TrainingHparams
     lottery: LotteryHparams | None = None
     recipe: dict | None = None
+    batch_replicates: bool = False  # how lottery replicates train (not part of the run id)
 
     @property
     def run_id(self) -> str:
@@ -71,13 +72,14 @@ class Trial:
     def to_dict(self) -> dict:
         return {"index": self.index, "kind": self.kind, "params": self.params, "model": self.model.to_dict(),
                 "data": self.data.to_dict(), "training": self.training.to_dict(),
-                "lottery": None if self.lottery is None else self.lottery.to_dict(), "recipe": self.recipe}
+                "lottery": None if self.lottery is None else self.lottery.to_dict(), "recipe": self.recipe,
+                "batch_replicates": self.batch_replicates}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Trial":
         return cls(d["index"], d["kind"], d["params"], ModelHparams(**d["model"]), DataHparams(**d["data"]),
                    TrainingHparams(**d["training"]), None if d["lottery"] is None else LotteryHparams(**d["lottery"]),
-                   d["recipe"])
+                   d["recipe"], d.get("batch_replicates", False))
 
 
 def compress_run_id(dense_id: str, recipe) -> str:
@@ -142,7 +144,7 @@ def _trial(spec: SweepSpec, index: int, point: dict) -> Trial:
     typed = {s: _build(cls, sections[s], s, point, spec.kind) for s, cls in SECTION_TYPES.items()
              if s != "lottery" or spec.kind == "lottery"}
     trial = Trial(index, spec.kind, dict(point), typed["model"], typed["data"], typed["training"],
-                  typed.get("lottery"), recipe)
+                  typed.get("lottery"), recipe, spec.batch_replicates)
     if recipe is not None:
         try:
             trial.recipe_obj()
