@@ -81,14 +81,17 @@ def run_sweep(spec: SweepSpec | str | Path, *, root: str | Path | None = None, e
     for t in trials:
         if t.index in finished and finished[t.index]["run_id"] == t.run_id:
             results[t.index] = {**finished[t.index]["result"], "skipped": True}
-            on_result and on_result(results[t.index])
+            if on_result:
+                on_result(results[t.index])
         else:
             store.upsert_trial(sid, t.index, t.run_id, t.params, "running")
     todo = [t.to_dict() for t in trials if t.index not in results]
-    for res in (executor or LocalPool()).map(todo, str(root), data_dir, device) if todo else ():
+    # workers get an absolute root: Ray workers on other nodes run in other folders (the runs folder is shared)
+    for res in (executor or LocalPool()).map(todo, str(root.resolve()), data_dir, device) if todo else ():
         _record(store, sid, root, trials[res["index"]], res)
         results[res["index"]] = {**res, "skipped": False}
-        on_result and on_result(results[res["index"]])
+        if on_result:
+            on_result(results[res["index"]])
     out = SweepResult(sid, spec, [results[i] for i in sorted(results)], time.perf_counter() - start)
     store.upsert_run(sid, KIND, root / sid, spec.to_dict(), "done" if not out.failed else "failed", out.summary())
     return out
