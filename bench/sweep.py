@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
@@ -28,7 +30,7 @@ from netpress.sweep import InProcess, LocalPool, RayExecutor, expand, parse_spec
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=16)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-ray", action="store_true")
     return p.parse_args()
 
@@ -60,6 +62,7 @@ def swept(n: int, root: Path, executor) -> tuple[float, float]:
 
 def main() -> None:
     args = parse_args()
+    torch.set_num_threads(1)  # as each pool / Ray worker runs (one trial per core)
     n = args.trials
     ray = None
     if not args.no_ray:
@@ -71,15 +74,18 @@ def main() -> None:
     runs = {"direct train_run": [], "in-process": [], "local pool (2 workers)": [], "ray (local instance, 2 CPUs)": []}
     rerun = {k: [] for k in runs if k != "direct train_run"}
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.rounds):  # interleaved, fresh runs folders each time
-            runs["direct train_run"].append(direct(n, Path(tmp) / f"direct{r}"))
+        for r in range(-1, args.rounds):  # interleaved, fresh runs folders each time; round -1 warms up, discarded
+            d = direct(n, Path(tmp) / f"direct{r}")
+            if r >= 0:
+                runs["direct train_run"].append(d)
             for name, ex in (("in-process", InProcess()), ("local pool (2 workers)", LocalPool(2)),
                              ("ray (local instance, 2 CPUs)", RayExecutor() if ray else None)):
                 if ex is None:
                     continue
                 first, again = swept(n, Path(tmp) / f"{name[:5]}{r}", ex)
-                runs[name].append(first)
-                rerun[name].append(again)
+                if r >= 0:
+                    runs[name].append(first)
+                    rerun[name].append(again)
                 print(f"round {r}: {name}: {first:.2f} s, re-run {again:.2f} s", flush=True)
     if ray:
         ray.shutdown()
@@ -92,7 +98,7 @@ def main() -> None:
                "ray_init_seconds": None if not ray else ray_start}
     lines = ["# Sweep overhead per trial", "",
              f"{n} tiny training trials (LeNet-300-100, digits, 5 iterations) per executor, median of {args.rounds} "
-             "interleaved rounds, fresh runs folders; a 2-core machine shared with ~8 other jobs (absolute seconds "
+             "interleaved rounds after a discarded warm-up round (imports, data, Ray workers), fresh runs folders; a 2-core machine shared with ~8 other jobs (absolute seconds "
              "are inflated by the load; all executors measured side by side). Overhead = seconds per trial minus "
              "the direct `train_run` loop's.", "",
              "| executor | wall s | s / trial | overhead / trial | re-run (all skipped) s / trial |", "|---|---|---|---|---|"]
