@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from collections import defaultdict
@@ -83,7 +82,7 @@ def main() -> None:
         raise SystemExit(f"lottery trial failed: {trial['error']}")
     doc = json.loads((RUNS / trial["run_id"] / "results.json").read_text())
     rows, summary = doc["rows"], doc["summary"]
-    timing = _timing(rows, cfg)
+    timing = _timing(rows, RUNS / trial["run_id"])
     figs = [_band_plot(summary, "early_stop_test_accuracy", 100, "test accuracy at early stop (%)", RESULTS / f"{stem}_accuracy.png", label),
             _band_plot(summary, "early_stop_iteration", 1, "early-stop iteration", RESULTS / f"{stem}_early_stop.png", label)]
     if summary["lmc"]:
@@ -97,11 +96,14 @@ def main() -> None:
     print(md)
 
 
-def _timing(rows: list[dict], cfg: dict) -> dict:
-    """Wall seconds per level (all replicates and branches) and the measured seconds per training iteration."""
+def _timing(rows: list[dict], folder: Path) -> dict:
+    """Wall seconds per level (all replicates and branches, from each stage's timing.json) and the measured
+    seconds per training iteration."""
     per_level, its = defaultdict(float), defaultdict(int)
     for r in rows:
-        per_level[r["level"]] += r.get("seconds", float("nan"))
+        timing = folder / f"replicate_{r['replicate']}" / f"level_{r['level']:02d}" / r["branch"] / "timing.json"
+        seconds = json.loads(timing.read_text())["seconds"] if timing.exists() else r.get("seconds", float("nan"))
+        per_level[r["level"]] += seconds
         its[r["level"]] += r["iterations"]  # iterations this stage trained (a rewound stage trains T - k)
     total_s, total_it = sum(per_level.values()), sum(its.values())
     rate = total_s / max(total_it, 1)

@@ -1,4 +1,6 @@
 """Lottery replicates trained level by level with stacked parameters give the sequential experiment's numbers."""
+import json
+
 import pytest
 import torch
 
@@ -25,6 +27,10 @@ def test_batched_replicates_equal_sequential(tmp_path, data, rewind):
         assert agree > 0.999
         for k in s["state"]:
             assert torch.allclose(s["state"][k], b["state"][k], atol=1e-3), k
+    for path in (seq.path, bat.path):  # wall time is kept apart: results stay a function of the settings
+        timing = json.loads((path / "replicate_1" / "level_02" / "reinit" / "timing.json").read_text())
+        assert timing["seconds"] > 0 and "seconds" not in bat.rows[-1]
+    assert json.loads((bat.path / "replicate_1" / "level_02" / "reinit" / "timing.json").read_text())["batched"] == 2 * 4
     assert len(bat.summary["lmc"]) == 1 and bat.summary["lmc"][0]["barrier"]["n"] == 2
     assert not (bat.path / "batched").exists() or not any((bat.path / "batched").iterdir())
 

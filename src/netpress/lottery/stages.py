@@ -24,6 +24,7 @@ from netpress.train import TrainingHparams, TrainResult, train
 
 DONE = "result.json"
 FINAL = "final.pt"
+TIMING = "timing.json"  # wall seconds of the training call (since any resume)
 
 
 def atomic_json(obj, path: Path) -> None:
@@ -68,11 +69,13 @@ def train_stage(folder: Path, model: nn.Module, data: DataSplits, hp: TrainingHp
     start = time.perf_counter()
     result = train(model, data, hp, checkpoint_dir=folder, device=device, progress=progress, desc=desc,
                    snapshot_at=list(snapshot_at), start_iteration=start_iteration, callbacks=list(callbacks))
-    return _finish(folder, model, result, start_iteration, {**(extra or {}), "seconds": time.perf_counter() - start})
+    return _finish(folder, model, result, start_iteration, extra, {"seconds": time.perf_counter() - start})
 
 
-def _finish(folder: Path, model: nn.Module, result: TrainResult, start_iteration: int, extra: dict | None) -> dict:
+def _finish(folder: Path, model: nn.Module, result: TrainResult, start_iteration: int, extra: dict | None,
+            timing: dict) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
+    atomic_json(timing, folder / TIMING)  # wall time apart from the result, which stays a function of the settings
     snapshots = {int(k): {n: t.cpu() for n, t in v.items()} for k, v in result.snapshots.items()}
     atomic_torch({"state": _cpu(plain_state_dict(model)), "masks": _cpu(get_masks(model)), "snapshots": snapshots},
                  folder / FINAL)
@@ -122,7 +125,7 @@ def train_stages_batched(jobs: list[StageJob], data: DataSplits, *, work: Path, 
                                 progress=progress, desc=f"{desc} x{len(todo)}")
         share = (time.perf_counter() - start) / len(todo)  # wall time of this call (since any resume), shared
         for j, r in zip(todo, results):
-            _finish(j.folder, j.model, r, start_iteration, {**(j.extra or {}), "seconds": share, "batched": len(todo)})
+            _finish(j.folder, j.model, r, start_iteration, j.extra, {"seconds": share, "batched": len(todo)})
         shutil.rmtree(ckpt, ignore_errors=True)
     return [done(j.folder) for j in jobs]
 
