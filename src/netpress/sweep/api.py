@@ -44,7 +44,18 @@ class SweepResult:
 
 
 def sweep_id(spec: SweepSpec) -> str:
-    """``sweep_<hash>`` of the spec's non-default values (the same spec is the same sweep)."""
+    """The sweep's id: ``sweep_<hash>`` of the spec's non-default values (the same spec is the same sweep).
+
+    Args:
+        spec: the sweep.
+
+    Returns:
+        ``'sweep_<12 hex digits>'``.
+
+    Example:
+        >>> sweep_id(parse_spec({"params": {"training.lr": [0.1]}})).startswith("sweep_")
+        True
+    """
     return run_id(KIND, spec)
 
 

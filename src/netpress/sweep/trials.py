@@ -83,7 +83,19 @@ class Trial:
 
 
 def compress_run_id(dense_id: str, recipe) -> str:
-    """``compress_<hash>`` of the starting run and the recipe's digest (the folder ``netpress compress`` uses)."""
+    """The run id of a recipe applied to a trained run (the folder name ``netpress compress`` gives its workdir).
+
+    Args:
+        dense_id: the trained run's id.
+        recipe: a :class:`netpress.pipeline.Recipe`.
+
+    Returns:
+        ``'compress_<hash of the run id and the recipe digest>'``.
+
+    Example:
+        >>> compress_run_id("train_ab12", load_recipe("deep-compression")).startswith("compress_")
+        True
+    """
     return "compress_" + hashlib.sha256(f"{dense_id}|{recipe.digest()}".encode()).hexdigest()[:12]
 
 
