@@ -53,9 +53,12 @@ class LocalPool:
         threads = max(1, cores // workers)
         ctx = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
         with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            futures = [pool.submit(run_trial, t, root, data_dir, device, threads) for t in trials]
+            futures = {pool.submit(run_trial, t, root, data_dir, device, threads): t for t in trials}
             for f in cf.as_completed(futures):
-                yield f.result()
+                try:
+                    yield f.result()
+                except Exception as exc:  # the worker process died (crash, out of memory): record, go on
+                    yield worker_failure(futures[f], exc)
 
 
 class RayExecutor:
@@ -80,11 +83,37 @@ class RayExecutor:
         ray = _ray()
         if not ray.is_initialized():
             _connect(ray, self.address)
-        task = ray.remote(num_cpus=self.cpus)(run_trial)
-        pending = [task.remote(t, root, data_dir, device, self.cpus) for t in trials]
+        task = ray.remote(num_cpus=self.cpus, max_retries=0)(run_trial)
+        refs = {task.remote(t, root, data_dir, device, self.cpus): t for t in trials}
+        pending = list(refs)
         while pending:  # results come back as tasks finish: the driver reports progress and writes the store
             ready, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(ready[0])
+            try:
+                yield ray.get(ready[0])
+            except Exception as exc:  # the worker or its node died
+                yield worker_failure(refs[ready[0]], exc)
+
+
+def worker_failure(trial: dict, exc: BaseException) -> dict:
+    """The result of a trial whose worker died before returning one (same keys as :func:`run_trial`'s).
+
+    Args:
+        trial: the trial dict that was sent.
+        exc: what the executor raised.
+
+    Returns:
+        A ``failed`` result naming the cause.
+
+    Example:
+        >>> worker_failure(trial.to_dict(), BrokenProcessPool("killed"))["status"]
+        'failed'
+    """
+    from netpress.sweep.trials import Trial
+
+    t = Trial.from_dict(trial)
+    message = f"worker died: {type(exc).__name__}: {exc}".splitlines()[0]
+    return {"index": t.index, "run_id": t.run_id, "params": t.params, "reused": False, "summary": None, "points": [],
+            "error": message, "status": "failed", "seconds": 0.0}
 
 
 def _ray():
