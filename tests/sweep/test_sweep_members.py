@@ -9,13 +9,17 @@ from netpress.sweep import InProcess, expand, parse_spec, run_sweep
 TRAIN = {"optimizer": "adam", "lr": 1e-2, "batch_size": 50, "steps": "40it", "eval_every": "10it"}
 
 
-def test_lottery_members_are_the_lottery_runs(tmp_path, synthetic):
+def test_lottery_members_are_the_lottery_runs(tmp_path, synthetic, capsys):
     spec = parse_spec({"kind": "lottery", "batch_replicates": True,
                        "base": {"data": {"name": "synthetic"}, "training": TRAIN,
                                 "lottery": {"levels": 2, "prune_fraction": 0.5, "controls": "reinit", "replicates": 2}},
                        "params": {"lottery.rewind": ["0it", "10it"]}})
-    res = run_sweep(spec, root=tmp_path, executor=InProcess())
+    res = run_sweep(spec, root=tmp_path, executor=InProcess(report=True))
     assert [t["status"] for t in res.trials] == ["done", "done"], res.trials
+    err = capsys.readouterr().err  # each trial reports its progress: start, every stage, end
+    rid = res.trials[1]["run_id"]
+    assert f"[trial 1 {rid}] started on " in err and f"[trial 1 {rid}] done in " in err
+    assert f"[trial 1 {rid}] rep 1 level 2 reinit: test accuracy " in err
     t = expand(spec)[1]
     direct = run_lottery(t.model, t.data, t.training, t.lottery, root=tmp_path, data=synthetic, device="cpu")
     assert direct.id == res.trials[1]["run_id"] and (direct.path / "replicate_1" / "level_02" / "reinit").is_dir()

@@ -46,7 +46,7 @@ def sweep(args, spec_path: str) -> int:
 
     spec = load_spec(spec_path)
     n = len(expand(spec))  # validated before any work
-    executor = make_executor(args.ray, args.workers)
+    executor = make_executor(args.ray, args.workers, report=True)  # trials report progress on stderr
     print(f"sweep {spec.name}: {n} {spec.kind} trials on {executor.name}", file=sys.stderr)
     result = run_sweep(spec, root=args.runs_dir, executor=executor, data_dir=args.data_dir, device=args.device,
                        on_result=lambda r: print(_line(r, n), file=sys.stderr))

@@ -23,13 +23,20 @@ class Executor(Protocol):
 
 
 class InProcess:
-    """Trials one after another in this process (debugging, tests, a single trial)."""
+    """Trials one after another in this process (debugging, tests, a single trial).
+
+    Args:
+        report: trials print progress lines to stderr.
+    """
 
     name = "inprocess"
 
+    def __init__(self, report: bool = False):
+        self.report = report
+
     def map(self, trials, root, data_dir, device):
         for t in trials:
-            yield run_trial(t, root, data_dir, device)
+            yield run_trial(t, root, data_dir, device, report=self.report)
 
 
 class LocalPool:
@@ -38,14 +45,16 @@ class LocalPool:
 
     Args:
         workers: processes (0: ``os.cpu_count()``).
+        report: trials print progress lines to stderr (the workers share the driver's).
     """
 
     name = "local"
 
-    def __init__(self, workers: int = 0):
+    def __init__(self, workers: int = 0, report: bool = False):
         if workers < 0:
             raise ConfigError(f"workers must be >= 0, got {workers}")
         self.workers = workers
+        self.report = report
 
     def map(self, trials, root, data_dir, device):
         cores = os.cpu_count() or 1
@@ -53,7 +62,7 @@ class LocalPool:
         threads = max(1, cores // workers)
         ctx = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
         with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            futures = {pool.submit(run_trial, t, root, data_dir, device, threads): t for t in trials}
+            futures = {pool.submit(run_trial, t, root, data_dir, device, threads, self.report): t for t in trials}
             for f in cf.as_completed(futures):
                 try:
                     yield f.result()
@@ -68,6 +77,7 @@ class RayExecutor:
         address: ``'auto'`` (the running cluster, else a new local instance) or a cluster address
             (``'ray://head:10001'``, ``'head:6379'``).
         cpus_per_trial: CPUs Ray reserves per trial (also the trial's torch threads).
+        report: trials print progress lines, which Ray forwards to the driver's console.
 
     Workers need netpress installed and the runs folder on a shared filesystem (the path the driver gives);
     the data is loaded on each worker from ``data_dir`` / ``$NETPRESS_DATA``.
@@ -75,16 +85,17 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str = "auto", cpus_per_trial: int = 1):
+    def __init__(self, address: str = "auto", cpus_per_trial: int = 1, report: bool = False):
         self.address = address
         self.cpus = cpus_per_trial
+        self.report = report
 
     def map(self, trials, root, data_dir, device):
         ray = _ray()
         if not ray.is_initialized():
-            _connect(ray, self.address)
+            _connect(ray, self.address, self.report)
         task = ray.remote(num_cpus=self.cpus, max_retries=0)(run_trial)
-        refs = {task.remote(t, root, data_dir, device, self.cpus): t for t in trials}
+        refs = {task.remote(t, root, data_dir, device, self.cpus, self.report): t for t in trials}
         pending = list(refs)
         while pending:  # results come back as tasks finish: the driver reports progress and writes the store
             ready, pending = ray.wait(pending, num_returns=1)
@@ -124,22 +135,23 @@ def _ray():
     return ray
 
 
-def _connect(ray, address: str) -> None:
+def _connect(ray, address: str, forward_logs: bool) -> None:
     if address != "auto":
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=forward_logs)
         return
     try:
-        ray.init(address="auto", log_to_driver=False)
+        ray.init(address="auto", log_to_driver=forward_logs)
     except (ConnectionError, RuntimeError):  # no cluster running: start one here
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ray.init(include_dashboard=False, log_to_driver=forward_logs)
 
 
-def make_executor(ray: str | None = None, workers: int = 0) -> Executor:
+def make_executor(ray: str | None = None, workers: int = 0, report: bool = False) -> Executor:
     """The executor for a CLI call: Ray when ``ray`` is an address or ``'auto'``, else the local pool.
 
     Args:
         ray: ``None`` (local), ``'auto'`` or a Ray address.
         workers: local processes (0: one per core); 1 runs in this process.
+        report: trials print progress lines to stderr (on Ray, forwarded to the driver).
 
     Returns:
         An executor.
@@ -149,5 +161,5 @@ def make_executor(ray: str | None = None, workers: int = 0) -> Executor:
         'local'
     """
     if ray:
-        return RayExecutor(ray)
-    return InProcess() if workers == 1 else LocalPool(workers)
+        return RayExecutor(ray, report=report)
+    return InProcess(report) if workers == 1 else LocalPool(workers, report)
