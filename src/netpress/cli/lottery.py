@@ -35,6 +35,8 @@ def add_parser(sub) -> None:
     p.add_argument("--lmc-rewinds", default=d.lmc_rewinds, help="points the two LMC copies start from (default: --rewind)")
     p.add_argument("--lmc-points", type=int, default=d.lmc_points, help="points on the interpolation line")
     p.add_argument("--eval-every", default=t.eval_every, help="evaluation interval (sets the early-stopping resolution)")
+    p.add_argument("--batch-replicates", action="store_true",
+                   help="train each level's stages of all replicates together (stacked parameters; same numbers)")
     p.add_argument("--out", default=None, help="report folder (default: the experiment folder)")
     common.add_model_options(p)
     common.add_data_options(p)
@@ -64,7 +66,8 @@ def experiment(args) -> int:
     hp = lottery_hparams(args)
     train_hp = common.training_hparams(args, base=lottery_training_defaults()).replace(eval_every=args.eval_every)
     res = run_lottery(common.model_hparams(args), common.data_hparams(args), train_hp, hp, root=args.runs_dir,
-                      data_dir=args.data_dir, device=args.device, on_stage=None if args.json else _print_stage)
+                      data_dir=args.data_dir, device=args.device, on_stage=None if args.json else _print_stage,
+                      batch_replicates=args.batch_replicates)
     files = _write_report(res.summary, Path(args.out) if args.out else res.path)
     out = {"run": res.id, "path": str(res.path), "levels": _level_rows(res.summary), "lmc": _lmc_rows(res.summary),
            "report": str(files["report"])}

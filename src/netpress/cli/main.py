@@ -10,7 +10,7 @@ from netpress.cli import common
 from netpress.errors import NetpressError
 
 # one module per command; each defines add_parser(subparsers)
-COMMANDS = ["train", "runs", "quantize", "compress", "distill", "lowrank", "lottery", "prune", "sensitivity", "inspect", "decompress", "evaluate"]
+COMMANDS = ["train", "runs", "sweep", "quantize", "compress", "distill", "lowrank", "lottery", "prune", "sensitivity", "inspect", "decompress", "evaluate"]
 
 _NEGATIVE_VALUE = re.compile(r"^-[\d.]")
 

@@ -31,7 +31,8 @@ from netpress.lottery.hparams import BRANCH, LotteryHparams
 from netpress.lottery.lmc import linear_interpolation
 from netpress.lottery.pruning import dense_masks, level_masks, mask_sparsity, random_masks
 from netpress.lottery.results import summarise
-from netpress.lottery.stages import atomic_json, atomic_torch, done, load_stage, set_weights, train_stage
+from netpress.lottery.stages import (StageJob, atomic_json, atomic_torch, done, load_stage, set_weights, train_stage,
+                                     train_stages_batched)
 from netpress.models import ModelHparams, build_model
 from netpress.prune import plain_state_dict
 from netpress.runs import Store, run_id, run_lock, runs_root, write_hparams
@@ -101,7 +102,7 @@ def experiment_id(model_hp: ModelHparams, data_hp: DataHparams, train_hp: Traini
 def run_lottery(model_hp: ModelHparams, data_hp: DataHparams, train_hp: TrainingHparams, hp: LotteryHparams, *,
                 root: str | Path | None = None, data: DataSplits | None = None, data_dir: str | None = None,
                 device: str = "auto", progress: bool | None = None, callbacks: Iterable = (),
-                on_stage: Callable[[dict], None] | None = None) -> LotteryResult:
+                on_stage: Callable[[dict], None] | None = None, batch_replicates: bool = False) -> LotteryResult:
     """Run (or resume, or reuse) a lottery-ticket experiment.
 
     Args:
@@ -115,6 +116,9 @@ def run_lottery(model_hp: ModelHparams, data_hp: DataHparams, train_hp: Training
         progress: progress bars (default: only on a terminal).
         callbacks: trainer callbacks run in every training (e.g. for tests).
         on_stage: called with each stage's row as it finishes (or is found finished).
+        batch_replicates: train each level's stages of all replicates (tickets and controls) together with
+            stacked parameters (:func:`netpress.train.batched.train_batched`); same stages and numbers up to
+            float reassociation. Not with ``callbacks``.
 
     Returns:
         :class:`LotteryResult`.
@@ -133,13 +137,15 @@ def run_lottery(model_hp: ModelHparams, data_hp: DataHparams, train_hp: Training
     data = data or load_data(data_hp, data_dir)
     ctx = _Ctx(folder, model_hp, train_hp, hp, data, device, progress, tuple(callbacks), on_stage, Store(root), rid)
     _check_rewind(ctx)
+    if batch_replicates and ctx.callbacks:
+        raise ConfigError("batch_replicates does not run trainer callbacks; train replicates one by one")
     parts = {"model": model_hp, "data": data_hp, "training": train_hp, "lottery": hp}
     flat = {k: v.to_dict() for k, v in parts.items()}
     with run_lock(folder):
         write_hparams(folder, KIND, parts)
         ctx.store.upsert_run(rid, KIND, folder, flat, "running")
-        rows, lmc = [], []
-        for rep in range(hp.replicates):
+        rows, lmc = _replicates_batched(ctx) if batch_replicates else ([], [])
+        for rep in range(hp.replicates) if not batch_replicates else ():
             r_rows, r_lmc = _replicate(ctx, rep)
             rows, lmc = rows + r_rows, lmc + r_lmc
         summary = summarise(rows, lmc, hp)
@@ -201,14 +207,21 @@ def _init_state(ctx: _Ctx, folder: Path, seed: int) -> dict[str, torch.Tensor]:
 
 
 def _dense_level(ctx: _Ctx, folder: Path, rep: int, train_hp: TrainingHparams, init: dict) -> dict:
-    model = set_weights(_fresh_model(ctx, train_hp.seed), {}, init)
-    points = {ctx.hp.rewind} if ctx.hp.rewind_iteration is not None else set()
-    points |= set(ctx.hp.lmc_rewind_list)
-    extra = _facts(dense_masks(model), level=0, branch=BRANCH, rep=rep)
-    result = train_stage(folder / "level_00" / BRANCH, model, ctx.data, train_hp, snapshot_at=sorted(points),
+    job = _dense_job(ctx, folder, rep, train_hp, init)
+    result = train_stage(job.folder, job.model, ctx.data, job.hp, snapshot_at=_rewind_points(ctx),
                          desc=_desc(ctx, rep, 0, "dense"), device=ctx.device, progress=ctx.progress,
-                         callbacks=ctx.callbacks, extra=extra)
+                         callbacks=ctx.callbacks, extra=job.extra)
     return _row(ctx, result)
+
+
+def _dense_job(ctx: _Ctx, folder: Path, rep: int, train_hp: TrainingHparams, init: dict) -> StageJob:
+    model = set_weights(_fresh_model(ctx, train_hp.seed), {}, init)
+    return StageJob(folder / "level_00" / BRANCH, model, train_hp, _facts(dense_masks(model), level=0, branch=BRANCH, rep=rep))
+
+
+def _rewind_points(ctx: _Ctx) -> list[str]:
+    points = {ctx.hp.rewind} if ctx.hp.rewind_iteration is not None else set()
+    return sorted(points | set(ctx.hp.lmc_rewind_list))
 
 
 def _level_mask(ctx: _Ctx, folder: Path, parent: dict, level: int) -> dict[str, torch.Tensor]:
@@ -222,6 +235,16 @@ def _level_mask(ctx: _Ctx, folder: Path, parent: dict, level: int) -> dict[str, 
 
 def _branch(ctx: _Ctx, folder: Path, rep: int, train_hp: TrainingHparams, level: int, branch: str,
             masks: dict, init: dict, parent: dict, dense: dict) -> dict:
+    job, start_it = _branch_job(ctx, folder, rep, train_hp, level, branch, masks, init, parent, dense)
+    result = train_stage(job.folder, job.model, ctx.data, job.hp, start_iteration=start_it,
+                         desc=_desc(ctx, rep, level, branch), device=ctx.device, progress=ctx.progress,
+                         callbacks=ctx.callbacks, extra=job.extra)
+    return _row(ctx, result)
+
+
+def _branch_job(ctx: _Ctx, folder: Path, rep: int, train_hp: TrainingHparams, level: int, branch: str,
+                masks: dict, init: dict, parent: dict, dense: dict) -> tuple[StageJob, int]:
+    """The stage of one branch at one level: its starting network (mask + weights) and settings."""
     seed = derived_seed(train_hp.seed, level, branch)
     start = _start_state(ctx, init, parent, dense)
     if branch == "reinit":
@@ -235,10 +258,7 @@ def _branch(ctx: _Ctx, folder: Path, rep: int, train_hp: TrainingHparams, level:
     model = set_weights(_fresh_model(ctx, train_hp.seed), masks, start)
     hp, start_it = retrain_hparams(ctx.hp, train_hp, ctx.ipe)
     extra = {**_facts(masks, level, branch, rep), "branch_seed": seed}
-    result = train_stage(folder / f"level_{level:02d}" / branch, model, ctx.data, hp, start_iteration=start_it,
-                         desc=_desc(ctx, rep, level, branch), device=ctx.device, progress=ctx.progress,
-                         callbacks=ctx.callbacks, extra=extra)
-    return _row(ctx, result)
+    return StageJob(folder / f"level_{level:02d}" / branch, model, hp, extra), start_it
 
 
 def _start_state(ctx: _Ctx, init: dict, parent: dict, dense: dict) -> dict[str, torch.Tensor]:
@@ -329,6 +349,8 @@ def _facts(masks: dict, level: int, branch: str, rep: int) -> dict:
 
 
 def _desc(ctx: _Ctx, rep: int, level: int, branch: str) -> str:
+    if rep < 0:
+        return f"all reps level {level}/{ctx.hp.levels} {branch} ({ctx.train_hp.steps}, {ctx.ipe} it/ep)"
     return f"rep {rep} level {level}/{ctx.hp.levels} {branch} ({ctx.train_hp.steps}, {ctx.ipe} it/ep)"
 
 
@@ -342,6 +364,40 @@ def _row(ctx: _Ctx, result: dict) -> dict:
     if ctx.on_stage:
         ctx.on_stage(row)
     return row
+
+
+# ---------------------------------------------------------------- all replicates together, level by level
+
+def _replicates_batched(ctx: _Ctx) -> tuple[list[dict], list[dict]]:
+    """Every replicate's stages of one level trained at once (:func:`train_stages_batched`): the dense nets,
+    then per level the tickets and controls of all replicates (they share a shape); LMC copies one by one.
+    Same stages, folders and numbers (up to float reassociation) as the replicate-by-replicate order."""
+    reps = range(ctx.hp.replicates)
+    folders = [ctx.folder / f"replicate_{r}" for r in reps]
+    hps = [ctx.train_hp.replace(seed=ctx.train_hp.seed + r) for r in reps]
+    inits = [_init_state(ctx, f, h.seed) for f, h in zip(folders, hps)]
+    work = ctx.folder / "batched"
+    dense_jobs = [_dense_job(ctx, f, r, h, i) for r, f, h, i in zip(reps, folders, hps, inits)]
+    train_stages_batched(dense_jobs, ctx.data, work=work, snapshot_at=_rewind_points(ctx), device=ctx.device,
+                         progress=ctx.progress, desc=_desc(ctx, -1, 0, "dense"))
+    dense = [load_stage(f / "level_00" / BRANCH) for f in folders]
+    for level in range(1, ctx.hp.levels + 1):
+        jobs, start_it = [], 0
+        for r in reps:
+            parent = load_stage(folders[r] / f"level_{level - 1:02d}" / BRANCH)
+            masks = _level_mask(ctx, folders[r] / f"level_{level:02d}", parent, level)
+            for branch in ctx.hp.level_branches(level):
+                job, start_it = _branch_job(ctx, folders[r], r, hps[r], level, branch, masks, inits[r], parent, dense[r])
+                jobs.append(job)
+        train_stages_batched(jobs, ctx.data, work=work, start_iteration=start_it, device=ctx.device,
+                             progress=ctx.progress, desc=_desc(ctx, -1, level, "all branches"))
+    rows, lmc = [], []
+    for r in reps:
+        for level in range(ctx.hp.levels + 1):
+            for branch in ctx.hp.level_branches(level) if level else (BRANCH,):
+                rows.append(_row(ctx, done(folders[r] / f"level_{level:02d}" / branch)))
+            lmc += _lmc_at(ctx, folders[r], r, hps[r], level, inits[r], dense[r])
+    return rows, lmc
 
 
 # ---------------------------------------------------------------- linear mode connectivity

@@ -6,7 +6,11 @@ a stage killed before that resumes from its checkpoint and ends with the same nu
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import shutil
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -16,10 +20,11 @@ from torch import nn
 from netpress.data import DataSplits
 from netpress.fileio import atomic_torch_save, atomic_write_text
 from netpress.prune import apply_masks, get_masks, load_plain_state_dict, plain_state_dict
-from netpress.train import TrainingHparams, train
+from netpress.train import TrainingHparams, TrainResult, train
 
 DONE = "result.json"
 FINAL = "final.pt"
+TIMING = "timing.json"  # wall seconds of the training call (since any resume)
 
 
 def atomic_json(obj, path: Path) -> None:
@@ -61,8 +66,16 @@ def train_stage(folder: Path, model: nn.Module, data: DataSplits, hp: TrainingHp
     if found is not None:
         return found
     folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
     result = train(model, data, hp, checkpoint_dir=folder, device=device, progress=progress, desc=desc,
                    snapshot_at=list(snapshot_at), start_iteration=start_iteration, callbacks=list(callbacks))
+    return _finish(folder, model, result, start_iteration, extra, {"seconds": time.perf_counter() - start})
+
+
+def _finish(folder: Path, model: nn.Module, result: TrainResult, start_iteration: int, extra: dict | None,
+            timing: dict) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_json(timing, folder / TIMING)  # wall time apart from the result, which stays a function of the settings
     snapshots = {int(k): {n: t.cpu() for n, t in v.items()} for k, v in result.snapshots.items()}
     atomic_torch({"state": _cpu(plain_state_dict(model)), "masks": _cpu(get_masks(model)), "snapshots": snapshots},
                  folder / FINAL)
@@ -70,6 +83,51 @@ def train_stage(folder: Path, model: nn.Module, data: DataSplits, hp: TrainingHp
     atomic_json(summary, folder / DONE)  # written last: marks the stage done
     (folder / "checkpoint.pt").unlink(missing_ok=True)
     return summary
+
+
+@dataclasses.dataclass
+class StageJob:
+    """One stage to train: its folder, starting network, training settings and recorded facts."""
+
+    folder: Path
+    model: nn.Module
+    hp: TrainingHparams
+    extra: dict | None = None
+
+
+def train_stages_batched(jobs: list[StageJob], data: DataSplits, *, work: Path, start_iteration: int = 0,
+                         snapshot_at: Iterable[str] = (), device="auto", progress=None, desc: str = "train") -> list[dict]:
+    """Train the unfinished stages of ``jobs`` together (:func:`netpress.train.batched.train_batched`), then
+    record each exactly as :func:`train_stage` would.
+
+    Args:
+        jobs: same-shape stages whose settings differ only in seeds.
+        data: the splits.
+        work: folder for the joint checkpoint (named by the set of unfinished stages, so a resumed call with the
+            same stages continues it).
+        start_iteration, snapshot_at, device, progress, desc: as for :func:`train_stage`.
+
+    Returns:
+        Each job's result dict, in order.
+
+    Example:
+        >>> train_stages_batched([StageJob(f, m, hp.replace(seed=s)) for ...], splits, work=exp / "batched")
+    """
+    todo = [j for j in jobs if done(j.folder) is None]
+    if todo:
+        from netpress.train.batched import train_batched
+
+        key = hashlib.sha256("|".join(str(j.folder) for j in todo).encode()).hexdigest()[:12]
+        ckpt = work / key
+        start = time.perf_counter()
+        results = train_batched([j.model for j in todo], data, [j.hp for j in todo], checkpoint_dir=ckpt,
+                                device=device, snapshot_at=list(snapshot_at), start_iteration=start_iteration,
+                                progress=progress, desc=f"{desc} x{len(todo)}")
+        share = (time.perf_counter() - start) / len(todo)  # wall time of this call (since any resume), shared
+        for j, r in zip(todo, results):
+            _finish(j.folder, j.model, r, start_iteration, j.extra, {"seconds": share, "batched": len(todo)})
+        shutil.rmtree(ckpt, ignore_errors=True)
+    return [done(j.folder) for j in jobs]
 
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -20,6 +20,11 @@ CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL, iteration INTEGER NOT NULL, name TEXT NOT NULL, value REAL,
     PRIMARY KEY (run_id, iteration, name)
 );
+CREATE TABLE IF NOT EXISTS sweep_trials (
+    sweep_id TEXT NOT NULL, trial INTEGER NOT NULL, run_id TEXT NOT NULL, params TEXT NOT NULL,
+    status TEXT NOT NULL, error TEXT, result TEXT, updated REAL NOT NULL,
+    PRIMARY KEY (sweep_id, trial)
+);
 """
 
 
@@ -72,17 +77,52 @@ class Store:
                               (run_id, name)).fetchall()
         return [(r[0], r[1]) for r in rows]
 
-    def list_runs(self, kind: str | None = None) -> list[dict]:
-        q, args = "SELECT * FROM runs", ()
-        if kind:
-            q, args = q + " WHERE kind=?", (kind,)
+    def list_runs(self, kind: str | None = None, *, status: str | None = None, sweep: str | None = None,
+                  where: dict[str, Any] | None = None) -> list[dict]:
+        """Runs, oldest first, filtered.
+
+        Args:
+            kind: only this kind (``train``, ``lottery``, ``compress``, ``sweep``).
+            status: only this status (``running``, ``done``, ``failed``).
+            sweep: only the runs that are trials of this sweep id.
+            where: ``{"training.lr": 0.1}``: dotted paths into ``hparams`` (or ``summary``) that must equal the
+                value (compared as text, so ``'0.1'`` matches ``0.1``).
+
+        Returns:
+            One dict per run with ``hparams`` and ``summary`` decoded.
+        """
+        q, conds, args = "SELECT * FROM runs", [], []
+        for column, value in (("kind", kind), ("status", status)):
+            if value:
+                conds.append(f"{column}=?")
+                args.append(value)
+        if sweep:
+            conds.append("id IN (SELECT run_id FROM sweep_trials WHERE sweep_id=?)")
+            args.append(sweep)
+        q += " WHERE " + " AND ".join(conds) if conds else ""
         with self._connect() as db:
             rows = db.execute(q + " ORDER BY created", args).fetchall()
         try:
-            return [{**dict(r), "hparams": json.loads(r["hparams"]),
+            runs = [{**dict(r), "hparams": json.loads(r["hparams"]),
                      "summary": json.loads(r["summary"]) if r["summary"] else None} for r in rows]
         except (TypeError, ValueError) as exc:
             raise RunError(f"runs database {self.path} holds malformed rows ({exc}); move it away") from None
+        return [r for r in runs if all(_matches(r, k, v) for k, v in (where or {}).items())]
+
+    def upsert_trial(self, sweep_id: str, trial: int, run_id: str, params: dict, status: str,
+                     error: str | None = None, result: dict | None = None) -> None:
+        """Record (or update) trial ``trial`` of a sweep: its run, swept values, status, error and result."""
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO sweep_trials VALUES (?,?,?,?,?,?,?,?)",
+                       (sweep_id, trial, run_id, json.dumps(params, sort_keys=True), status, error,
+                        None if result is None else json.dumps(result, sort_keys=True, default=float), time.time()))
+
+    def trials(self, sweep_id: str) -> list[dict]:
+        """The recorded trials of a sweep, in trial order."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM sweep_trials WHERE sweep_id=? ORDER BY trial", (sweep_id,)).fetchall()
+        return [{**dict(r), "params": json.loads(r["params"]),
+                 "result": json.loads(r["result"]) if r["result"] else None} for r in rows]
 
     def find(self, prefix: str) -> list[dict]:
         return [r for r in self.list_runs() if r["id"].startswith(prefix)]
@@ -104,3 +144,20 @@ def check_runs_root(root: Path) -> Path:
     if not os.access(root, os.W_OK | os.X_OK):
         raise RunError(f"runs folder {root} is not writable ($NETPRESS_HOME or --runs-dir)")
     return root
+
+
+def _matches(run: dict, path: str, want: Any) -> bool:
+    for top in ("hparams", "summary"):
+        node: Any = run.get(top) or {}
+        for key in path.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            return str(node) == str(want) or _same_number(node, want)
+    return False
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False

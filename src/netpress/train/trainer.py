@@ -34,6 +34,7 @@ class TrainingDiverged(NetpressError):
     """The training loss became NaN or infinite."""
 
 CHECKPOINT = "checkpoint.pt"
+LOSS_CHECK_EVERY = 50  # iterations between divergence checks (one host sync each)
 
 
 class Callback(Protocol):
@@ -77,12 +78,15 @@ class TrainResult:
 
 
 def make_optimizer(params: Iterable[nn.Parameter], hp: TrainingHparams) -> torch.optim.Optimizer:
+    """The optimizer of ``hp``, fused (one kernel for all tensors) when every parameter is on CPU or CUDA: on
+    small models the per-tensor optimizer loop costs as much as the forward pass."""
     params = [p for p in params if p.requires_grad]
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     if hp.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, fused=fused)
     if hp.optimizer == "adam":
-        return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
-    return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
+    return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
 
 
 def cross_entropy(outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -148,6 +152,7 @@ def train(
 
     bar = _progress(total, state.iteration, desc, progress)
     model.train()
+    losses: list[torch.Tensor] = []
     while state.iteration < total:
         epoch, offset = divmod(state.iteration, ipe)
         order = epoch_order(len(data.train), hparams.order_seed, epoch)
@@ -159,18 +164,17 @@ def train(
                 g["lr"] = hparams.lr * factor(start_iteration + it)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(batch.x.to(dev)), batch)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise TrainingDiverged(f"{desc}: loss is {value} at iteration {it} (lr "
-                                       f"{optimizer.param_groups[0]['lr']:g}); lower the lr or add a warm-up")
+            losses.append(loss.detach())  # checked in blocks: no device sync per step
             loss.backward()
             optimizer.step()
             for cb in callbacks:
                 cb.on_step_end(it + 1, model, optimizer)
             state.iteration = it + 1
-            state.train_loss = value
             bar.update(1)
-            if state.iteration % eval_every == 0 or state.iteration == total:
+            evaluate_now = state.iteration % eval_every == 0 or state.iteration == total
+            if evaluate_now or len(losses) >= LOSS_CHECK_EVERY:
+                state.train_loss = _check_losses(losses, state.iteration, desc, optimizer)
+            if evaluate_now:
                 _record(state, model, data, dev)
                 bar.set_postfix(test_acc=f"{state.metrics[-1]['test_accuracy']:.4f}")
                 if ckpt is not None:
@@ -184,6 +188,19 @@ def train(
         if it >= total:  # a snapshot at (or past) the very end is the final weights
             state.snapshots.setdefault(it, _cpu_state(model))
     return _result(state, resumed_from)
+
+
+def _check_losses(losses: list[torch.Tensor], iteration: int, desc: str, optimizer: torch.optim.Optimizer) -> float:
+    """Raise :class:`TrainingDiverged` at the first non-finite loss of the block ending at ``iteration``; return
+    the last loss and empty the block."""
+    values = torch.stack(losses).tolist()
+    losses.clear()
+    for i, value in enumerate(values):
+        if not math.isfinite(value):
+            it = iteration - len(values) + i
+            raise TrainingDiverged(f"{desc}: loss is {value} at iteration {it} (lr "
+                                   f"{optimizer.param_groups[0]['lr']:g}); lower the lr or add a warm-up")
+    return values[-1]
 
 
 @dataclasses.dataclass
