@@ -1,0 +1,210 @@
+"""Targeted mutation testing: does the test suite notice when the code is broken on purpose?
+
+Each mutant replaces one snippet of ``src/netpress`` by a plausible bug (a flipped ranking, a dropped reset, a
+skipped check, a wrong constant). The mutant is applied to a temporary copy of ``src/`` (never to the working
+tree), and the test files that cover that code run against the copy with a timeout. A mutant is *killed* when
+the tests fail (or time out), *survived* when they pass; a snippet that no longer occurs in the source is
+reported as *stale* (the code changed: update the mutant). The score is killed / (killed + survived) per package.
+
+Usage:
+    python bench/mutation.py                    # every mutant (~10-20 min on a loaded 2-core machine)
+    python bench/mutation.py --only rigl,ans    # mutants whose id contains any of these substrings
+    python bench/mutation.py --list
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("prune", "quantize", "encode", "pipeline", "lottery", "distill")
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    """One deliberate bug.
+
+    Attributes:
+        id: short unique name.
+        file: path under ``src/netpress``.
+        original: the exact snippet (must occur once in the file).
+        mutated: what it becomes.
+        description: the bug in words.
+        tests: test files (or node ids) that should notice.
+    """
+
+    id: str
+    file: str
+    original: str
+    mutated: str
+    description: str
+    tests: tuple[str, ...]
+
+    @property
+    def package(self) -> str:
+        return self.file.split("/")[0]
+
+
+def M(id, file, original, mutated, description, *tests):  # noqa: N802 - a compact table constructor
+    return Mutant(id, file, original, mutated, description, tuple(tests))
+
+
+T_PRUNE = ("tests/prune",)
+T_SPARSE = ("tests/prune/test_sparse_training.py", "tests/prune/test_schedules.py")
+T_CORE = ("tests/prune/test_core.py", "tests/prune/test_scores.py")
+T_BINARY = ("tests/quantize/test_quant_ptq_qat.py", "tests/quantize/test_quant_exact.py")
+T_UNIFORM = ("tests/quantize/test_quant_uniform.py", "tests/quantize/test_quant_exact.py")
+T_SHARING = ("tests/quantize/test_quant_sharing.py",)
+T_ENCODE = ("tests/encode",)
+T_STAGES = ("tests/pipeline/test_stages.py", "tests/pipeline/test_compress.py")
+T_SEARCH = ("tests/pipeline/test_search.py",)
+
+MUTANTS: list[Mutant] = [
+    # --- prune: dynamic sparse training
+    M("rigl-grow-by-weight", "prune/sparse_training.py", "return {n: g.abs() for n, g in grads.items()}",
+      "return {n: mods[n][0].parametrizations[mods[n][1]].original.detach().abs() for n in grads}",
+      "RigL regrows by |w| instead of |grad|", *T_SPARSE),
+    M("sparse-drop-largest", "prune/sparse_training.py", "drop = torch.topk(mag, k, largest=False).indices",
+      "drop = torch.topk(mag.masked_fill(~active, -math.inf), k, largest=True).indices",
+      "SET/RigL drop the largest active weights", *T_SPARSE),
+    M("sparse-no-weight-reset", "prune/sparse_training.py", "            p[grown.to(p.device)] = 0\n",
+      "            pass\n", "regrown weights keep their old values", *T_SPARSE),
+    M("sparse-no-optimizer-reset", "prune/sparse_training.py", "                    v[grown.to(v.device)] = 0",
+      "                    pass", "regrown weights keep their optimizer moments", *T_SPARSE),
+    M("sparse-regrow-dropped", "prune/sparse_training.py",
+      "g = grow_score.reshape(-1).cpu().double().masked_fill(active, -math.inf)",
+      "g = grow_score.reshape(-1).cpu().double()", "regrowth may pick already active weights", *T_SPARSE),
+    M("sparse-no-decay", "prune/sparse_training.py",
+      "return self.alpha / 2 * (1 + math.cos(math.pi * min(iteration, self.end) / self.end))",
+      "return self.alpha", "the drop fraction does not decay", *T_SPARSE),
+    # --- prune: scores and masks
+    M("taylor-unmasked", "prune/scores.py", "weights = {n: getattr(m, a).detach() for n, (m, a) in tensors.items()}",
+      "weights = {n: (m.parametrizations[a].original if hasattr(m, 'parametrizations') and a in m.parametrizations "
+      "else getattr(m, a)).detach() for n, (m, a) in tensors.items()}",
+      "Taylor/SNIP multiply the gradient by the unmasked weights", *T_CORE),
+    M("taylor-no-abs", "prune/scores.py", "return {n: (grads[n] * weights[n]).abs() for n in tensors}",
+      "return {n: grads[n] * weights[n] for n in tensors}", "Taylor score keeps the sign", *T_CORE),
+    M("magnitude-signed", "prune/scores.py", "return {n: getattr(m, a).detach().abs() for n, (m, a) in tensors.items()}",
+      "return {n: getattr(m, a).detach() for n, (m, a) in tensors.items()}", "magnitude score keeps the sign",
+      *T_PRUNE),
+    M("gradient-one-batch", "prune/scores.py", "return {n: (g / len(todo)).detach() for n, g in grads.items()}",
+      "return {n: g.detach() for n, g in grads.items()}", "gradients summed, not averaged, over batches",
+      *T_CORE),
+    M("apoz-not-inverted", "prune/scores.py", "        return 1.0 - mean\n", "        return mean\n",
+      "APoZ keeps the units that are most often zero", *T_CORE),
+]
+
+
+def _apply(src: Path, m: Mutant) -> str | None:
+    """Apply ``m`` inside the copy ``src``; returns the file's original text, or None when the snippet is stale."""
+    path = src / "netpress" / m.file
+    text = path.read_text()
+    if text.count(m.original) != 1:
+        return None
+    path.write_text(text.replace(m.original, m.mutated))
+    return text
+
+
+def _pytest(src: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(src), "PYTHONDONTWRITEBYTECODE": "1"}
+    cmd = ["nice", "-n", "10", sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+           "-o", "addopts=", *tests]
+    start = time.perf_counter()
+    try:
+        rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            timeout=timeout).returncode
+    except subprocess.TimeoutExpired:
+        return "timeout", time.perf_counter() - start
+    return ("survived" if rc == 0 else "killed"), time.perf_counter() - start
+
+
+def run(mutants: list[Mutant], timeout: float) -> list[dict]:
+    """Run every mutant on a fresh copy of src/; each test subset first runs unmutated (it must pass)."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="netpress-mutants-") as tmp:
+        src = Path(tmp) / "src"
+        shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        baseline: dict[tuple[str, ...], str] = {}
+        for m in mutants:
+            if m.tests not in baseline:
+                baseline[m.tests] = _pytest(src, m.tests, timeout)[0]
+            original = _apply(src, m)
+            if baseline[m.tests] != "survived":
+                outcome, seconds = "broken-baseline", 0.0
+            elif original is None:
+                outcome, seconds = "stale", 0.0
+            else:
+                outcome, seconds = _pytest(src, m.tests, timeout)
+            if original is not None:
+                (src / "netpress" / m.file).write_text(original)
+            rows.append({"id": m.id, "package": m.package, "file": m.file, "description": m.description,
+                         "tests": list(m.tests), "outcome": outcome, "seconds": round(seconds, 1)})
+            print(f"{outcome:>9}  {seconds:6.1f}s  {m.id}: {m.description}", flush=True)
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict[str, dict]:
+    """Killed / survived / stale counts and the score per package, and overall."""
+    out = {}
+    for pkg in [*PACKAGES, "all"]:
+        sel = [r for r in rows if pkg == "all" or r["package"] == pkg]
+        if not sel:
+            continue
+        killed = sum(r["outcome"] in ("killed", "timeout") for r in sel)
+        survived = sum(r["outcome"] == "survived" for r in sel)
+        out[pkg] = {"mutants": len(sel), "killed": killed, "survived": survived,
+                    "stale": sum(r["outcome"] == "stale" for r in sel),
+                    "broken_baseline": sum(r["outcome"] == "broken-baseline" for r in sel),
+                    "score": killed / max(killed + survived, 1)}
+    return out
+
+
+def markdown(rows: list[dict], summary: dict, seconds: float) -> str:
+    lines = ["# Mutation testing (targeted mutants)", "",
+             f"{len(rows)} hand-written mutants of `src/netpress`, each applied to a temporary copy of `src/` and "
+             f"tested by the test files covering it (`pytest -x`, timeout counts as killed). Total {seconds / 60:.1f} "
+             "min on a shared, loaded 2-core machine (timings are indicative only).", "",
+             "| package | mutants | killed | survived | stale | score |", "|---|---|---|---|---|---|"]
+    for pkg, s in summary.items():
+        lines.append(f"| {pkg} | {s['mutants']} | {s['killed']} | {s['survived']} | {s['stale']} | {s['score']:.0%} |")
+    lines += ["", "| outcome | mutant | bug | tests |", "|---|---|---|---|"]
+    lines += [f"| {r['outcome']} | `{r['id']}` | {r['description']} | {', '.join(r['tests'])} |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="", help="comma-separated substrings of mutant ids")
+    ap.add_argument("--timeout", type=float, default=240.0, help="seconds per test run")
+    ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--no-write", action="store_true", help="do not write bench/results (for spot checks)")
+    args = ap.parse_args(argv)
+    wanted = [s for s in args.only.split(",") if s]
+    chosen = [m for m in MUTANTS if not wanted or any(w in m.id for w in wanted)]
+    if args.list:
+        for m in chosen:
+            print(f"{m.id:32} {m.file:28} {m.description}")
+        return 0
+    start = time.perf_counter()
+    rows = run(chosen, args.timeout)
+    summary = summarize(rows)
+    print({k: f"{v['killed']}/{v['killed'] + v['survived']}" for k, v in summary.items()})
+    if not args.no_write and not wanted:
+        sys.path.insert(0, str(ROOT / "src"))
+        sys.path.insert(0, str(ROOT / "bench"))
+        from common import write_result
+
+        write_result("mutation", {"summary": summary, "mutants": rows, "seconds": round(time.perf_counter() - start)},
+                     markdown(rows, summary, time.perf_counter() - start))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
