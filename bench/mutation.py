@@ -61,7 +61,7 @@ T_SPARSE = ("tests/prune/test_sparse_training.py", "tests/prune/test_schedules.p
 T_CORE = ("tests/prune/test_core.py", "tests/prune/test_scores.py")
 T_BINARY = ("tests/quantize/test_quant_ptq_qat.py", "tests/quantize/test_quant_exact.py")
 T_UNIFORM = ("tests/quantize/test_quant_uniform.py", "tests/quantize/test_quant_exact.py")
-T_SHARING = ("tests/quantize/test_quant_sharing.py",)
+T_SHARING = ("tests/quantize/test_quant_sharing.py", "tests/quantize/test_quant_exact.py")
 T_ENCODE = ("tests/encode",)
 T_STAGES = ("tests/pipeline/test_stages.py", "tests/pipeline/test_compress.py")
 T_SEARCH = ("tests/pipeline/test_search.py",)
@@ -99,6 +99,57 @@ MUTANTS: list[Mutant] = [
       *T_CORE),
     M("apoz-not-inverted", "prune/scores.py", "        return 1.0 - mean\n", "        return mean\n",
       "APoZ keeps the units that are most often zero", *T_CORE),
+    # --- quantize: binary / ternary / LSQ / uniform / k-means
+    M("binary-scale-2x", "quantize/binary.py", "alpha = _per_channel_mean(w.abs(), alive)",
+      "alpha = 2 * _per_channel_mean(w.abs(), alive)", "binary scale 2x mean|w|", *T_BINARY),
+    M("binary-scale-max", "quantize/binary.py", "alpha = _per_channel_mean(w.abs(), alive)",
+      "alpha = w.abs().reshape(w.shape[0], -1).amax(1)", "binary scale max|w| instead of mean|w|", *T_BINARY),
+    M("binary-zeros-not-kept", "quantize/binary.py",
+      "indices = (w > 0).to(torch.int64).masked_fill(~alive, PRUNED)", "indices = (w > 0).to(torch.int64)",
+      "pruned zeros become -alpha after binarization", *T_BINARY),
+    M("ternary-threshold-ignored", "quantize/binary.py", "delta = self.threshold * _per_channel_mean(w.abs(), alive)",
+      "delta = 0.7 * _per_channel_mean(w.abs(), alive)", "ternary threshold ignored (always 0.7)", *T_BINARY),
+    M("ternary-alpha-all", "quantize/binary.py", "alpha = _per_channel_mean(w.abs(), big)",
+      "alpha = _per_channel_mean(w.abs(), alive)", "ternary scale averages all weights, not those above delta",
+      *T_BINARY),
+    M("ste-gate-ignored", "quantize/binary.py", "return g * gate, None, None", "return g, None, None",
+      "clipped STE passes gradients everywhere", *T_BINARY),
+    M("lsq-gradscale-x100", "quantize/uniform.py", "1.0 / math.sqrt(per_slice * max(self.spec.qmax, 1))",
+      "100.0 / math.sqrt(per_slice * max(self.spec.qmax, 1))", "LSQ gradient scale x100", *T_UNIFORM),
+    M("lsq-no-gradscale", "quantize/uniform.py", "1.0 / math.sqrt(per_slice * max(self.spec.qmax, 1))", "1.0",
+      "LSQ without the gradient scale", *T_UNIFORM),
+    M("uniform-no-clamp", "quantize/uniform.py",
+      "return (torch.round(x.float() * inv) + zero_point).clamp(qmin, qmax).to(torch.int64)",
+      "return (torch.round(x.float() * inv) + zero_point).to(torch.int64)", "integer codes not clamped", *T_UNIFORM),
+    M("uniform-floor", "quantize/uniform.py",
+      "return (torch.round(x.float() * inv) + zero_point).clamp(qmin, qmax).to(torch.int64)",
+      "return (torch.floor(x.float() * inv) + zero_point).clamp(qmin, qmax).to(torch.int64)",
+      "truncation instead of rounding", *T_UNIFORM),
+    M("uniform-dequant-sign", "quantize/uniform.py", "return (q - zero_point).float() * scale.float()",
+      "return (q + zero_point).float() * scale.float()", "dequantization adds the zero point", *T_UNIFORM),
+    M("uniform-zero-not-in-range", "quantize/uniform.py",
+      "lo = torch.minimum(lo.float(), torch.zeros_like(lo, dtype=torch.float32))", "lo = lo.float()",
+      "the range is not widened to hold 0", *T_UNIFORM),
+    M("uniform-symmetric-halfrange", "quantize/uniform.py",
+      "scale = (amax / ((spec.qmax - spec.qmin) / 2)).clamp_min(eps)",
+      "scale = (amax / (spec.qmax - spec.qmin)).clamp_min(eps)", "symmetric scale twice too small", *T_UNIFORM),
+    M("uniform-ste-unclipped", "quantize/uniform.py", "            g = g * inside\n", "            pass\n",
+      "clipped STE passes gradients outside the range", *T_UNIFORM),
+    M("mse-calibration-keeps-worse", "quantize/calibration.py", "better = err < best", "better = err > best",
+      "MSE calibration keeps the worse clipping", *T_UNIFORM),
+    M("kmeans-no-update", "quantize/kmeans.py", "new = np.where(counts > 0, sums / np.maximum(counts, 1), old)",
+      "new = old.copy()", "Lloyd update step does nothing", *T_SHARING),
+    M("kmeans-midpoint-shift", "quantize/kmeans.py", "return ((c[:-1].astype(np.float64) + c[1:]) / 2).astype(np.float32)",
+      "return ((c[:-1].astype(np.float64) + 3 * c[1:]) / 4).astype(np.float32)",
+      "assignment boundaries not at the midpoints", *T_SHARING),
+    M("kmeans-linear-init-narrow", "quantize/kmeans.py", "return np.linspace(sorted_values[0], sorted_values[-1], k)",
+      "return np.linspace(sorted_values[0], sorted_values[-1], k + 2)[1:-1]",
+      "linear init misses the extremes", *T_SHARING),
+    M("sharing-zeros-clustered", "quantize/sharing.py", "    alive = flat != 0\n    result",
+      "    alive = torch.ones_like(flat, dtype=torch.bool)\n    result", "pruned zeros are clustered with the rest",
+      *T_SHARING),
+    M("decode-pruned-not-zero", "quantize/codes.py", "return out.masked_fill(pruned, 0.0)", "return out",
+      "index -1 decodes to the first centroid", "tests/quantize"),
 ]
 
 
