@@ -56,14 +56,20 @@ def M(id, file, original, mutated, description, *tests):  # noqa: N802 - a compa
     return Mutant(id, file, original, mutated, description, tuple(tests))
 
 
-T_PRUNE = ("tests/prune",)
+# Test subsets: the files that cover the mutated code, the most targeted first (pytest -x stops at the first failure).
+T_PRUNE = ("tests/prune/test_core.py", "tests/prune/test_mask_invariants.py")
 T_SPARSE = ("tests/prune/test_sparse_training.py", "tests/prune/test_schedules.py")
-T_CORE = ("tests/prune/test_core.py", "tests/prune/test_scores.py")
-T_BINARY = ("tests/quantize/test_quant_ptq_qat.py", "tests/quantize/test_quant_exact.py")
-T_UNIFORM = ("tests/quantize/test_quant_uniform.py", "tests/quantize/test_quant_exact.py")
-T_SHARING = ("tests/quantize/test_quant_sharing.py", "tests/quantize/test_quant_exact.py")
-T_ENCODE = ("tests/encode",)
-T_STAGES = ("tests/pipeline/test_stages.py", "tests/pipeline/test_compress.py")
+T_CORE = ("tests/prune/test_scores.py", "tests/prune/test_core.py")
+T_BINARY = ("tests/quantize/test_quant_exact.py", "tests/quantize/test_quant_ptq_qat.py")
+T_UNIFORM = ("tests/quantize/test_quant_exact.py", "tests/quantize/test_quant_uniform.py")
+T_SHARING = ("tests/quantize/test_quant_sharing.py", "tests/quantize/test_quant_exact.py",
+             "tests/quantize/test_quant_digits.py")
+T_ANS = ("tests/encode/test_ans.py", "tests/encode/test_netp_corruption.py")
+T_HUFFMAN = ("tests/encode/test_huffman.py", "tests/encode/test_netp_corruption.py")
+T_POSITIONS = ("tests/encode/test_positions.py", "tests/encode/test_netp_container.py")
+T_CONTAINER = ("tests/encode/test_netp_corruption.py", "tests/encode/test_netp_container.py")
+T_STAGES = ("tests/pipeline/test_stages.py",)
+T_COMPRESS = ("tests/pipeline/test_compress.py",)
 T_SEARCH = ("tests/pipeline/test_search.py",)
 
 MUTANTS: list[Mutant] = [
@@ -149,7 +155,7 @@ MUTANTS: list[Mutant] = [
       "    alive = torch.ones_like(flat, dtype=torch.bool)\n    result", "pruned zeros are clustered with the rest",
       *T_SHARING),
     M("decode-pruned-not-zero", "quantize/codes.py", "return out.masked_fill(pruned, 0.0)", "return out",
-      "index -1 decodes to the first centroid", "tests/quantize"),
+      "index -1 decodes to the first centroid", *T_SHARING),
     # --- pipeline stages and the max recipe's search
     M("distill-stage-noop", "pipeline/stages.py",
       "ctx.loss_fn = DistillationLoss(teacher, hp, ctx.data.train, device=ctx.device)", "ctx.loss_fn = ctx.loss_fn",
@@ -167,9 +173,9 @@ MUTANTS: list[Mutant] = [
     M("prune-round-restore-noop", "pipeline/stages.py", "self._restore_round(model, round_dir)\n                continue",
       "continue", "a finished prune round is skipped without restoring its weights", *T_STAGES),
     M("stage-rebuild-skipped", "pipeline/compress.py", "        runner.rebuild(model, state, folder, ctx)\n", "",
-      "a finished stage is restored without its structure", *T_STAGES),
+      "a finished stage is restored without its structure", *T_COMPRESS),
     M("fit-bits-removed", "pipeline/stages.py", "while bits > 1 and 2 ** bits > alive:", "while False:",
-      "more centroids than surviving weights", *T_STAGES),
+      "more centroids than surviving weights", *T_COMPRESS),
     M("joint-correction-removed", "pipeline/search.py",
       "while base - _shared_accuracy(base_model, bits, hp, held) > hp.accuracy_budget:", "while False:",
       "the joint bits budget correction never runs", *T_SEARCH),
@@ -179,6 +185,44 @@ MUTANTS: list[Mutant] = [
     M("sparsity-search-no-budget", "pipeline/search.py",
       "if base - evaluate(trial, held).accuracy > hp.accuracy_budget:\n                break",
       "if False:\n                break", "per-layer sparsity ignores the accuracy budget", *T_SEARCH),
+    # --- encode: coders, positions, container checks
+    M("ans-leftover-removed", "encode/ans.py", 'check(clean, section, "ANS payload has leftover data")', "None",
+      "the ANS leftover-data check is removed", *T_ANS),
+    M("ans-histogram-sum-unchecked", "encode/ans.py",
+      'check(int(counts.sum()) == count, section, f"histogram sums to {int(counts.sum())}, stream has {count} symbols")',
+      "None", "the ANS histogram total is not checked against the symbol count", *T_ANS),
+    M("ans-one-symbol-payload", "encode/ans.py",
+      'check(len(payload) == 0, section, "a stream with one possible symbol has no payload")', "None",
+      "a one-symbol stream may carry a payload", *T_ANS),
+    M("huffman-kraft-unchecked", "encode/huffman.py",
+      'check(kraft <= 1.0, section, "code lengths violate the Kraft inequality")', "None",
+      "Huffman code lengths violating Kraft are accepted", *T_HUFFMAN),
+    M("huffman-canonical-order", "encode/huffman.py", "order = np.lexsort((np.arange(alphabet), lengths))",
+      "order = np.lexsort((-np.arange(alphabet), lengths))", "decoder's canonical order differs from the encoder's",
+      *T_HUFFMAN),
+    M("huffman-no-length-limit", "encode/huffman.py", "        if got.max() <= max_len:", "        if True:",
+      "Huffman codes are not length-limited", *T_HUFFMAN),
+    M("huffman-chunk-table-unchecked", "encode/huffman.py",
+      "check(np.array_equal(pos[:-1], ends[:-1]) and last_end == int(ends[-1]), section,",
+      "check(True, section,", "Huffman chunks are not checked against the chunk table", *T_HUFFMAN),
+    M("positions-filler-off-by-one", "encode/positions.py", "fillers = (kept - prev - 1) >> b",
+      "fillers = (kept - prev) >> b", "relative indices insert fillers one step early", *T_POSITIONS),
+    M("positions-repeat-unchecked", "encode/positions.py",
+      "(int(entries[-1]) < numel and bool(np.all(np.diff(entries) > 0)))", "(int(entries[-1]) < numel)",
+      "repeated positions are accepted", *T_POSITIONS),
+    M("gap-bits-max", "encode/positions.py", "return min(costs)[1]", "return max(costs)[1]",
+      "the relative-index width maximises the cost", *T_POSITIONS),
+    M("section-crc-unchecked", "encode/container.py",
+      'check(not verify or zlib.crc32(data) == crc, where, "checksum mismatch (corrupted)")', "None",
+      "section checksums are not verified", *T_CONTAINER),
+    M("manifest-crc-unchecked", "encode/container.py",
+      'check(zlib.crc32(body) == mcrc, "manifest", "checksum mismatch (corrupted)")', "None",
+      "the manifest checksum is not verified", *T_CONTAINER),
+    M("unpack-length-unchecked", "encode/bits.py",
+      'check(len(data) == need, section, f"packed data has {len(data)} bytes, expected {need}")', "None",
+      "packed data of the wrong length is accepted", *T_HUFFMAN),
+    M("pack-width-off-by-one", "encode/bits.py", "    return int(max_value).bit_length()",
+      "    return max(int(max_value).bit_length() - 1, 0)", "packed width one bit short", *T_HUFFMAN),
 ]
 
 
