@@ -72,3 +72,21 @@ def test_words_below_the_stream_are_leftover_data(extra):
     with pytest.raises(NetpressFormatError, match="leftover"):
         ans.decode(data[:t] + extra + data[t:], len(x), 5, params)
     assert np.array_equal(ans.decode(data, len(x), 5, params), x)
+
+
+def test_histogram_total_is_checked_before_decoding(monkeypatch):
+    x = np.random.default_rng(8).integers(0, 5, size=3000)
+    data, params = ans.encode(x, 5)
+    monkeypatch.setattr(ans, "_model", lambda counts: pytest.fail("decoding started"))
+    with pytest.raises(NetpressFormatError, match="histogram sums to 3000, stream has 3001 symbols"):
+        ans.decode(data, len(x) + 1, 5, params)
+
+
+@pytest.mark.parametrize("alphabet", [1, 3])
+def test_a_stream_with_nothing_to_code_has_no_payload(alphabet):
+    x = np.zeros(0 if alphabet == 3 else 50, dtype=np.int64)
+    data, params = ans.encode(x, alphabet)
+    assert len(data) == params["table_bytes"]
+    assert np.array_equal(ans.decode(data, len(x), alphabet, params), x)
+    with pytest.raises(NetpressFormatError, match="no payload"):
+        ans.decode(data + b"\0\0\0\0", len(x), alphabet, params)

@@ -59,3 +59,18 @@ def test_scores_of_a_masked_model_use_the_effective_weights(synthetic, name):
             assert torch.all(got[k][masks[k] == 0] == 0)  # a pruned weight costs nothing to remove again
         else:
             assert got[k][masks[k] == 0].abs().sum() > 0  # the dense gradient reaches pruned positions
+
+
+@pytest.mark.parametrize("scope", ["local", "global"])
+def test_a_score_that_rates_pruned_weights_highly_cannot_revive_them(scope):
+    """Random scores ignore the mask, so already pruned weights often outrank live ones: they must stay pruned."""
+    from netpress.prune import compute_masks
+    from netpress.prune.scores import Random
+
+    net = pruned_mlp()
+    old = get_masks(net)
+    new = compute_masks(net, 0.7, score=Random(seed=5), scope=scope)
+    for k in old:
+        assert torch.all(new[k] <= old[k]), k
+    total = sum(m.numel() for m in new.values())
+    assert sum(int((m == 0).sum()) for m in new.values()) == round(0.7 * total)
