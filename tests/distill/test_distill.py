@@ -1,4 +1,6 @@
 """End-to-end distillation on tiny data: it trains, composes with pruning masks, and rejects mismatches early."""
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -87,3 +89,27 @@ def test_bad_values_fail_before_training(setup, kwargs):
     data, teacher = setup
     with pytest.raises(ConfigError):
         distill(_mlp(8), teacher, data, TrainingHparams(steps="1ep"), device="cpu", progress=False, **kwargs)
+
+
+def test_teacher_term_decides_what_is_learned_and_alpha_one_is_the_control(setup):
+    """A 'liar' teacher (the trained teacher with its outputs rotated) disagrees with every label. With the
+    teacher term (alpha=0.1) the student follows the liar; with alpha=1 (labels only) it follows the labels."""
+    data, teacher = setup
+    liar = copy.deepcopy(teacher)
+    with torch.no_grad():
+        liar[3].weight.copy_(teacher[3].weight.roll(1, 0))
+        liar[3].bias.copy_(teacher[3].bias.roll(1, 0))
+    x, y = data.test.x, data.test.y
+    with torch.no_grad():
+        lies = liar(x).argmax(1)
+    assert (lies == y).float().mean() < 0.1
+    follows = {}
+    for alpha in (0.1, 1.0):
+        student = _mlp(8, seed=4)
+        distill(student, liar, data, TrainingHparams(steps="3ep", lr=0.05), temperature=4.0, alpha=alpha,
+                device="cpu", progress=False)
+        with torch.no_grad():
+            pred = student(x).argmax(1)
+        follows[alpha] = ((pred == lies).float().mean().item(), (pred == y).float().mean().item())
+    assert follows[0.1][0] > 0.8 and follows[0.1][1] < 0.2
+    assert follows[1.0][0] < 0.1 and follows[1.0][1] > 0.9

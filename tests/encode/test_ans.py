@@ -61,3 +61,32 @@ def test_stream_coder_choice_and_packed_fallback():
     assert np.array_equal(decode_stream(data, meta), x)
     with pytest.raises(NetpressFormatError, match="at most"):
         decode_stream(data, meta, "s", max_count=10)
+
+
+@pytest.mark.parametrize("extra", [b"\x78\x56\x34\x12", b"\x01\x00\x00\x00", b"\xff\xff\xff\xff" * 3])
+def test_words_below_the_stream_are_leftover_data(extra):
+    """Words slipped under the ANS stack decode to the very same symbols: only the leftover check sees them."""
+    x = np.random.default_rng(7).integers(0, 5, size=3000)
+    data, params = ans.encode(x, 5)
+    t = params["table_bytes"]
+    with pytest.raises(NetpressFormatError, match="leftover"):
+        ans.decode(data[:t] + extra + data[t:], len(x), 5, params)
+    assert np.array_equal(ans.decode(data, len(x), 5, params), x)
+
+
+def test_histogram_total_is_checked_before_decoding(monkeypatch):
+    x = np.random.default_rng(8).integers(0, 5, size=3000)
+    data, params = ans.encode(x, 5)
+    monkeypatch.setattr(ans, "_model", lambda counts: pytest.fail("decoding started"))
+    with pytest.raises(NetpressFormatError, match="histogram sums to 3000, stream has 3001 symbols"):
+        ans.decode(data, len(x) + 1, 5, params)
+
+
+@pytest.mark.parametrize("alphabet", [1, 3])
+def test_a_stream_with_nothing_to_code_has_no_payload(alphabet):
+    x = np.zeros(0 if alphabet == 3 else 50, dtype=np.int64)
+    data, params = ans.encode(x, alphabet)
+    assert len(data) == params["table_bytes"]
+    assert np.array_equal(ans.decode(data, len(x), alphabet, params), x)
+    with pytest.raises(NetpressFormatError, match="no payload"):
+        ans.decode(data + b"\0\0\0\0", len(x), alphabet, params)

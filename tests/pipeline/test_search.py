@@ -70,3 +70,20 @@ def test_bits_hold_the_budget_jointly(trained, digits):
     held = _scan_set(digits)
     together = share_weights(copy.deepcopy(trained), bits=bits, names=list(bits))
     assert evaluate(trained, held).accuracy - evaluate(together, held).accuracy <= hp.accuracy_budget
+
+
+def test_joint_correction_adds_bits_where_the_loss_alone_was_largest(trained, digits, monkeypatch):
+    """A closed-form accuracy model where losses add up: each layer's drop at b bits is c / 4**b. Every layer
+    alone fits the budget at (3, 3, 2) bits, but together they lose 0.01875 > 0.012, so the correction must run:
+    features.0 (0.0078 alone) gets a 4th bit -> 0.01289 total, still over; fc_out (0.00625) gets a 3rd -> 0.0082."""
+    import netpress.pipeline.search as search
+
+    cost = {"features.0.weight": 0.5, "features.2.weight": 0.3, "fc_out.weight": 0.1}
+    monkeypatch.setattr(search, "evaluate", lambda model, data: type("R", (), {"accuracy": 1.0})())
+    monkeypatch.setattr(search, "_shared_accuracy",
+                        lambda model, bits, hp, held: 1.0 - sum(cost[n] / 4 ** b for n, b in bits.items()))
+    hp = QuantizeStage(method="sensitivity", bits={"fc": 6}, min_bits=1, accuracy_budget=0.012)
+    assert sensitive_bits(trained, digits, hp) == {"features.0.weight": 4, "features.2.weight": 3, "fc_out.weight": 3}
+    monkeypatch.setattr(search, "_shared_accuracy",  # control: losses that do not add up need no correction
+                        lambda model, bits, hp, held: 1.0 - max(cost[n] / 4 ** b for n, b in bits.items()))
+    assert sensitive_bits(trained, digits, hp) == {"features.0.weight": 3, "features.2.weight": 3, "fc_out.weight": 2}

@@ -147,7 +147,7 @@ def test_unit_scores_and_activation_scores(synthetic):
     torch.testing.assert_close(apoz["1.weight"], 1 - (pre <= 0).float().mean(0))
 
 
-def test_user_registered_score():
+def test_user_registered_score(registry_sandbox):
     class Smallest(Score):
         def weight_scores(self, model, tensors, data):
             return {n: -getattr(m, a).detach().abs() for n, (m, a) in tensors.items()}
