@@ -33,7 +33,7 @@ def test_inputs_tensors_tuples_and_dicts_give_the_same_statistics():
     net, a, b = TwoInputs(), torch.randn(32, 8), torch.randn(32, 8)
     mods = {"fa": net.fa, "out": net.out}
     by_tuple = capture(net, [(a[:16], b[:16]), (a[16:], b[16:])], mods, dtype=torch.float64)
-    by_dict = capture(net, [{"a": a, "b": b}], mods, dtype=torch.float64)
+    by_dict = capture(net, [{"b": b, "a": a}], mods, dtype=torch.float64)  # by keyword, not position
     xa = a.double()
     assert torch.allclose(by_tuple["fa"].hessian, 2 * xa.T @ xa / 32, atol=1e-12)
     assert torch.allclose(by_dict["fa"].hessian, by_tuple["fa"].hessian, atol=1e-12)
@@ -70,6 +70,16 @@ def test_sequential_later_layers_see_compressed_outputs():
     h1 = net[0](x).double()  # net[0] is already halved: the input net[1] saw
     assert out == {"0": 16, "1": 16}
     assert torch.allclose(seen["1"], 2 * h1.T @ h1 / 16, atol=1e-6)
+
+
+def test_capture_stops_the_pass_at_the_group():
+    net = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4))
+    calls = []
+    net[2].register_forward_hook(lambda *_: calls.append(1))
+    stats = capture(net, [torch.randn(3, 4)] * 2, {"1": net[1]}, stop_at=net[1])
+    assert stats["1"].n == 6 and calls == []
+    capture(net, [torch.randn(3, 4)], {"1": net[1]})
+    assert calls == [1]
 
 
 def test_execution_groups_share_an_input():
