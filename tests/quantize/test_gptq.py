@@ -102,7 +102,7 @@ def test_pruned_zeros_stay_zero():
 def test_kmeans_gptq_beats_nearest_assignment():
     x, w = correlated(cols=32), weights(16, 32)
     h = hessian_of(x)
-    hp = GPTQHparams(bits=3, method="kmeans")
+    hp = GPTQHparams(bits=3, method="kmeans", kmeans_refit=False)
     gptq = gptq_codes(w.float(), h, hp)
     nearest = gptq_codes(w.float(), None, hp)
     assert gptq.codebook.dim() == 1 and gptq.codebook.numel() == 8
@@ -148,3 +148,22 @@ def test_clip_search_never_worse_than_min_max_and_pays_with_outliers():
         w - fake_quantize(w, s[:, None], z[:, None], spec.qmin, spec.qmax).double()))
     searched, minmax = row_err(*search_range(w, h, spec, grid=20)), row_err(*search_range(w, h, spec, grid=1))
     assert bool((searched <= minmax).all()) and float(searched.sum()) < 0.95 * float(minmax.sum())
+
+
+def test_codebook_refit_is_the_least_squares_optimum():
+    """With the GPTQ assignment fixed, refitted centroids solve min_c sum_r ||L^T (w_r - O_r c)||^2 (H = L L^T)."""
+    x, w = correlated(cols=16), weights(6, 16)
+    w[0, :4] = 0  # pruned weights stay zero and do not enter the fit
+    h = hessian_of(x)
+    fixed = gptq_codes(w, h, GPTQHparams(bits=2, method="kmeans", kmeans_refit=False))
+    refit = gptq_codes(w, h, GPTQHparams(bits=2, method="kmeans"))
+    assert torch.equal(fixed.indices, refit.indices) and not torch.equal(fixed.codebook, refit.codebook)
+    lower = torch.linalg.cholesky(h)
+    onehot = [torch.nn.functional.one_hot(fixed.indices[r].clamp_min(0), 4).double() * (fixed.indices[r] >= 0)[:, None]
+              for r in range(6)]
+    design = torch.cat([lower.T @ o for o in onehot])
+    target = torch.cat([lower.T @ w[r] for r in range(6)])
+    best = torch.linalg.lstsq(design, target[:, None]).solution[:, 0]
+    assert torch.allclose(refit.codebook.double(), best, atol=1e-4)
+    assert output_error(w, refit.decode(), h) < output_error(w, fixed.decode(), h)
+    assert bool((refit.decode()[0, :4] == 0).all())

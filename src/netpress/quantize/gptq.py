@@ -50,6 +50,8 @@ class GPTQHparams(Hparams):
         clip_grid: clip ratios tried per row (1 = min-max only), from 1 down to ``clip_min``.
         clip_min: the smallest clip ratio tried.
         kmeans_iterations: Lloyd iterations of the codebook fit (``kmeans``).
+        kmeans_refit: after the GPTQ assignment, re-solve the centroids for the least output error
+            ``tr(E H E^T)`` given the assignment (a k x k linear system; ``kmeans`` with data).
     """
 
     bits: int = 4
@@ -63,6 +65,7 @@ class GPTQHparams(Hparams):
     clip_grid: int = 10
     clip_min: float = 0.5
     kmeans_iterations: int = 100
+    kmeans_refit: bool = True
 
     def validate(self) -> None:
         require(isinstance(self.bits, int) and not isinstance(self.bits, bool) and 1 <= self.bits <= 16,
@@ -315,8 +318,45 @@ def gptq_codes(w: torch.Tensor, hessian: torch.Tensor | None, hp: GPTQHparams = 
         q = obs_sweep(mat, hessian, rounder, blocksize=hp.blocksize, percdamp=hp.percdamp, act_order=hp.act_order)
     if hp.method == "kmeans":
         idx = nearest(q.float(), book).masked_fill(~keep, PRUNED)
+        if hessian is not None and hp.kmeans_refit:
+            book = refit_codebook(mat.to(dtype), idx, book.to(dtype), hessian).float()
         return Codes(idx.reshape(w.shape), book.float().clone(), hp.bits, None, "kmeans-gptq")
     return rounder.codes(q, w.shape)
+
+
+def refit_codebook(w: torch.Tensor, labels: torch.Tensor, codebook: torch.Tensor,
+                   hessian: torch.Tensor) -> torch.Tensor:
+    """Centroids minimising ``sum_r (w_r - c[l_r]) H (w_r - c[l_r])^T`` for fixed labels (``-1``: pruned, 0).
+
+    The normal equations ``A c = b`` with ``A = sum_r O_r^T H O_r`` and ``b = sum_r O_r^T H w_r`` (``O_r``: the
+    one-hot assignment of row ``r``); centroids no weight uses keep their value.
+
+    Args:
+        w: ``[rows, cols]`` float weights (the values before rounding).
+        labels: ``[rows, cols]`` int64 codebook indices.
+        codebook: ``[k]`` current centroids.
+        hessian: ``[cols, cols]``.
+
+    Returns:
+        ``[k]`` centroids, ``hessian``'s dtype.
+    """
+    k, dtype = codebook.numel(), hessian.dtype
+    a = torch.zeros(k, k, dtype=dtype, device=w.device)
+    wh = w.to(dtype) @ hessian
+    b = torch.zeros(k, dtype=dtype, device=w.device)
+    for r in range(w.shape[0]):
+        alive = labels[r] >= 0
+        lab = labels[r][alive]
+        ho = torch.zeros(hessian.shape[0], k, dtype=dtype, device=w.device).index_add_(1, lab, hessian[:, alive])
+        a.index_add_(0, lab, ho[alive])
+        b.index_add_(0, lab, wh[r][alive])
+    used = a.diagonal() > 0
+    new = codebook.to(dtype).clone()
+    if bool(used.any()):
+        sub = a[used][:, used]
+        ridge = 1e-10 * sub.diagonal().mean() * torch.eye(int(used.sum()), dtype=dtype, device=w.device)
+        new[used] = torch.linalg.solve(sub + ridge, b[used])
+    return new
 
 
 def _kmeans_codebook(mat: torch.Tensor, hp: GPTQHparams) -> torch.Tensor:
