@@ -20,6 +20,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import torch
@@ -107,7 +108,8 @@ def inverse_cholesky(hessian: torch.Tensor, percdamp: float) -> torch.Tensor:
     for _ in range(4):
         chol, info = torch.linalg.cholesky_ex(hessian + damp * mean * eye)
         if int(info) == 0:
-            inv, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(chol), upper=True)
+            linv = torch.linalg.solve_triangular(chol, eye, upper=False)  # (cholesky_inverse is slow on CPU)
+            inv, info = torch.linalg.cholesky_ex(linv.T @ linv, upper=True)
             if int(info) == 0:
                 return inv
         damp *= 10
@@ -159,27 +161,38 @@ def obs_sweep(w: torch.Tensor, hessian: torch.Tensor, rounder: Rounder, *, block
         >>> q = obs_sweep(w, h, UniformRounder(w, h, GPTQHparams(bits=4)))
     """
     w, hessian = dead_inputs(w.to(hessian.dtype), hessian)
-    w = w.clone()
     perm = torch.argsort(hessian.diagonal(), descending=True, stable=True) if act_order else None
     if perm is not None:
         w, hessian = w[:, perm], hessian[perm][:, perm]
         rounder.permute(perm)
     u = inverse_cholesky(hessian, percdamp)
-    q = torch.zeros_like(w)
+    w = w.T.contiguous().T  # column-major: the sweep reads and updates whole columns
+    q = torch.zeros_like(w.T).T
     cols = w.shape[1]
     for i1 in range(0, cols, blocksize):
         i2 = min(i1 + blocksize, cols)
         ub = u[i1:i2, i1:i2]
         rounder.block(i1, i2, w, ub.diagonal())
-        err = torch.zeros(w.shape[0], i2 - i1, dtype=w.dtype, device=w.device)
-        for i in range(i2 - i1):
-            j = i1 + i
-            q[:, j] = rounder.column(j, w)
-            e = (w[:, j] - q[:, j]) / ub[i, i]
-            w[:, j:i2] -= e[:, None] * ub[i, i:][None, :]
-            err[:, i] = e
+        err = torch.zeros(i2 - i1, w.shape[0], dtype=w.dtype, device=w.device).T
+        with _one_thread():  # tiny per-column ops: thread synchronisation costs more than it saves
+            for i in range(i2 - i1):
+                j = i1 + i
+                q[:, j] = rounder.column(j, w)
+                e = (w[:, j] - q[:, j]) / ub[i, i]
+                w[:, j:i2] -= e[:, None] * ub[i, i:][None, :]
+                err[:, i] = e
         w[:, i2:] -= err @ u[i1:i2, i2:]
-    return q if perm is None else q[:, torch.argsort(perm)]
+    return (q if perm is None else q[:, torch.argsort(perm)]).contiguous()
+
+
+@contextlib.contextmanager
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------------------------------- rounders
