@@ -25,7 +25,7 @@ class TwoInputs(nn.Module):
         self.fa, self.fb, self.out = nn.Linear(8, 16), nn.Linear(8, 16), nn.Linear(16, 4)
 
     def forward(self, a, b):
-        return self.out(torch.relu(self.fa(a) + self.fb(b))), a.sum()
+        return self.out(input=torch.relu(self.fa(a) + self.fb(b))), a.sum()  # a layer called by keyword
 
 
 def test_inputs_tensors_tuples_and_dicts_give_the_same_statistics():

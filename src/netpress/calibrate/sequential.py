@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from netpress.calibrate.inputs import call_model
-from netpress.calibrate.stats import InputStats, capture, supports
+from netpress.calibrate.stats import InputStats, capture, layer_input, supports
 
 Solver = Callable[[str, nn.Module, "InputStats | None"], Any]
 
@@ -36,12 +36,12 @@ def execution_groups(model: nn.Module, batch: Any, modules: dict[str, nn.Module]
     seen: dict[str, tuple] = {}
 
     def hook_for(name: str):
-        def hook(_m, args):
-            x = args[0]
+        def hook(_m, args, kwargs):
+            x = layer_input(args, kwargs)
             seen.setdefault(name, (x.data_ptr(), tuple(x.shape), x.dtype))
         return hook
 
-    handles = [m.register_forward_pre_hook(hook_for(n)) for n, m in modules.items()]
+    handles = [m.register_forward_pre_hook(hook_for(n), with_kwargs=True) for n, m in modules.items()]
     was_training = model.training
     model.eval()
     try:

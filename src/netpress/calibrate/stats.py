@@ -106,6 +106,11 @@ class Accumulator:
         return InputStats(self.n, self.sq, h)
 
 
+def layer_input(args: tuple, kwargs: dict) -> torch.Tensor:
+    """The input tensor of a layer call, passed positionally (``layer(x)``) or by keyword (``layer(input=x)``)."""
+    return args[0] if args else next(iter(kwargs.values()))
+
+
 class _Stop(Exception):
     """Raised by a hook to end a forward pass once the layers of interest have seen their input."""
 
@@ -135,13 +140,13 @@ def capture(model: nn.Module, inputs: list[Any], modules: dict[str, nn.Module], 
     accs = {name: Accumulator(hessian, dtype) for name in modules}
 
     def hook_for(name: str, module: nn.Module):
-        def hook(_m, args):
-            accs[name].add(input_matrix(module, args[0]))
+        def hook(_m, args, kwargs):
+            accs[name].add(input_matrix(module, layer_input(args, kwargs)))
             if module is stop_at:
                 raise _Stop
         return hook
 
-    handles = [m.register_forward_pre_hook(hook_for(n, m)) for n, m in modules.items()]
+    handles = [m.register_forward_pre_hook(hook_for(n, m), with_kwargs=True) for n, m in modules.items()]
     was_training = model.training
     model.eval()
     try:
