@@ -51,12 +51,14 @@ def test_gptq_equals_direct_obq_reference():
 
 @pytest.mark.parametrize("act_order", [False, True])
 def test_blocked_equals_unblocked(act_order):
-    w, h = weights(6, 24), hessian_of(correlated(cols=24))
+    w, h = weights(24, 6).T, hessian_of(correlated(cols=24))  # a column-major input must not be changed either
+    before = w.clone()
     hp = GPTQHparams(bits=4, act_order=act_order)
     results = [obs_sweep(w, h, UniformRounder(w, h, hp), blocksize=b, percdamp=0.01, act_order=act_order)
                for b in (1, 5, 24, 128)]
     for q in results[1:]:
         assert torch.allclose(q, results[0], atol=1e-9)
+    assert torch.equal(w, before)
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])

@@ -166,7 +166,7 @@ def obs_sweep(w: torch.Tensor, hessian: torch.Tensor, rounder: Rounder, *, block
         w, hessian = w[:, perm], hessian[perm][:, perm]
         rounder.permute(perm)
     u = inverse_cholesky(hessian, percdamp)
-    w = w.T.contiguous().T  # column-major: the sweep reads and updates whole columns
+    w = torch.empty_like(w.T).T.copy_(w)  # a column-major copy: the sweep reads and updates whole columns
     q = torch.zeros_like(w.T).T
     cols = w.shape[1]
     for i1 in range(0, cols, blocksize):
