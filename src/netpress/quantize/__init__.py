@@ -40,3 +40,6 @@ from netpress.quantize.activations import MODES as ACTIVATION_MODES  # noqa: E40
 from netpress.quantize.base import quantizer_input  # noqa: E402
 
 __all__ += ["ACTIVATION_MODES", "quantizer_input"]
+from netpress.quantize.gptq import GPTQHparams, attach_codes, gptq_codes, gptq_module  # noqa: E402
+
+__all__ += ["GPTQHparams", "attach_codes", "gptq_codes", "gptq_module"]
