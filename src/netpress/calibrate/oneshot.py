@@ -24,7 +24,7 @@ from netpress.calibrate.stats import InputStats, supports
 from netpress.errors import ConfigError
 from netpress.prune.sparsegpt import SparseGPTHparams, sparsegpt_module
 from netpress.prune.wanda import WandaHparams, check_cols, wanda_module
-from netpress.quantize.gptq import GPTQHparams, check_weight, gptq_module
+from netpress.quantize.gptq import GPTQHparams, UniformRounder, attach_codes, check_weight, gptq_module
 
 Selector = Union[Iterable[str], Callable[[str, nn.Module], bool], None]
 
@@ -113,11 +113,28 @@ def _solve(name: str, module: nn.Module, attr: str, stats: InputStats | None, pr
         elif isinstance(prune, WandaHparams):
             report.update(wanda_module(module, stats.sq_norms, prune, attr, name))
         else:
-            report.update(sparsegpt_module(module, stats.hessian, prune, quantize if both else None, attr, name))
+            report.update(_sparsegpt(name, module, attr, stats.hessian, prune, quantize if both else None))
     if quantize is not None and not (both and stats is not None):
         report.update(gptq_module(module, None if stats is None else stats.hessian, quantize, attr, name))
         if stats is None:
             report["note"] = "no input statistics: rounded to nearest"
+    return report
+
+
+def _sparsegpt(name: str, module: nn.Module, attr: str, hessian: torch.Tensor, prune: SparseGPTHparams,
+               quantize: GPTQHparams | None) -> dict:
+    """SparseGPT, jointly with GPTQ rounding of the kept weights when ``quantize`` is given (one sweep)."""
+    if quantize is None:
+        return sparsegpt_module(module, hessian, prune, attr, name)
+    w = getattr(module, attr).detach()
+    check_weight(name, w, quantize)
+    if quantize.method != "uniform" or quantize.act_order:
+        raise ConfigError("joint SparseGPT + quantization needs method='uniform' and act_order=False")
+    mat = w.reshape(w.shape[0], -1)
+    rounder = UniformRounder(mat.to(hessian.dtype), hessian, quantize, mat != 0)
+    report = sparsegpt_module(module, hessian, prune, attr, name, then=rounder)
+    new_w = getattr(module, attr).detach()
+    attach_codes(module, attr, rounder.codes(new_w.reshape(new_w.shape[0], -1), new_w.shape))
     return report
 
 

@@ -1,6 +1,6 @@
 """SparseGPT (Frantar & Alistarh 2023): one-shot pruning with the OBS weight update, blocked.
 
-The columns of ``W`` are swept in order (the GPTQ sweep, :func:`netpress.quantize.gptq.obs_sweep`); at the start
+The columns of ``W`` are swept in order (the GPTQ sweep, :func:`netpress.obs.obs_sweep`); at the start
 of each block of ``blocksize`` columns the block's mask is chosen by the OBS saliency ``w^2 / [U]_jj^2``
 (unstructured: the lowest ``sparsity`` of the block; N:M: the ``m - n`` lowest of every ``m`` consecutive
 inputs of each row), pruned weights are set to zero and their error is compensated on the remaining columns
@@ -23,7 +23,7 @@ from torch import nn
 from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
 from netpress.prune.wanda import check_cols, check_pattern, nm_keep
-from netpress.quantize.gptq import GPTQHparams, Rounder, UniformRounder, attach_codes, check_weight, obs_sweep
+from netpress.obs import Rounder, obs_sweep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,31 +79,26 @@ class PruneRounder(Rounder):
 
 
 def sparsegpt_weight(w: torch.Tensor, hessian: torch.Tensor, hp: SparseGPTHparams = SparseGPTHparams(),
-                     quantize: GPTQHparams | None = None, name: str = "weight"):
+                     then: Rounder | None = None, name: str = "weight"):
     """Prune (and optionally quantize) one weight with SparseGPT.
 
     Args:
         w: Linear ``[out, in]`` or Conv weight (im2col column order); exact zeros stay pruned.
         hessian: ``2 X^T X / n`` ``[in, in]``; the sweep runs in its dtype.
         hp: sparsity or N:M pattern.
-        quantize: also round kept weights on this GPTQ grid (uniform only, natural column order).
+        then: also round kept weights with this rounder (e.g. a GPTQ grid, natural column order; joint
+            SparseGPT + quantization is composed in :mod:`netpress.calibrate.oneshot`).
         name: for messages.
 
     Returns:
-        ``(new_weight, keep_mask, rounder)``: updated weights (``w``'s shape and dtype), 0/1 mask, and the
-        quantizing rounder (None without ``quantize``) for :meth:`UniformRounder.codes`.
+        ``(new_weight, keep_mask, then)``: updated weights (``w``'s shape and dtype), 0/1 mask, and ``then``.
 
     Example:
         >>> new_w, mask, _ = sparsegpt_weight(fc.weight, h, SparseGPTHparams(sparsity=0.5))
     """
     mat = w.detach().reshape(w.shape[0], -1)
     check_cols(name, mat.shape[1], hp.m)
-    if quantize is not None:
-        check_weight(name, w, quantize)
-        if quantize.method != "uniform" or quantize.act_order:
-            raise ConfigError("joint SparseGPT + quantization needs method='uniform' and act_order=False")
     alive = mat != 0
-    then = None if quantize is None else UniformRounder(mat.to(hessian.dtype), hessian, quantize, alive)
     rounder = PruneRounder(hp, alive, then)
     q = obs_sweep(mat, hessian, rounder, blocksize=hp.blocksize, percdamp=hp.percdamp)
     keep = rounder.keep & alive
@@ -112,9 +107,9 @@ def sparsegpt_weight(w: torch.Tensor, hessian: torch.Tensor, hp: SparseGPTHparam
 
 @torch.no_grad()
 def sparsegpt_module(module: nn.Module, hessian: torch.Tensor, hp: SparseGPTHparams = SparseGPTHparams(),
-                     quantize: GPTQHparams | None = None, attr: str = "weight", name: str = "weight") -> dict:
+                     attr: str = "weight", name: str = "weight", then: Rounder | None = None) -> dict:
     """SparseGPT on ``module.attr`` in place: updated weights into the original parameter, then the mask
-    (:func:`~netpress.prune.masks.apply_masks`), then (``quantize``) frozen uniform codes on top.
+    (:func:`~netpress.prune.masks.apply_masks`); kept weights also pass through ``then`` (a rounder) if given.
 
     Returns:
         A report: ``sparsity`` of the tensor.
@@ -123,18 +118,18 @@ def sparsegpt_module(module: nn.Module, hessian: torch.Tensor, hp: SparseGPTHpar
         ConfigError: the tensor is already quantized (prune first), or a bad pattern for its shape.
 
     Example:
-        >>> sparsegpt_module(net.fc1, stats.hessian, SparseGPTHparams(n=2, m=4), GPTQHparams(bits=4))
+        >>> sparsegpt_module(net.fc1, stats.hessian, SparseGPTHparams(n=2, m=4))
     """
-    from netpress.prune.masks import apply_masks
-    from netpress.quantize.base import quantizer_of
+    from torch.nn.utils import parametrize
 
-    if quantizer_of(module, attr) is not None:
+    from netpress.prune.masks import Mask, apply_masks
+
+    stack = module.parametrizations[attr] if parametrize.is_parametrized(module, attr) else ()
+    if any(not isinstance(p, Mask) for p in stack):
         raise ConfigError(f"{name} is already quantized; prune before quantizing")
-    new_w, mask, then = sparsegpt_weight(getattr(module, attr), hessian, hp, quantize, name)
+    new_w, mask, _ = sparsegpt_weight(getattr(module, attr), hessian, hp, then, name)
     masked = hasattr(module, "parametrizations") and attr in module.parametrizations
     target = module.parametrizations[attr].original if masked else getattr(module, attr)
     target.copy_(new_w)
     apply_masks(module, {attr: mask})
-    if then is not None:
-        attach_codes(module, attr, then.codes(new_w.reshape(new_w.shape[0], -1), new_w.shape))
     return {"sparsity": 1 - float(mask.float().mean())}
