@@ -36,3 +36,6 @@ __all__ += ["BitPlan", "Sensitivity", "allocate_bits", "apply_plan", "bit_sensit
 from netpress.quantize.ecsq import ECSQResult, ecsq, ecsq_assign, ecsq_weights  # noqa: E402
 
 __all__ += ["ECSQResult", "ecsq", "ecsq_assign", "ecsq_weights"]
+from netpress.quantize.soft_sharing import GaussianMixturePrior, flat_weights, merge_and_quantize  # noqa: E402
+
+__all__ += ["GaussianMixturePrior", "flat_weights", "merge_and_quantize"]
