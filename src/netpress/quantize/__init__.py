@@ -39,3 +39,6 @@ __all__ += ["ECSQResult", "ecsq", "ecsq_assign", "ecsq_weights"]
 from netpress.quantize.soft_sharing import GaussianMixturePrior, flat_weights, merge_and_quantize  # noqa: E402
 
 __all__ += ["GaussianMixturePrior", "flat_weights", "merge_and_quantize"]
+from netpress.quantize.zeroshot import ZeroShotHparams, bn_statistics_loss, synthesize_inputs, zeroshot_ptq  # noqa: E402
+
+__all__ += ["ZeroShotHparams", "bn_statistics_loss", "synthesize_inputs", "zeroshot_ptq"]
