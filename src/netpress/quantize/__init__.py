@@ -42,3 +42,6 @@ __all__ += ["GaussianMixturePrior", "flat_weights", "merge_and_quantize"]
 from netpress.quantize.zeroshot import ZeroShotHparams, bn_statistics_loss, synthesize_inputs, zeroshot_ptq  # noqa: E402
 
 __all__ += ["ZeroShotHparams", "bn_statistics_loss", "synthesize_inputs", "zeroshot_ptq"]
+from netpress.quantize.quant_noise import QuantNoiseWeight, quant_noise  # noqa: E402
+
+__all__ += ["QuantNoiseWeight", "quant_noise"]
