@@ -20,3 +20,6 @@ __all__ = ["LotteryResult", "derived_seed", "experiment_id", "retrain_hparams", 
 from netpress.lottery.early_bird import EarlyBird, global_mask, mask_distance  # noqa: E402
 
 __all__ += ["EarlyBird", "global_mask", "mask_distance"]
+from netpress.lottery.rethinking import RethinkingResult, rethinking_control, scratch_init  # noqa: E402
+
+__all__ += ["RethinkingResult", "rethinking_control", "scratch_init"]
