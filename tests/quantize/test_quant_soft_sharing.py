@@ -46,13 +46,13 @@ def test_prior_training_pulls_weights_to_components():
     w = nn.Parameter(torch.randn(200) * 0.3)
     prior = GaussianMixturePrior.from_weights(w.detach(), components=5)
     opt = torch.optim.Adam([w, *prior.parameters()], lr=1e-2)
-    before = float(prior(w))
+    before = float(prior(w).detach())
     for _ in range(100):
         opt.zero_grad()
         loss = prior(w)
         loss.backward()
         opt.step()
-    assert float(prior(w)) < before
+    assert float(prior(w).detach()) < before
 
 
 def _assigned(w, prior):
@@ -98,3 +98,31 @@ def test_flat_weights_and_errors():
         GaussianMixturePrior(torch.tensor([0.1]), pi_zero=1.0)
     with pytest.raises(ConfigError):
         merge_and_quantize(net, GaussianMixturePrior(torch.tensor([0.1])), tol=-1)
+
+
+def test_soft_sharing_train_learns_prior_and_model_together():
+    from netpress.data import load_data
+    from netpress.train import TrainingHparams
+    from netpress.quantize.soft_sharing import soft_sharing_train
+
+    torch.manual_seed(0)
+    data = load_data("synthetic")
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 4))
+    prior = GaussianMixturePrior.from_weights(flat_weights(net).detach(), components=5)
+    start = prior.means.detach().clone()
+    with torch.no_grad():
+        nll0 = float(prior(flat_weights(net)))
+    hp = TrainingHparams(steps="60it", batch_size=64, lr=5e-3, optimizer="adam", eval_every="60it")
+    soft_sharing_train(net, data, prior, hp, tau=2.0, device="cpu", progress=False)
+    with torch.no_grad():
+        assert float(prior(flat_weights(net))) < nll0
+    assert not torch.equal(prior.means.detach(), start)
+    with pytest.raises(ConfigError):
+        soft_sharing_train(net, data, prior, hp, tau=-1.0)
+
+
+def test_variance_floor_keeps_nll_finite():
+    prior = GaussianMixturePrior(torch.tensor([0.5]), pi_zero=0.9)
+    with torch.no_grad():
+        prior.log_vars.fill_(-1e4)
+    assert torch.isfinite(prior(torch.tensor([0.0, 0.5])))

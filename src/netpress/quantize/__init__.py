@@ -36,9 +36,10 @@ __all__ += ["BitPlan", "Sensitivity", "allocate_bits", "apply_plan", "bit_sensit
 from netpress.quantize.ecsq import ECSQResult, ecsq, ecsq_assign, ecsq_weights  # noqa: E402
 
 __all__ += ["ECSQResult", "ecsq", "ecsq_assign", "ecsq_weights"]
-from netpress.quantize.soft_sharing import GaussianMixturePrior, flat_weights, merge_and_quantize  # noqa: E402
+from netpress.quantize.soft_sharing import (GaussianMixturePrior, flat_weights, merge_and_quantize,  # noqa: E402
+                                             soft_sharing_train)
 
-__all__ += ["GaussianMixturePrior", "flat_weights", "merge_and_quantize"]
+__all__ += ["GaussianMixturePrior", "flat_weights", "merge_and_quantize", "soft_sharing_train"]
 from netpress.quantize.zeroshot import ZeroShotHparams, bn_statistics_loss, synthesize_inputs, zeroshot_ptq  # noqa: E402
 
 __all__ += ["ZeroShotHparams", "bn_statistics_loss", "synthesize_inputs", "zeroshot_ptq"]

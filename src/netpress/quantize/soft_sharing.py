@@ -8,7 +8,7 @@ weight to the mean of its most probable component (zero component -> exactly 0, 
 
 Example:
     >>> prior = GaussianMixturePrior.from_weights(flat_weights(net), components=16)
-    >>> loss = task_loss + tau * prior(flat_weights(net))
+    >>> soft_sharing_train(net, data, prior, TrainingHparams(steps="10ep", optimizer="adam", lr=5e-4), tau=5e-3)
     >>> merge_and_quantize(net, prior)           # CodebookWeight parametrizations, method 'soft_sharing'
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from netpress.quantize.codes import PRUNED
 from netpress.quantize.sharing import CodebookWeight, _attach
 
 _LOG_2PI = math.log(2 * math.pi)
+MIN_LOG_VAR = math.log(1e-10)  # variance floor: a component collapsing onto its weights would make the NLL -> -inf
 
 
 class GaussianMixturePrior(nn.Module):
@@ -83,13 +84,61 @@ class GaussianMixturePrior(nn.Module):
     def log_joint(self, w: torch.Tensor) -> torch.Tensor:
         """``log pi_j + log N(w_i | mu_j, sigma_j^2)``, shape ``[n, k]``."""
         w = w.reshape(-1, 1).to(self.means.dtype)
-        var = self.log_vars.exp()
-        log_n = -0.5 * (_LOG_2PI + self.log_vars + (w - self.all_means()) ** 2 / var)
+        log_vars = self.log_vars.clamp_min(MIN_LOG_VAR)
+        log_n = -0.5 * (_LOG_2PI + log_vars + (w - self.all_means()) ** 2 / log_vars.exp())
         return log_n + self.log_mixing()
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood ``-sum_i log sum_j pi_j N(w_i | mu_j, sigma_j^2)`` of the (flat) weights."""
         return -torch.logsumexp(self.log_joint(w), dim=1).sum()
+
+
+class _WithPrior(nn.Module):
+    """The model and its prior as one module, so one optimizer (and checkpoint) holds both."""
+
+    def __init__(self, model: nn.Module, prior: GaussianMixturePrior):
+        super().__init__()
+        self.model, self.prior = model, prior
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def soft_sharing_train(model: nn.Module, data, prior: GaussianMixturePrior, hp, tau: float = 5e-3, *,
+                       names: Iterable[str] | None = None, exclude: Iterable[str] = (), **train_kwargs):
+    """Train ``model`` and ``prior`` together on ``cross_entropy + tau * prior(weights) / n_train``.
+
+    Args:
+        model: the network, trained in place.
+        data: :class:`~netpress.data.DataSplits`.
+        prior: a :class:`GaussianMixturePrior`, learned in place.
+        hp: :class:`~netpress.train.TrainingHparams`.
+        tau: weight of the prior's NLL per training example (Ullrich et al. use ~5e-3).
+        names: weights under the prior (default: every Linear/Conv weight).
+        exclude: plain names outside the prior.
+        **train_kwargs: passed to :func:`netpress.train.train`.
+
+    Returns:
+        The :class:`~netpress.train.TrainResult`.
+
+    Raises:
+        ConfigError: ``tau < 0``; before training.
+
+    Example:
+        >>> soft_sharing_train(net, data, prior, TrainingHparams(steps="10ep", lr=5e-4, optimizer="adam"))
+        >>> merge_and_quantize(net, prior)
+    """
+    from netpress.train import cross_entropy, train
+
+    if not tau >= 0:
+        raise ConfigError(f"tau must be >= 0, got {tau}")
+    selected_tensors(model, names, exclude)  # unknown names fail before training
+    n = max(1, len(data.train))
+
+    def loss_fn(outputs, batch):
+        return cross_entropy(outputs, batch) + tau * prior(flat_weights(model, names, exclude)) / n
+
+    return train(_WithPrior(model, prior), data, hp, loss_fn=loss_fn, **train_kwargs)
 
 
 def flat_weights(model: nn.Module, names: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> torch.Tensor:
@@ -112,7 +161,7 @@ def merged_components(prior: GaussianMixturePrior, tol: float) -> tuple[torch.Te
     Returns:
         ``(means, log_vars, log_mixing)`` of the merged mixture, the zero component first.
     """
-    means, variances, pis = prior.all_means(), prior.log_vars.exp(), prior.log_mixing().exp()
+    means, variances, pis = prior.all_means(), prior.log_vars.clamp_min(MIN_LOG_VAR).exp(), prior.log_mixing().exp()
     order = means.argsort()
     groups: list[list[int]] = []
     for j in order.tolist():
