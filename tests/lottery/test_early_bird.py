@@ -66,6 +66,7 @@ def test_callback_observes_every_n_iterations():
         eb.on_step_end(it, net, None)
     assert len(eb.distances) == 3  # observations at 3, 6, 9, 12
     assert eb.detected_at == 2  # unchanged weights: distances 0, 0 -> detected at the third observation
+    assert eb.detected_iteration == 9
 
 
 def test_bad_arguments():

@@ -88,6 +88,8 @@ class EarlyBird:
         detected_at: the observation index (0-based) at which the ticket was detected, else None.
         stable_since: the first observation of the stable run (``detected_at - window``), else None.
         ticket: the mask at detection, ``{plain_name: 0/1 tensor}`` (usable with ``prune.apply_masks``).
+        detected_iteration: the training iteration of detection when run as a callback, else None (the
+            iterations after it are what stopping early saves).
     """
 
     def __init__(self, sparsity: float, window: int = 5, eps: float = 0.1, every: int = 1, score: str = "weight",
@@ -108,6 +110,7 @@ class EarlyBird:
         self._observations = 0
         self.detected_at: int | None = None
         self.ticket: dict[str, torch.Tensor] | None = None
+        self.detected_iteration: int | None = None
 
     @property
     def stable_since(self) -> int | None:
@@ -132,5 +135,5 @@ class EarlyBird:
 
     def on_step_end(self, iteration: int, model: nn.Module, optimizer=None) -> None:
         """Trainer hook: observe every ``every`` iterations."""
-        if iteration % self.every == 0:
-            self.observe(model)
+        if iteration % self.every == 0 and self.observe(model) and self.detected_iteration is None:
+            self.detected_iteration = iteration
