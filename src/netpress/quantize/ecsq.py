@@ -18,6 +18,7 @@ import dataclasses
 import math
 from typing import Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,6 +27,7 @@ from netpress.quantize.base import bits_per_tensor, check_finite, quantizer_of, 
 from netpress.quantize.codes import PRUNED
 from netpress.quantize.sharing import CodebookWeight, _attach
 
+_RTOL = 1e-7  # stop when the Lagrangian improves by less than this fraction
 _TINY = 1e-12  # probability floor: an empty cell costs ~40 bits, so it is only chosen at tiny lam
 
 
@@ -49,8 +51,12 @@ class ECSQResult:
 def ecsq_assign(w: torch.Tensor, centroids: torch.Tensor, probs: torch.Tensor, lam: float) -> torch.Tensor:
     """The Lagrangian assignment ``argmin_k (w - c_k)^2 + lam * (-log2 p_k)`` of each value of ``w``.
 
+    Dropping the common ``w^2``, each codeword's cost is a line in ``w`` (slope ``-2 c_k``); the lower envelope
+    of the k lines splits the real line into intervals, so the assignment is one ``searchsorted`` per value:
+    O(k log k + n log k) time and O(n + k) memory.
+
     Args:
-        w: 1-D values.
+        w: values (any shape).
         centroids: ``[k]`` codewords.
         probs: ``[k]`` codeword probabilities (zeros are floored at 1e-12).
         lam: rate weight, >= 0 (squared weight units per bit).
@@ -62,9 +68,32 @@ def ecsq_assign(w: torch.Tensor, centroids: torch.Tensor, probs: torch.Tensor, l
         >>> ecsq_assign(torch.tensor([0.4]), torch.tensor([0.0, 1.0]), torch.tensor([0.9, 0.1]), lam=0.0)
         tensor([0])
     """
-    rate = -torch.log2(probs.double().clamp_min(_TINY))
-    cost = (w.double()[:, None] - centroids.double()[None, :]) ** 2 + lam * rate[None, :]
-    return cost.argmin(dim=1)
+    c = centroids.detach().double().cpu().numpy()
+    pen = lam * -np.log2(np.maximum(probs.detach().double().cpu().numpy(), _TINY))
+    hull, breaks = _lower_envelope(-2.0 * c, c * c + pen)
+    x = w.detach().double().cpu().reshape(-1).numpy()
+    labels = hull[np.searchsorted(breaks, x, side="left")]
+    return torch.from_numpy(labels).to(torch.int64).reshape(w.shape)
+
+
+def _lower_envelope(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lines ``a_k x + b_k`` forming the pointwise minimum, left to right, and the x where each next one starts."""
+    hull: list[int] = []
+    breaks: list[float] = []
+    for k in np.lexsort((b, -a)).tolist():  # slope descending; equal slopes: smaller intercept first
+        if hull and a[hull[-1]] == a[k]:
+            continue  # same slope, larger-or-equal intercept: never below
+        while hull:
+            j = hull[-1]
+            x = (b[k] - b[j]) / (a[j] - a[k])  # from here on line k is below line j
+            if breaks and x <= breaks[-1]:
+                hull.pop()
+                breaks.pop()
+                continue
+            breaks.append(x)
+            break
+        hull.append(k)
+    return np.asarray(hull, dtype=np.int64), np.asarray(breaks, dtype=np.float64)
 
 
 def ecsq(w: torch.Tensor, bits: int, lam: float, iterations: int = 100) -> ECSQResult:
@@ -93,17 +122,26 @@ def ecsq(w: torch.Tensor, bits: int, lam: float, iterations: int = 100) -> ECSQR
     centroids = torch.linspace(float(x.min()), float(x.max()), k, dtype=torch.float64)
     probs = torch.full((k,), 1.0 / k, dtype=torch.float64)
     labels = torch.full(x.shape, -1, dtype=torch.int64)
-    it = 0
+    it, previous = 0, math.inf
     for it in range(1, iterations + 1):
         new = ecsq_assign(x, centroids, probs, lam)
         counts = torch.bincount(new, minlength=k).double()
         sums = torch.bincount(new, weights=x, minlength=k)
         centroids = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)
         probs = counts / counts.sum()
-        if torch.equal(new, labels):
+        cost = _lagrangian(x, new, centroids, probs, lam)  # never increases: each step minimises it
+        if torch.equal(new, labels) or (math.isfinite(previous) and previous - cost <= _RTOL * previous):
+            labels = new
             break
-        labels = new
+        labels, previous = new, cost
     return ECSQResult(labels, centroids.float(), probs.float(), it)
+
+
+def _lagrangian(x: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, probs: torch.Tensor,
+                lam: float) -> float:
+    """Mean squared error plus ``lam`` times the index entropy in bits."""
+    p = probs[probs > 0]
+    return float(((x - centroids[labels]) ** 2).mean()) + lam * float(-(p * torch.log2(p)).sum())
 
 
 def _check(bits: int, lam: float, iterations: int) -> None:

@@ -184,9 +184,11 @@ def merged_components(prior: GaussianMixturePrior, tol: float) -> tuple[torch.Te
 def assign_components(w: torch.Tensor, means: torch.Tensor, log_vars: torch.Tensor,
                       log_mixing: torch.Tensor) -> torch.Tensor:
     """Index of each weight's most probable component (argmax of ``log pi_j + log N(w | mu_j, sigma_j^2)``)."""
-    x = w.reshape(-1, 1).double()
-    log_n = -0.5 * (_LOG_2PI + log_vars.double() + (x - means.double()) ** 2 / log_vars.double().exp())
-    return (log_n + log_mixing.double()).argmax(dim=1).reshape(w.shape)
+    x, lv, mu = w.reshape(-1, 1).double(), log_vars.double(), means.double()
+    chunk = max(1, (1 << 22) // max(1, mu.numel()))  # bounded memory
+    parts = [(-0.5 * (_LOG_2PI + lv + (x[i:i + chunk] - mu) ** 2 / lv.exp()) + log_mixing.double()).argmax(dim=1)
+             for i in range(0, x.shape[0], chunk)]
+    return torch.cat(parts).reshape(w.shape)
 
 
 def merge_and_quantize(model: nn.Module, prior: GaussianMixturePrior, *, tol: float = 1e-2,
