@@ -73,3 +73,21 @@ def test_bad_lambda_raises_before_change():
     with pytest.raises(ConfigError):
         ecsq_weights(net, bits=3, lam=-1.0)
     assert torch.equal(net[0].weight, before)
+
+
+def test_assignment_matches_dense_argmin_with_duplicate_centroids_and_empty_cells():
+    gen = torch.Generator().manual_seed(7)
+    for trial in range(60):
+        k = int(torch.randint(1, 40, (1,), generator=gen))
+        w = torch.randn(300, generator=gen, dtype=torch.float64)
+        c = torch.randn(k, generator=gen, dtype=torch.float64)
+        if trial % 3 == 0:
+            c[: k // 2] = c[0]  # repeated codewords
+        p = torch.rand(k, generator=gen, dtype=torch.float64)
+        if trial % 2 == 0:
+            p[0] = 0.0  # an empty cell
+        p = p / p.sum()
+        lam = float(torch.rand(1, generator=gen)) * 0.5
+        cost = (w[:, None] - c[None, :]) ** 2 - lam * torch.log2(p.clamp_min(1e-12))[None, :]
+        got = cost.gather(1, ecsq_assign(w, c, p, lam)[:, None])[:, 0]
+        torch.testing.assert_close(got, cost.min(1).values, rtol=0, atol=1e-12)
