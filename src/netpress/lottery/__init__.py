@@ -17,3 +17,9 @@ __all__ = ["LotteryResult", "derived_seed", "experiment_id", "retrain_hparams", 
            "BRANCH", "CONTROLS", "LotteryHparams", "lottery_training_defaults", "Interpolation", "error_barrier",
            "interpolate_state", "linear_interpolation", "level_masks", "mask_sparsity", "output_layer",
            "random_masks", "stats", "summarise", "load_stage", "set_weights", "train_stage"]
+from netpress.lottery.early_bird import EarlyBird, global_mask, mask_distance  # noqa: E402
+
+__all__ += ["EarlyBird", "global_mask", "mask_distance"]
+from netpress.lottery.rethinking import RethinkingResult, rethinking_control, scratch_init  # noqa: E402
+
+__all__ += ["RethinkingResult", "rethinking_control", "scratch_init"]

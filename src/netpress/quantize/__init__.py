@@ -43,3 +43,16 @@ __all__ += ["ACTIVATION_MODES", "quantizer_input"]
 from netpress.quantize.gptq import GPTQHparams, attach_codes, gptq_codes, gptq_module  # noqa: E402
 
 __all__ += ["GPTQHparams", "attach_codes", "gptq_codes", "gptq_module"]
+from netpress.quantize.ecsq import ECSQResult, ecsq, ecsq_assign, ecsq_weights  # noqa: E402
+
+__all__ += ["ECSQResult", "ecsq", "ecsq_assign", "ecsq_weights"]
+from netpress.quantize.soft_sharing import (GaussianMixturePrior, flat_weights, merge_and_quantize,  # noqa: E402
+                                             soft_sharing_train)
+
+__all__ += ["GaussianMixturePrior", "flat_weights", "merge_and_quantize", "soft_sharing_train"]
+from netpress.quantize.zeroshot import ZeroShotHparams, bn_statistics_loss, synthesize_inputs, zeroshot_ptq  # noqa: E402
+
+__all__ += ["ZeroShotHparams", "bn_statistics_loss", "synthesize_inputs", "zeroshot_ptq"]
+from netpress.quantize.quant_noise import QuantNoiseWeight, quant_noise  # noqa: E402
+
+__all__ += ["QuantNoiseWeight", "quant_noise"]
