@@ -1,0 +1,18 @@
+"""Run compressed models fast and small: per-layer kernels chosen by measurement, integer-only inference, ONNX.
+
+Example:
+    >>> from netpress.runtime import convert, resident_bytes
+    >>> fast = convert(compressed_net)              # int8 / low-bit / CSR / dense per layer, timed on this machine
+    >>> fast.runtime_plan.rows()                    # the per-layer plan
+    >>> resident_bytes(fast) / resident_bytes(dense_net)
+    >>> fast2 = netpress.load("net.netp", runtime="auto")
+"""
+from netpress.runtime.convert import RuntimeHparams, convert, run
+from netpress.runtime.kernels import KERNELS, Int8Conv2d, Int8Linear, LowBitConv2d, LowBitEmbedding, LowBitLinear
+from netpress.runtime.memory import resident_bytes
+from netpress.runtime.plan import LayerPlan, Plan, TimingCache, choose, machine_id
+from netpress.runtime.weights import LowBit, int8_rows, lowbit
+
+__all__ = ["RuntimeHparams", "convert", "run", "KERNELS", "Int8Conv2d", "Int8Linear", "LowBitConv2d",
+           "LowBitEmbedding", "LowBitLinear", "resident_bytes", "LayerPlan", "Plan", "TimingCache", "choose",
+           "machine_id", "LowBit", "int8_rows", "lowbit"]
