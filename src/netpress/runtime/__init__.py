@@ -7,12 +7,13 @@ Example:
     >>> resident_bytes(fast) / resident_bytes(dense_net)
     >>> fast2 = netpress.load("net.netp", runtime="auto")
 """
+from netpress.runtime.api import check_runtime, for_file
 from netpress.runtime.convert import RuntimeHparams, convert, run
 from netpress.runtime.kernels import KERNELS, Int8Conv2d, Int8Linear, LowBitConv2d, LowBitEmbedding, LowBitLinear
 from netpress.runtime.memory import resident_bytes
 from netpress.runtime.plan import LayerPlan, Plan, TimingCache, choose, machine_id
 from netpress.runtime.weights import LowBit, int8_rows, lowbit
 
-__all__ = ["RuntimeHparams", "convert", "run", "KERNELS", "Int8Conv2d", "Int8Linear", "LowBitConv2d",
+__all__ = ["check_runtime", "for_file", "RuntimeHparams", "convert", "run", "KERNELS", "Int8Conv2d", "Int8Linear", "LowBitConv2d",
            "LowBitEmbedding", "LowBitLinear", "resident_bytes", "LayerPlan", "Plan", "TimingCache", "choose",
            "machine_id", "LowBit", "int8_rows", "lowbit"]

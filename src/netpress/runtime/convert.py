@@ -64,7 +64,8 @@ def convert(model: nn.Module, codes: Mapping[str, Any] | Iterable[str] | None = 
             :func:`netpress.quantize.export_codes`).
         plan: re-apply a saved :class:`Plan` instead of measuring.
         example_inputs: inputs to run the model on (a tensor, tuple of args or dict of kwargs each), one per batch
-            size; default: random inputs of the registry model's ``input_shape`` at ``hp.batch_sizes``.
+            size; default: random inputs of the registry model's ``input_shape`` at ``hp.batch_sizes``. Not needed
+            with ``hp.measure=False`` (then every supported layer is converted).
         hp: see :class:`RuntimeHparams`.
         timer: ``timer({kind: module}, x) -> {kind: seconds}`` (default: interleaved medians on this machine).
 
@@ -78,7 +79,8 @@ def convert(model: nn.Module, codes: Mapping[str, Any] | Iterable[str] | None = 
         >>> fast = convert(share_weights(prune(net, 0.92), bits=5))
         >>> print(fast.runtime_plan.choices())     # {'features.0': 'int8', 'fc_out': 'dense', ...}
     """
-    inputs = _example_inputs(model, example_inputs, hp)
+    timed = hp.measure and plan is None
+    inputs = _example_inputs(model, example_inputs, hp) if timed or example_inputs is not None else None
     names = _quantized_names(model, codes)
     plain = _plain_copy(model)
     layers = {n: m for n, m in plain.named_modules() if kernels.supported(m)}
@@ -86,7 +88,7 @@ def convert(model: nn.Module, codes: Mapping[str, Any] | Iterable[str] | None = 
         missing = sorted(set(plan.choices()) - set(layers))
         if missing:
             raise ConfigError(f"the plan names layers this model does not have: {missing[:5]}")
-    seen = _layer_inputs(plain, layers, inputs)
+    seen = _layer_inputs(plain, layers, inputs) if inputs is not None else {n: [] for n in layers}
     cache, machine = TimingCache(hp.cache), machine_id()
     chosen = []
     for name, module in layers.items():

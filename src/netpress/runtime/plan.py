@@ -12,6 +12,7 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -61,7 +62,7 @@ class Plan:
             raise ConfigError(f"not a runtime plan ({type(exc).__name__}: {exc})") from None
 
     def save(self, path: str | os.PathLike) -> None:
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Plan":
@@ -142,4 +143,4 @@ class TimingCache:
 
     def save(self) -> None:
         if self.path:
-            atomic_write_text(self.path, json.dumps(self.data, indent=0, sort_keys=True))
+            atomic_write_text(Path(self.path), json.dumps(self.data, indent=0, sort_keys=True))

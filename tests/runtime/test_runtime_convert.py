@@ -1,0 +1,175 @@
+"""convert(): the per-layer chooser (forced timings), plan re-use and caching, load(path, runtime=...)."""
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import netpress
+from netpress.errors import ConfigError, UnknownNameError
+from netpress.models import build_model
+from netpress.prune import prune
+from netpress.quantize import UniformSpec, export_codes, quantize_weights, share_weights
+from netpress.runtime import (Int8Linear, LowBitEmbedding, Plan, RuntimeHparams, choose, convert, machine_id,
+                              resident_bytes)
+from netpress.runtime.convert import _plain_copy
+
+warnings.filterwarnings("ignore", message=".*(Sparse|deprecated).*")
+FAST = RuntimeHparams(repeats=2)
+
+
+def _compressed(seed=0) -> nn.Module:
+    net = build_model("lenet300", (1, 28, 28), 10, seed=seed)
+    prune(net, 0.92)
+    return share_weights(net, bits=5)
+
+
+def forced(table: dict[str, float]):
+    """A timer that reports fixed seconds per kind (and records what it was asked to time)."""
+    calls = []
+
+    def timer(modules, x):
+        calls.append((sorted(modules), tuple(x.shape)))
+        return {k: table[k] for k in modules}
+    timer.calls = calls
+    return timer
+
+
+def test_chooser_picks_the_kind_the_timer_says_is_fastest():
+    net = _compressed()
+    for fastest in ("int8", "csr", "dense", "lowbit"):
+        table = {"dense": 5e-6, "int8": 5e-6, "lowbit": 5e-6, "csr": 5e-6, fastest: 1e-6}
+        fast = convert(net, hp=FAST, timer=forced(table))
+        applicable = [layer for layer in fast.runtime_plan.layers if fastest in layer.seconds]
+        assert len(applicable) >= 2 and all(layer.kind == fastest for layer in applicable)
+
+
+def test_chooser_breaks_near_ties_by_memory():
+    assert choose({"dense": [1.00e-6, 10e-6], "int8": [1.05e-6, 10.2e-6]}, {"dense": 400, "int8": 100}, 0.1) == "int8"
+    assert choose({"dense": [1e-6, 10e-6], "int8": [2e-6, 20e-6]}, {"dense": 400, "int8": 100}, 0.1) == "dense"
+
+
+def test_chooser_times_each_layer_at_its_real_input_shape_per_batch():
+    timer = forced({"dense": 1.0, "int8": 2.0, "lowbit": 3.0, "csr": 4.0})
+    convert(_compressed(), hp=RuntimeHparams(batch_sizes=(1, 4)), timer=timer)
+    shapes = [s for _, s in timer.calls]
+    assert shapes == [(1, 784), (4, 784), (1, 300), (4, 300), (1, 100), (4, 100)]
+    assert timer.calls[0][0] == ["csr", "dense", "int8", "lowbit"]  # 92% sparse + quantized: all kinds apply
+
+
+def test_converted_model_matches_decoded_model():
+    net = _compressed()
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        ref = _plain_copy(net)(x)
+    for kind, tol in (("dense", 0.0), ("csr", 1e-5), ("lowbit", 1e-5)):
+        table = {"dense": 9.0, "int8": 9.0, "lowbit": 9.0, "csr": 9.0, kind: 1.0}
+        got = convert(net, hp=FAST, timer=forced(table))(x)
+        torch.testing.assert_close(got, ref, rtol=0, atol=tol + tol * float(ref.abs().max()))
+    got = convert(net, hp=FAST, timer=forced({"dense": 9.0, "int8": 1.0, "lowbit": 9.0, "csr": 9.0}))(x)
+    # int8: k-means weights re-quantized (<= 1/254 of a row's max) and 7-bit dynamic activations: 5% of the range
+    assert (got - ref).abs().max() <= 0.05 * ref.abs().max()
+
+
+def test_plan_round_trips_and_is_reapplied_without_timing(tmp_path):
+    net = _compressed()
+    fast = convert(net, hp=FAST, timer=forced({"dense": 3.0, "int8": 1.0, "lowbit": 2.0, "csr": 4.0}))
+    path = tmp_path / "plan.json"
+    fast.runtime_plan.save(path)
+    plan = Plan.load(path)
+    assert plan.choices() == fast.runtime_plan.choices() == {n: "int8" for n in plan.choices()}
+
+    def no_timer(*_):
+        raise AssertionError("a saved plan must not be re-measured")
+    again = convert(net, plan=plan, timer=no_timer)
+    assert all(isinstance(again.get_submodule(n), Int8Linear) for n in plan.choices())
+
+
+def test_plan_that_does_not_fit_is_refused():
+    plan = Plan("m", [])
+    plan_dict = plan.to_dict()
+    plan_dict["layers"] = [{"name": "nope", "op": "Linear", "weight_shape": [1, 1], "input_shapes": [],
+                            "kind": "int8", "seconds": {}, "resident_bytes": {}}]
+    with pytest.raises(ConfigError, match="nope"):
+        convert(_compressed(), plan=Plan.from_dict(plan_dict))
+
+
+def test_timing_cache_skips_measurement_on_second_convert(tmp_path, monkeypatch):
+    cache = str(tmp_path / "timings.json")
+    hp = RuntimeHparams(repeats=2, cache=cache)
+    first = convert(_compressed(), hp=hp)
+    stored = json.loads(open(cache).read())
+    assert len(stored) == 2 * (4 + 4 + 3)  # 2 batch sizes x kinds per layer (fc_out is too dense for csr)
+    assert all(k.startswith(machine_id() + "|") for k in stored)
+
+    def no_timer(*_a, **_k):
+        raise AssertionError("cached timings must be reused")
+    monkeypatch.setattr(sys.modules["netpress.runtime.convert"], "median_seconds", no_timer)
+    second = convert(_compressed(), hp=hp)
+    assert second.runtime_plan.choices() == first.runtime_plan.choices()
+
+
+def test_unquantized_model_is_never_rounded():
+    net = build_model("lenet300", (1, 28, 28), 10, seed=0)
+    fast = convert(net, hp=FAST, timer=forced({"dense": 9.0, "int8": 1.0, "lowbit": 1.0, "csr": 1.0}))
+    assert set(fast.runtime_plan.choices().values()) == {"dense"}
+
+
+def test_resident_bytes_counts_compressed_forms():
+    net = _compressed()
+    dense = resident_bytes(_plain_copy(net))
+    assert dense == 4 * (300 + 100 + 10) + 4 * (784 * 300 + 300 * 100 + 1000)  # fp32 biases + weights
+    int8 = convert(net, hp=FAST, timer=forced({"dense": 9.0, "int8": 1.0, "lowbit": 9.0, "csr": 9.0}))
+    n_w = 784 * 300 + 300 * 100 + 1000
+    assert n_w <= resident_bytes(int8) <= n_w + 20 * 410 + 4 * 410
+    lowbit = convert(net, hp=FAST, timer=forced({"dense": 9.0, "int8": 9.0, "lowbit": 1.0, "csr": 9.0}))
+    assert resident_bytes(lowbit) < resident_bytes(int8) < dense / 3.8
+
+
+def test_embedding_and_user_model_with_example_inputs():
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.fc = nn.Embedding(100, 16), nn.Linear(16, 4)
+
+        def forward(self, ids):
+            return self.fc(self.emb(ids).mean(1))
+    net = Tiny()
+    quantize_weights(net, UniformSpec(bits=4, granularity="channel"), names=["emb.weight", "fc.weight"])
+    ids = torch.randint(0, 100, (3, 5))
+    with pytest.raises(ConfigError, match="example_inputs"):
+        convert(net)
+    fast = convert(net, example_inputs=[ids], hp=FAST, timer=forced({"dense": 9.0, "int8": 9.0, "lowbit": 1.0}))
+    assert isinstance(fast.emb, LowBitEmbedding)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(ids), _plain_copy(net)(ids), rtol=1e-5, atol=1e-6)
+    assert set(export_codes(net)) == {"emb.weight", "fc.weight"}  # the input model is left untouched
+
+
+def test_load_with_runtime(tmp_path):
+    net = _compressed()
+    path = tmp_path / "m.netp"
+    netpress.save(net, path)
+    x = torch.randn(4, 1, 28, 28)
+    decoded = netpress.load(path)
+    fast = netpress.load(path, runtime="lowbit")
+    assert set(fast.runtime_plan.choices().values()) == {"lowbit"}
+    torch.testing.assert_close(fast(x), decoded(x), rtol=1e-5, atol=1e-5)
+    auto = netpress.load(path, runtime=RuntimeHparams(repeats=2))
+    assert (auto(x) - decoded(x)).abs().max() <= 0.05 * decoded(x).abs().max()
+    plan_path = tmp_path / "plan.json"
+    auto.runtime_plan.save(plan_path)
+    assert netpress.load(path, runtime=str(plan_path)).runtime_plan.choices() == auto.runtime_plan.choices()
+    with pytest.raises(ConfigError, match="unknown runtime"):
+        netpress.load(path, runtime="fastest")
+
+
+def test_bad_hparams_raise_before_work():
+    with pytest.raises(UnknownNameError):
+        RuntimeHparams(kinds=("int3",))
+    with pytest.raises(ConfigError):
+        RuntimeHparams(batch_sizes=(0,))
