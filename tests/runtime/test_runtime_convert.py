@@ -29,12 +29,14 @@ def _compressed(seed=0) -> nn.Module:
 
 
 def forced(table: dict[str, float]):
-    """A timer that reports fixed seconds per kind (and records what it was asked to time)."""
+    """A timer that reports fixed seconds per kind (and records which layer kinds it was asked to time); the
+    whole model ('model') and fused groups ('fused') take table.get(key, 0)."""
     calls = []
 
     def timer(modules, x):
-        calls.append((sorted(modules), tuple(x.shape)))
-        return {k: table[k] for k in modules}
+        if not {"model", "fused"} & set(modules):
+            calls.append((sorted(modules), tuple(x.shape)))
+        return {k: table.get(k, 0.0) for k in modules}
     timer.calls = calls
     return timer
 
@@ -103,7 +105,7 @@ def test_timing_cache_skips_measurement_on_second_convert(tmp_path, monkeypatch)
     hp = RuntimeHparams(repeats=2, cache=cache)
     first = convert(_compressed(), hp=hp)
     stored = json.loads(open(cache).read())
-    assert len(stored) == 2 * (4 + 4 + 3)  # 2 batch sizes x kinds per layer (fc_out is too dense for csr)
+    assert len(stored) == 2 * (4 + 4 + 3 + 1)  # 2 batch sizes x (kinds per layer + the whole model); fc_out: no csr
     assert all(k.startswith(machine_id() + "|") for k in stored)
 
     def no_timer(*_a, **_k):
@@ -173,3 +175,46 @@ def test_bad_hparams_raise_before_work():
         RuntimeHparams(kinds=("int3",))
     with pytest.raises(ConfigError):
         RuntimeHparams(batch_sizes=(0,))
+
+
+class _Attention(nn.Module):
+    """query / key / value read the same tensor (fusable); out reads another."""
+
+    def __init__(self):
+        super().__init__()
+        self.query, self.key, self.value, self.out = (nn.Linear(32, 16), nn.Linear(32, 16), nn.Linear(32, 8),
+                                                      nn.Linear(40, 32))
+
+    def forward(self, x):
+        return self.out(torch.cat([self.query(x), self.key(x) * 2, self.value(x)], -1))
+
+
+def _attention() -> nn.Module:
+    net = _Attention()
+    return quantize_weights(net, UniformSpec(bits=8, granularity="channel"))
+
+
+def test_siblings_reading_one_tensor_fuse_when_faster_and_match():
+    net, x = _attention(), torch.randn(2, 5, 32)
+    table = {"dense": 9.0, "int8": 1.0, "lowbit": 9.0, "fused": 2.0}  # fused 2 < 3 x 1 apart
+    fused = convert(net, example_inputs=[x], hp=FAST, timer=forced(table))
+    groups = {layer.name: layer.group for layer in fused.runtime_plan.layers}
+    assert groups == {"query": "query,key,value", "key": "query,key,value", "value": "query,key,value", "out": ""}
+    apart = convert(net, example_inputs=[x], hp=FAST, timer=forced({**table, "fused": 3.5}))
+    assert not any(layer.group for layer in apart.runtime_plan.layers)
+    assert isinstance(apart.query, Int8Linear)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), apart(x), rtol=1e-5, atol=1e-5)  # one GEMM == three GEMMs
+        again = convert(net, plan=fused.runtime_plan)
+        torch.testing.assert_close(again(x), fused(x))
+        torch.testing.assert_close(fused.key(x + 1), apart.key(x + 1), rtol=1e-5, atol=1e-5)  # any call order
+
+
+def test_model_slack_lets_a_slightly_slower_smaller_kind_win():
+    net, x = _attention(), torch.randn(2, 5, 32)
+    table = {"dense": 1.0, "int8": 1.5, "lowbit": 1.4, "model": 100.0}
+    assert all(k == "lowbit" for k in convert(net, example_inputs=[x], hp=FAST,
+                                              timer=forced(table)).runtime_plan.choices().values())
+    strict = RuntimeHparams(repeats=2, model_slack=0.0)
+    assert all(k == "dense" for k in convert(net, example_inputs=[x], hp=strict,
+                                             timer=forced(table)).runtime_plan.choices().values())

@@ -24,6 +24,9 @@ class RuntimeHparams(Hparams):
         kinds: kernel kinds allowed (``dense`` is always the fallback).
         measure: time the kinds on this machine (False: the first applicable kind in ``kinds`` order).
         slack: kinds within this fraction of the fastest count as equally fast; the smallest in memory wins.
+        model_slack: a layer's smaller kind also counts as equally fast when it costs at most this fraction of the
+            whole model's measured time (e.g. a low-bit Embedding: microseconds in a model of milliseconds).
+        fuse: time and, where faster, fuse int8 Linear siblings that read the same tensor (query/key/value).
         requant_tol: the largest int8 re-quantization error allowed (``max|w - q*s| / max|w|`` per row) for a
             quantized weight that is not already on an int8 grid (k-means codebooks); 0 = exact only.
         repeats: timed calls per kind and input.
@@ -34,6 +37,8 @@ class RuntimeHparams(Hparams):
     kinds: tuple[str, ...] = ("dense", "int8", "lowbit", "csr")
     measure: bool = True
     slack: float = 0.1
+    model_slack: float = 0.01
+    fuse: bool = True
     requant_tol: float = 0.01
     repeats: int = 30
     cache: str | None = None
@@ -43,7 +48,8 @@ class RuntimeHparams(Hparams):
             kernels.KERNELS.get(k)
         if not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes):
             raise ConfigError(f"batch_sizes must be positive, got {self.batch_sizes}")
-        if not 0 <= self.slack < 10 or not 0 <= self.requant_tol < 1 or self.repeats < 1:
+        if not 0 <= self.slack < 10 or not 0 <= self.model_slack < 1 or not 0 <= self.requant_tol < 1 \
+                or self.repeats < 1:
             raise ConfigError(f"bad slack {self.slack}, requant_tol {self.requant_tol} or repeats {self.repeats}")
 
 
@@ -88,23 +94,88 @@ def convert(model: nn.Module, codes: Mapping[str, Any] | Iterable[str] | None = 
         missing = sorted(set(plan.choices()) - set(layers))
         if missing:
             raise ConfigError(f"the plan names layers this model does not have: {missing[:5]}")
-    seen = _layer_inputs(plain, layers, inputs) if inputs is not None else {n: [] for n in layers}
+    seen, sources = _layer_inputs(plain, layers, inputs) if inputs is not None else ({n: [] for n in layers}, {})
+    measure = timer or (lambda ms, t: median_seconds(ms, t, hp.repeats))
     cache, machine = TimingCache(hp.cache), machine_id()
-    chosen = []
+    allowance = _model_allowance(plain, inputs, hp, measure, cache, machine) if timed else None
+    chosen: dict[str, LayerPlan] = {}
     for name, module in layers.items():
         if name not in seen:
             continue
         info = kernels.LayerInfo(name, _weight_name(name) in names, hp.requant_tol)
         want = plan.choices().get(name) if plan is not None else None
-        layer, new = _choose_layer(name, module, seen[name], info, hp, want, timer, cache, machine)
+        layer, new = _choose_layer(name, module, seen[name], info, hp, want, timer, cache, machine, allowance)
         plain = new if not name else _replace(plain, name, new)
-        chosen.append(layer)
+        chosen[name] = layer
+    groups = _planned_groups(plan) if plan is not None else (
+        _sibling_groups(sources, chosen, layers) if timed and hp.fuse else [])
+    for group in groups:
+        _try_fuse(plain, group, layers, chosen, seen, measure, forced=plan is not None)
     cache.save()
-    plain.runtime_plan = Plan(machine, chosen)
+    plain.runtime_plan = Plan(machine, list(chosen.values()))
     return plain
 
 
-def _choose_layer(name, module, xs, info, hp, want, timer, cache, machine) -> tuple[LayerPlan, nn.Module]:
+class _Call(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return run(self.model, x)
+
+
+def _model_allowance(model: nn.Module, inputs: list, hp: RuntimeHparams, measure: Timer, cache: TimingCache,
+                     machine: str) -> list[float]:
+    """Seconds a layer may spend over its fastest kind to save memory: ``model_slack`` of the model's time."""
+    n_params = sum(p.numel() for p in model.parameters())
+    out = []
+    for x in inputs:
+        key = f"{machine}|model|{type(model).__name__}|{n_params}|{_shapes(x)}"
+        if key not in cache.data:
+            cache.data[key] = float(measure({"model": _Call(model)}, x).get("model", 0.0))
+        out.append(hp.model_slack * cache.data[key])
+    return out
+
+
+def _shapes(x) -> str:
+    if isinstance(x, dict):
+        return str({k: list(v.shape) for k, v in x.items() if hasattr(v, "shape")})
+    if isinstance(x, (tuple, list)):
+        return str([list(v.shape) for v in x if hasattr(v, "shape")])
+    return str(list(x.shape))
+
+
+def _sibling_groups(sources: dict[str, int], chosen: dict[str, LayerPlan], layers: dict) -> list[list[str]]:
+    by_source: dict[tuple, list[str]] = {}
+    for name, src in sources.items():
+        m = layers[name]
+        if chosen.get(name) and chosen[name].kind == "int8" and type(m) is nn.Linear and not m.weight.is_cuda:
+            by_source.setdefault((src, m.in_features), []).append(name)
+    return [g for g in by_source.values() if len(g) > 1]
+
+
+def _planned_groups(plan: Plan) -> list[list[str]]:
+    return [g.split(",") for g in dict.fromkeys(layer.group for layer in plan.layers if layer.group)]
+
+
+def _try_fuse(root, group, layers, chosen, seen, measure, forced: bool) -> None:
+    from netpress.runtime.fusion import fuse
+
+    members = fuse([layers[n] for n in group])
+    if not forced:
+        fused = [float(measure({"fused": members[0].group}, x)["fused"]) for x in seen[group[0]]]
+        apart = [sum(chosen[n].seconds["int8"][i] for n in group) for i in range(len(fused))]
+        if sum(f / max(a, 1e-12) for f, a in zip(fused, apart)) >= len(fused):
+            return
+        for n in group:
+            chosen[n].seconds["int8_fused_group"] = fused
+    for n, member in zip(group, members):
+        _replace(root, n, member)
+        chosen[n].group = ",".join(group)
+
+
+def _choose_layer(name, module, xs, info, hp, want, timer, cache, machine, allowance) -> tuple[LayerPlan, nn.Module]:
     kinds = [want] if want else list(dict.fromkeys([*hp.kinds, "dense"]))
     built = {k: m for k in kinds if (m := kernels.build(k, module, info)) is not None}
     if want and want not in built:
@@ -114,7 +185,7 @@ def _choose_layer(name, module, xs, info, hp, want, timer, cache, machine) -> tu
         seconds = {k: [] for k in built}
     else:
         seconds = _seconds(built, xs, module, hp, timer, cache, machine)
-        kind = choose(seconds, {k: resident_bytes(m) for k, m in built.items()}, hp.slack)
+        kind = choose(seconds, {k: resident_bytes(m) for k, m in built.items()}, hp.slack, allowance)
     resident = {k: resident_bytes(m) for k, m in built.items()}
     layer = LayerPlan(name, type(module).__name__, list(module.weight.shape), [list(x.shape) for x in xs], kind,
                       seconds, resident, float(getattr(built[kind], "error", 0.0)))
@@ -178,25 +249,32 @@ def _weight_name(layer: str) -> str:
 
 
 @torch.inference_mode()
-def _layer_inputs(model: nn.Module, layers: dict[str, nn.Module], inputs: list) -> dict[str, list[torch.Tensor]]:
+def _layer_inputs(model: nn.Module, layers: dict[str, nn.Module], inputs: list):
+    """Each layer's input per example input, and which tensor object it read in the first one (siblings share)."""
     seen: dict[str, list[torch.Tensor]] = {}
+    sources: dict[str, int] = {}
+    alive: list[torch.Tensor] = []  # keeps first-pass inputs alive so their ids stay unique
 
     def hook(name):
         def record(_m, args):
-            if len(seen.setdefault(name, [])) < len(inputs_done) + 1:
+            if len(seen.setdefault(name, [])) < len(done) + 1:
                 seen[name].append(args[0].detach().clone())
+                if not done:
+                    sources[name] = id(args[0])
+                    alive.append(args[0])
         return record
 
     handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers.items()]
-    inputs_done: list[int] = []
+    done: list[int] = []
     try:
         for x in inputs:
             run(model, x)
-            inputs_done.append(1)
+            done.append(1)
     finally:
         for h in handles:
             h.remove()
-    return {n: v for n, v in seen.items() if len(v) == len(inputs)}
+    complete = {n: v for n, v in seen.items() if len(v) == len(inputs)}
+    return complete, {n: s for n, s in sources.items() if n in complete}
 
 
 def run(model: nn.Module, x) -> Any:

@@ -20,6 +20,7 @@ from netpress.registry import Registry
 from netpress.runtime.weights import Int8, LowBit, int8_rows, lowbit
 
 TILE_ROWS = 256  # rows dequantized at a time by the low-bit Linear (bounded scratch memory)
+_LINEAR_DYNAMIC = torch.ops.quantized.linear_dynamic  # takes any leading dims; int8 GEMM, fp32 out
 
 
 @dataclasses.dataclass
@@ -53,8 +54,8 @@ class Int8Linear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.error = i8.error
         bias = None if linear.bias is None else linear.bias.detach().float().clone()
-        self.cuda_weights = linear.weight.is_cuda
-        if self.cuda_weights:
+        self.on_cuda = linear.weight.is_cuda
+        if self.on_cuda:
             self.register_buffer("q", i8.q.to(linear.weight.device))
             self.register_buffer("scale", i8.scale.to(linear.weight.device))
             self.register_buffer("bias", bias)
@@ -63,15 +64,13 @@ class Int8Linear(nn.Module):
             self._bytes = i8.q.numel() + 16 * self.out_features + (0 if bias is None else 4 * bias.numel())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cuda_weights:
+        if self.on_cuda:
             return F.linear(x, self.q.to(x.dtype) * self.scale.to(x.dtype)[:, None], self.bias)
-        flat = x.reshape(-1, self.in_features).float().contiguous()
-        y = torch.ops.quantized.linear_dynamic(flat, self._packed, True)
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return _LINEAR_DYNAMIC(x if x.dtype == torch.float32 else x.float(), self._packed, True)
 
     def opaque_bytes(self) -> int:
         """Bytes held by the packed (opaque) weight: int8 values, scales, zero points, column offsets, bias."""
-        return 0 if self.cuda_weights else self._bytes
+        return 0 if self.on_cuda else self._bytes
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8, error={self.error:.2e}"

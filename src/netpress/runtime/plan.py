@@ -31,7 +31,8 @@ class LayerPlan:
     Attributes:
         name: module name; op: ``Linear`` / ``Conv2d`` / ``Embedding``; weight_shape; input_shapes (one per batch).
         kind: the chosen kernel; seconds: ``{kind: [median seconds per example input]}`` for every applicable kind;
-        resident_bytes: ``{kind: bytes}``; error: int8 re-quantization error of the chosen kind (0 when exact).
+        resident_bytes: ``{kind: bytes}``; error: int8 re-quantization error of the chosen kind (0 when exact);
+        group: the sibling layers fused with this one into one int8 GEMM (comma-separated; "" when not fused).
     """
 
     name: str
@@ -42,6 +43,7 @@ class LayerPlan:
     seconds: dict[str, list[float]]
     resident_bytes: dict[str, int]
     error: float = 0.0
+    group: str = ""
 
 
 @dataclasses.dataclass
@@ -77,7 +79,7 @@ class Plan:
         for layer in self.layers:
             us = {k: "/".join(f"{1e6 * s:.0f}" for s in v) for k, v in layer.seconds.items()}
             out.append({"layer": layer.name, "op": layer.op, "shape": "x".join(map(str, layer.weight_shape)),
-                        "kind": layer.kind, "us_per_batch": " ".join(f"{k}={v}" for k, v in us.items()),
+                        "kind": layer.kind + ("+fused" if layer.group else ""), "us_per_batch": " ".join(f"{k}={v}" for k, v in us.items()),
                         "bytes": layer.resident_bytes.get(layer.kind, 0), "error": f"{layer.error:.1e}"})
         return out
 
@@ -108,8 +110,10 @@ def median_seconds(modules: dict[str, nn.Module], x: torch.Tensor, repeats: int 
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def choose(seconds: dict[str, list[float]], resident: dict[str, int], slack: float) -> str:
-    """The kind with the best summed latency ratio; within ``slack`` of it, the smallest in memory.
+def choose(seconds: dict[str, list[float]], resident: dict[str, int], slack: float,
+           allowance: list[float] | None = None) -> str:
+    """The kind with the best summed latency ratio; among kinds within ``slack`` of it (or costing at most
+    ``allowance[i]`` seconds more than the best at every input ``i``), the smallest in memory.
 
     Example:
         >>> choose({"dense": [2e-6], "int8": [1e-6]}, {"dense": 400, "int8": 100}, slack=0.1)
@@ -120,7 +124,8 @@ def choose(seconds: dict[str, list[float]], resident: dict[str, int], slack: flo
     best = [min(seconds[k][i] for k in kinds) for i in range(n)]
     score = {k: sum(seconds[k][i] / max(best[i], 1e-12) for i in range(n)) / n for k in kinds}
     top = min(score.values())
-    near = [k for k in kinds if score[k] <= top * (1 + slack)]
+    cheap = [k for k in kinds if allowance and all(seconds[k][i] - best[i] <= allowance[i] for i in range(n))]
+    near = [k for k in kinds if score[k] <= top * (1 + slack) or k in cheap]
     return min(near, key=lambda k: (resident[k], score[k]))
 
 

@@ -118,7 +118,7 @@ def lowbit(w: torch.Tensor, max_bits: int = 8) -> LowBit | None:
     if values.numel() > (1 << max_bits):
         return None
     bits = _bits(values.numel())
-    return LowBit(_pack(inverse, bits), bits, w2.shape[1], tuple(w.shape), codebook=values.float())
+    return LowBit(_pack(inverse, bits), bits, w2.shape[1], tuple(w.shape), codebook=values.float().clone())
 
 
 def _bits(k: int) -> int:
@@ -161,7 +161,7 @@ def _affine(book: torch.Tensor, counts: torch.Tensor, max_bits: int):
     q = torch.round((book - offset[:, None]) / step[:, None])
     if int(q.max()) >= (1 << max_bits):
         return None
-    return q.long(), step.float(), offset.float()
+    return q.long(), step.float().clone(), offset.float().clone()  # own storage: resident bytes stay honest
 
 
 @dataclasses.dataclass
@@ -182,7 +182,7 @@ def int8_rows(w: torch.Tensor) -> Int8:
     scale = exact if exact is not None else (amax / 127).clamp_min(1e-30)
     q = torch.round(w2 / scale[:, None]).clamp(-128, 127)
     err = ((q * scale[:, None] - w2).abs().amax(1) / amax.clamp_min(1e-30)).masked_fill(amax == 0, 0.0)
-    return Int8(q.to(torch.int8), scale.float(), float(err.max()) if err.numel() else 0.0, exact is not None)
+    return Int8(q.to(torch.int8), scale.float().clone(), float(err.max()) if err.numel() else 0.0, exact is not None)
 
 
 def _exact_grid(w2: torch.Tensor) -> torch.Tensor | None:
