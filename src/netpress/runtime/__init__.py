@@ -14,9 +14,9 @@ from netpress.runtime.memory import resident_bytes
 from netpress.runtime.onnx_export import export_onnx, run_onnx
 from netpress.runtime.plan import LayerPlan, Plan, TimingCache, choose, machine_id
 from netpress.runtime.weights import LowBit, int8_rows, lowbit
-from netpress.runtime.integer import IntProgram, integer_forward, integerize, numpy_forward
+from netpress.runtime.integer import IntegerNet, IntProgram, integer_forward, integerize, numpy_forward
 
 __all__ = ["check_runtime", "export_file", "for_file", "inspect_runtime", "RuntimeHparams", "convert", "run", "KERNELS", "Int8Conv2d", "Int8Linear", "LowBitConv2d",
            "LowBitEmbedding", "LowBitLinear", "resident_bytes", "export_onnx", "run_onnx", "LayerPlan", "Plan", "TimingCache", "choose",
-           "machine_id", "LowBit", "int8_rows", "lowbit", "IntProgram", "integer_forward", "integerize",
+           "machine_id", "LowBit", "int8_rows", "lowbit", "IntegerNet", "IntProgram", "integer_forward", "integerize",
            "numpy_forward"]

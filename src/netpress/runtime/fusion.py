@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from netpress.runtime.kernels import _qint8
+from netpress.runtime.kernels import REDUCE_RANGE, _qint8
 from netpress.runtime.weights import Int8, int8_rows
 
 
@@ -47,7 +47,7 @@ class FusedInt8Group(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple:
         """All members' outputs at once (used for timing)."""
-        return torch.ops.quantized.linear_dynamic(x.float(), self._packed, True).split(self.sizes, -1)
+        return torch.ops.quantized.linear_dynamic(x.float(), self._packed, REDUCE_RANGE).split(self.sizes, -1)
 
     def opaque_bytes(self) -> int:
         return self._bytes

@@ -253,5 +253,16 @@ def bytes_of(program: IntProgram) -> int:
                for layer in program.layers if layer.weight is not None)
 
 
-__all__ = ["IntLayer", "IntProgram", "integerize", "integer_forward", "numpy_forward", "dyadic", "chain",
+__all__ = ["IntLayer", "IntProgram", "IntegerNet", "integerize", "integer_forward", "numpy_forward", "dyadic", "chain",
            "bytes_of", "quantize_input"]
+
+
+class IntegerNet(nn.Module):
+    """An :class:`IntProgram` as a module (float in, float logits out), e.g. for ``netpress.train.evaluate``."""
+
+    def __init__(self, program: IntProgram):
+        super().__init__()
+        self.program = program
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return integer_forward(self.program, x)

@@ -23,6 +23,19 @@ TILE_ROWS = 256  # rows dequantized at a time by the low-bit Linear (bounded scr
 _LINEAR_DYNAMIC = torch.ops.quantized.linear_dynamic  # takes any leading dims; int8 GEMM, fp32 out
 
 
+def _has_vnni() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(ln.startswith("flags") and ("avx512_vnni" in ln or "avx_vnni" in ln) for ln in f)
+    except OSError:
+        return False
+
+
+# 7-bit activations avoid int16 saturation in u8*s8 pair sums on CPUs without VNNI; with VNNI, full 8 bits
+# (on MiniLM: sentence-embedding cosine vs the decoded model 0.988 instead of 0.958)
+REDUCE_RANGE = not _has_vnni()
+
+
 @dataclasses.dataclass
 class LayerInfo:
     """What a kernel builder may use: whether the layer is quantized (has Codes) and the allowed int8 error."""
@@ -66,7 +79,7 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.on_cuda:
             return F.linear(x, self.q.to(x.dtype) * self.scale.to(x.dtype)[:, None], self.bias)
-        return _LINEAR_DYNAMIC(x if x.dtype == torch.float32 else x.float(), self._packed, True)
+        return _LINEAR_DYNAMIC(x if x.dtype == torch.float32 else x.float(), self._packed, REDUCE_RANGE)
 
     def opaque_bytes(self) -> int:
         """Bytes held by the packed (opaque) weight: int8 values, scales, zero points, column offsets, bias."""
@@ -89,7 +102,7 @@ class Int8Conv2d(nn.Module):
         self._bytes = q.q.numel() + 16 * self.out_channels + (0 if bias is None else 4 * bias.numel())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.quantized.conv2d_dynamic(x.float().contiguous(), self._packed, True)
+        return torch.ops.quantized.conv2d_dynamic(x.float().contiguous(), self._packed, REDUCE_RANGE)
 
     def opaque_bytes(self) -> int:
         return self._bytes

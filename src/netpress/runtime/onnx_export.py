@@ -23,7 +23,7 @@ OPSET = 17
 
 def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike, *,
                 codes: Mapping[str, Any] | Iterable[str] | None = None, requant_tol: float = 0.01,
-                input_names: list[str] | None = None) -> dict:
+                input_names: list[str] | None = None, dynamic_axes: dict | None = None) -> dict:
     """Write ``model`` as ONNX with quantized weights as int8 initializers + DequantizeLinear.
 
     Args:
@@ -33,12 +33,15 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike, 
         codes: ``{plain_name: Codes}`` or names of the quantized weights (default: ``export_codes(model)``).
         requant_tol: the largest int8 re-quantization error allowed for weights not on an int8 grid
             (``max|w - q*s| / max|w|`` per row); weights above it stay float.
+        input_names: graph input names (default ``input`` / ``input0, input1, ...``).
+        dynamic_axes: as for ``torch.onnx.export`` (default: dim 0 of every input and of ``output``).
 
     Returns:
-        ``{'path', 'bytes', 'quantized': [names], 'float': [names kept float], 'max_error'}``.
+        ``{'path', 'bytes', 'quantized': [names], 'float': [names kept float], 'not_in_graph': [quantized names
+        that are no initializer of the exported graph, e.g. unused by this forward], 'max_error'}``.
 
     Raises:
-        ConfigError: the ``onnx`` package is missing, or a named weight is not an initializer of the graph.
+        ConfigError: the ``onnx`` package is missing.
 
     Example:
         >>> export_onnx(net, torch.randn(1, 1, 28, 28), "net.onnx")["quantized"]
@@ -53,7 +56,7 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike, 
     names = _quantized_names(model, codes)
     plain = _plain_copy(model)
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-    graph = _torch_export(plain, args, input_names)
+    graph = torch_export(plain, args, input_names, dynamic_axes)
     report = quantize_initializers(graph, names, requant_tol)
     blob = graph.SerializeToString()
     tmp = f"{os.fspath(path)}.tmp"
@@ -64,12 +67,13 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike, 
     return {"path": os.fspath(path), "bytes": len(blob), **report}
 
 
-def _torch_export(model: nn.Module, args: tuple, input_names: list[str] | None):
+def torch_export(model: nn.Module, args: tuple, input_names: list[str] | None = None, dynamic_axes: dict | None = None):
+    """The float ONNX graph (``onnx.ModelProto``) of ``model`` via the TorchScript exporter, parameter names kept."""
     import onnx
 
     names = input_names or [f"input{i}" if len(args) > 1 else "input" for i in range(len(args))]
     buf = io.BytesIO()
-    dynamic = {n: {0: "batch"} for n in names} | {"output": {0: "batch"}}
+    dynamic = dynamic_axes or {n: {0: "batch"} for n in names} | {"output": {0: "batch"}}
     with torch.no_grad():
         torch.onnx.export(model, args, buf, input_names=names, output_names=["output"], opset_version=OPSET,
                           dynamic_axes=dynamic, do_constant_folding=False, dynamo=False)
@@ -83,11 +87,9 @@ def quantize_initializers(model_proto, names: Iterable[str], requant_tol: float)
     from netpress.runtime.weights import int8_rows
 
     inits = {i.name: i for i in model_proto.graph.initializer}
-    missing = sorted(set(names) - set(inits))
-    if missing:
-        raise ConfigError(f"quantized weights not found as ONNX initializers: {missing[:5]}")
+    absent = sorted(set(names) - set(inits))  # unused by this forward (or renamed by the exporter): reported
     done, kept, worst, nodes = [], [], 0.0, []
-    for name in sorted(names):
+    for name in sorted(set(names) & set(inits)):
         w = torch.from_numpy(numpy_helper.to_array(inits[name]).copy())
         i8 = int8_rows(w)
         if not i8.exact and i8.error > requant_tol:
@@ -104,7 +106,7 @@ def quantize_initializers(model_proto, names: Iterable[str], requant_tol: float)
         done.append(name)
     for node in reversed(nodes):
         model_proto.graph.node.insert(0, node)
-    return {"quantized": done, "float": kept, "max_error": worst}
+    return {"quantized": done, "float": kept, "not_in_graph": absent, "max_error": worst}
 
 
 def run_onnx(path: str | os.PathLike, *inputs: torch.Tensor) -> np.ndarray:
