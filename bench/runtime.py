@@ -43,6 +43,7 @@ from netpress.train import TrainingHparams, evaluate, train  # noqa: E402
 warnings.filterwarnings("ignore")
 os.environ["HF_HUB_OFFLINE"] = "1"
 MINI_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
+RESULTS_JSON = Path(__file__).resolve().parent / "results" / "runtime.json"  # a --models subset updates its models
 
 
 # ---------------------------------------------------------------- timing, memory
@@ -339,12 +340,13 @@ def targets(results: dict) -> dict:
     return t
 
 
-def markdown(results: dict, rss: dict, tg: dict, load: str) -> str:
+def markdown(results: dict, rss: dict, tg: dict) -> str:
     lines = ["# Runtime: compressed models that run faster and smaller", "",
-             f"One intra-op thread for every peer; medians of interleaved rounds. Machine shared with other "
-             f"jobs (load average at start: {load}); ratios within a run are what to read.", ""]
+             "One intra-op thread for every peer; medians of interleaved rounds (every form once per round). The "
+             "2-core machine was shared with other jobs (load average below, often 10+): absolute times are "
+             "inflated and noisy; compare forms within a table (same rounds).", ""]
     for model, r in results.items():
-        lines += [f"## {model}", "", "| form | batch 1 ms | batch 32 ms | x fp32 (b1 / b32) | resident weight bytes | "
+        lines += [f"## {model}", "", f"`{r['command']}`, load average at start {r['load_average_at_start']}.", "", "| form | batch 1 ms | batch 32 ms | x fp32 (b1 / b32) | resident weight bytes | "
                   "peak RSS MiB | RSS after MiB |", "|---|---|---|---|---|---|---|"]
         for form in FORMS:
             l1, l32 = r["latency_ms"][1][form], r["latency_ms"][32][form]
@@ -402,10 +404,17 @@ def main() -> None:
             results[model] = (bench_minilm(work, args.mini_rounds, hp) if model == "minilm"
                               else bench_lenet(model, data, work, args.rounds, hp))
         rss = peak_rss(models, work)
+    command = "python " + " ".join(["bench/runtime.py", *sys.argv[1:]])
+    for model in results:
+        results[model]["command"], results[model]["load_average_at_start"] = command, load
+    previous = RESULTS_JSON.exists() and json.loads(RESULTS_JSON.read_text()) or {}
+    results = {**{k: v for k, v in previous.get("results", {}).items() if k not in results}, **results}
+    rss = {**{k: v for k, v in previous.get("peak_rss", {}).items() if k not in rss}, **rss}
+    results = {k: results[k] for k in ("lenet300", "lenet5", "minilm") if k in results}
     tg = targets(results)
-    payload = {"load_average_at_start": load, "threads": 1, "results": results, "peak_rss": rss, "targets": tg}
-    write_result("runtime", payload, markdown(results, rss, tg, load))
-    print(markdown(results, rss, tg, load))
+    payload = {"threads": 1, "results": results, "peak_rss": rss, "targets": tg}
+    write_result("runtime", payload, markdown(results, rss, tg))
+    print(markdown(results, rss, tg))
 
 
 if __name__ == "__main__":

@@ -218,3 +218,18 @@ def test_model_slack_lets_a_slightly_slower_smaller_kind_win():
     strict = RuntimeHparams(repeats=2, model_slack=0.0)
     assert all(k == "dense" for k in convert(net, example_inputs=[x], hp=strict,
                                              timer=forced(table)).runtime_plan.choices().values())
+
+
+def test_lenet5_convs_run_int8_and_lowbit():
+    from netpress.runtime import Int8Conv2d, LowBitConv2d
+
+    net = quantize_weights(build_model("lenet5", (1, 28, 28), 10, seed=0), UniformSpec(bits=8, granularity="channel"))
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        ref = _plain_copy(net)(x)
+        int8 = convert(net, hp=FAST, timer=forced({"dense": 9.0, "int8": 1.0, "lowbit": 9.0, "csr": 9.0}))
+        assert isinstance(int8.features[0], Int8Conv2d) and isinstance(int8.features[2], Int8Conv2d)
+        assert (int8(x) - ref).abs().max() <= 0.05 * ref.abs().max()  # dynamic 8-bit activations
+        low = convert(net, hp=FAST, timer=forced({"dense": 9.0, "int8": 9.0, "lowbit": 1.0, "csr": 9.0}))
+        assert isinstance(low.features[0], LowBitConv2d)
+        torch.testing.assert_close(low(x), ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))

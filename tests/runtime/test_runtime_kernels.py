@@ -81,10 +81,14 @@ def test_int8_linear_matches_dense(batch):
     assert fast(x).shape == ref.shape
 
 
-def test_int8_conv_matches_dense():
+@pytest.mark.parametrize("gain", [1.0, 25.0])  # large outputs: the kernel must not clip them
+def test_int8_conv_matches_dense(gain):
     torch.manual_seed(0)
-    conv = _quantized(nn.Conv2d(3, 8, 3, padding=1, stride=2), bits=8, granularity="channel", symmetric=True)
-    x = torch.randn(2, 3, 12, 12)
+    conv = nn.Conv2d(3, 8, 3, padding=2, stride=2, dilation=2)
+    with torch.no_grad():
+        conv.weight.mul_(gain)
+    conv = _quantized(conv, bits=8, granularity="channel", symmetric=True)
+    x = torch.randn(2, 3, 13, 12)
     fast = build("int8", conv, _info())
     bound = x.abs().max() / 63 * conv.weight.abs().sum((1, 2, 3)).max()
     assert (fast(x) - conv(x)).abs().max() <= bound

@@ -90,19 +90,26 @@ class Int8Linear(nn.Module):
 
 
 class Int8Conv2d(nn.Module):
-    """Conv2d from int8 weights (per-output-channel scales) via ``quantized::conv2d_dynamic`` (CPU only)."""
+    """Conv2d (groups=1) from int8 weights as im2col + the int8 GEMM of :class:`Int8Linear`.
+
+    (``quantized::conv2d_dynamic`` is not used: it clips large outputs, e.g. 12 of 16 wrong on a Kaiming conv.)
+    """
 
     def __init__(self, conv: nn.Conv2d, i8: Int8):
         super().__init__()
         self.out_channels, self.error = conv.out_channels, i8.error
+        self.kernel_size, self.stride, self.padding, self.dilation = (conv.kernel_size, conv.stride, conv.padding,
+                                                                      conv.dilation)
         bias = None if conv.bias is None else conv.bias.detach().float().clone()
-        q = Int8(i8.q.reshape(conv.weight.shape), i8.scale, i8.error, i8.exact)
-        self._packed = torch.ops.quantized.conv2d_prepack(_qint8(q), bias, list(conv.stride), list(conv.padding),
-                                                          list(conv.dilation), conv.groups)
-        self._bytes = q.q.numel() + 16 * self.out_channels + (0 if bias is None else 4 * bias.numel())
+        self._packed = torch.ops.quantized.linear_prepack(_qint8(i8), bias)
+        self._bytes = i8.q.numel() + 16 * self.out_channels + (0 if bias is None else 4 * bias.numel())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.quantized.conv2d_dynamic(x.float().contiguous(), self._packed, REDUCE_RANGE)
+        n, _, h, w = x.shape
+        cols = F.unfold(x.float(), self.kernel_size, self.dilation, self.padding, self.stride)  # [n, c*k*k, L]
+        y = _LINEAR_DYNAMIC(cols.transpose(1, 2), self._packed, REDUCE_RANGE)  # [n, L, out]
+        oh = (h + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
+        return y.transpose(1, 2).reshape(n, self.out_channels, oh, -1)
 
     def opaque_bytes(self) -> int:
         return self._bytes
@@ -178,7 +185,7 @@ def _dense(module: nn.Module, info: LayerInfo) -> nn.Module:
 
 
 def _int8(module: nn.Module, info: LayerInfo) -> nn.Module | None:
-    if not info.quantized or (isinstance(module, nn.Conv2d) and module.weight.is_cuda):
+    if not info.quantized or (isinstance(module, nn.Conv2d) and (module.weight.is_cuda or module.groups != 1)):
         return None
     i8 = int8_rows(module.weight)
     if not i8.exact and i8.error > info.requant_tol:
