@@ -1,7 +1,7 @@
 """Compressed models that run faster and smaller: netpress.runtime vs torch fp32, torch.ao dynamic int8,
 onnxruntime fp32 / int8, at batch 1 and 32; peak RSS and resident weight bytes; integer-only accuracy.
 
-Models: LeNet-300-100 and LeNet-5 (Fashion-MNIST dense baselines, 92% global magnitude pruning + 1 epoch
+Models: LeNet-300-100 and LeNet-5 (Fashion-MNIST dense baselines, 92% global magnitude pruning + 200-iteration
 retrain + 5-bit k-means, saved as .netp and loaded with ``runtime=``), all-MiniLM-L6-v2 (int8 per-channel Linear
 weights, 4-bit per-row embeddings; the pretrained-recipe work will replace this). Latencies are medians of
 interleaved rounds (every form once per round), one intra-op thread for every peer.
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import dense_run, write_result  # noqa: E402
+from common import RUNS, dense_run, write_result  # noqa: E402
 
 import netpress  # noqa: E402
 from netpress.data import load_data  # noqa: E402
@@ -105,16 +105,33 @@ def ort_int8(src: str, dst: str) -> str:
 
 
 # ---------------------------------------------------------------- LeNets
-def compress_lenet(name: str, data) -> torch.nn.Module:
-    model = copy.deepcopy(dense_run(name).model)
+def baseline(name: str, allow_unfinished: bool) -> tuple[torch.nn.Module, str]:
+    """The dense baseline; with ``allow_unfinished``, an unfinished run's last checkpoint (labelled as such)."""
+    from netpress.runs.training import load_run_model
+
+    folders = [f for f in RUNS.glob("train_*") if (f / "hparams.json").exists()
+               and json.loads((f / "hparams.json").read_text())["model"]["name"] == name]
+    if not allow_unfinished or not folders or (folders[0] / "model.pt").exists():
+        run = dense_run(name)
+        return run.model.eval(), f"dense_run('{name}'), finished"
+    model = load_run_model(folders[0], "init.pt")
+    ck = torch.load(folders[0] / "checkpoint.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(ck["model"])
+    acc = ck["metrics"][-1]["test_accuracy"] if ck["metrics"] else None
+    return model.eval(), (f"UNFINISHED dense_run('{name}'): checkpoint at iteration {ck['iteration']} "
+                          f"(test accuracy then {acc}); the canonical run did not finish on the loaded machine in time")
+
+
+def compress_lenet(dense: torch.nn.Module, data) -> torch.nn.Module:
+    model = copy.deepcopy(dense)
     prune(model, 0.92, scope="global")
-    train(model, data, TrainingHparams(optimizer="sgd", lr=0.01, momentum=0.9, steps="1ep", eval_every="1ep"),
+    train(model, data, TrainingHparams(optimizer="sgd", lr=0.01, momentum=0.9, steps="200it", eval_every="200it"),
           progress=False)
     return share_weights(model, bits=5)
 
 
-def lenet_forms(name: str, data, work: Path, hp: RuntimeHparams) -> tuple[dict, dict, dict]:
-    compressed = compress_lenet(name, data)
+def lenet_forms(name: str, dense: torch.nn.Module, data, work: Path, hp: RuntimeHparams) -> tuple[dict, dict, dict]:
+    compressed = compress_lenet(dense, data)
     path = work / f"{name}.netp"
     netpress.save(compressed, path)
     decoded = netpress.load(path)
@@ -147,8 +164,9 @@ def call(form, x: torch.Tensor):
     return lambda: form(x)
 
 
-def bench_lenet(name: str, data, work: Path, rounds: int, hp: RuntimeHparams) -> dict:
-    forms, sizes, extra = lenet_forms(name, data, work, hp)
+def bench_lenet(name: str, data, work: Path, rounds: int, hp: RuntimeHparams, allow_unfinished: bool) -> dict:
+    dense, label = baseline(name, allow_unfinished)
+    forms, sizes, extra = lenet_forms(name, dense, data, work, hp)
     xs = {b: torch.stack([data.test[i][0] for i in range(b)]) for b in (1, 32)}
     latency = {b: interleaved({k: call(f, xs[b]) for k, f in forms.items()}, rounds) for b in (1, 32)}
     decoded, fast = extra["decoded"], extra["fast"]
@@ -161,14 +179,15 @@ def bench_lenet(name: str, data, work: Path, rounds: int, hp: RuntimeHparams) ->
     return {"latency_ms": latency, "resident_bytes": sizes, "accuracy": accuracy,
             "max_abs_diff_vs_decoded": float((got - ref).abs().max()), "max_abs_logit": float(ref.abs().max()),
             "file_bytes": extra["path"].stat().st_size, "plan": fast.runtime_plan.rows(),
-            "integer_only": integer_only(name, decoded, data)}
+            "integer_only": integer_only(dense, decoded, data), "baseline": label,
+            "recipe": "92% global magnitude pruning, 200-iteration retrain (masks kept), 5-bit k-means (linear init)"}
 
 
-def integer_only(name: str, compressed: torch.nn.Module, data) -> dict:
+def integer_only(dense: torch.nn.Module, compressed: torch.nn.Module, data) -> dict:
     """Integer-only accuracy for the dense baseline and the compressed model; bit-exactness vs numpy on 500."""
     calib = torch.stack([data.train[i][0] for i in range(512)])
     out = {}
-    for label, model in (("dense", dense_run(name).model.eval()), ("compressed", compressed)):
+    for label, model in (("dense", dense), ("compressed", compressed)):
         prog = integerize(model, calib)
         x = torch.stack([data.test[i][0] for i in range(500)])
         exact = bool(np.array_equal(integer_forward(prog, x, dequantize=False).numpy().astype(np.int64),
@@ -358,7 +377,7 @@ def markdown(results: dict, rss: dict, tg: dict) -> str:
         lines.append("")
         if "accuracy" in r:
             acc = ", ".join(f"{k} {v:.4f}" for k, v in r["accuracy"].items())
-            lines += [f"Test accuracy: {acc}. Runtime vs decoded logits: max |diff| {r['max_abs_diff_vs_decoded']:.4f} "
+            lines += [f"Baseline: {r['baseline']}. Recipe: {r['recipe']}.", "", f"Test accuracy: {acc}. Runtime vs decoded logits: max |diff| {r['max_abs_diff_vs_decoded']:.4f} "
                       f"(logits up to {r['max_abs_logit']:.1f}). File {r['file_bytes']:,} bytes.", ""]
             lines += ["Integer-only (int8 activations and weights, int32 accumulation, dyadic requantization):", ""]
             for label, v in r["integer_only"].items():
@@ -385,6 +404,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=200, help="interleaved rounds for the LeNets")
     p.add_argument("--mini-rounds", type=int, default=30, help="interleaved rounds for MiniLM at batch 1 (a third at 32)")
     p.add_argument("--models", default="lenet300,lenet5,minilm")
+    p.add_argument("--repeats", type=int, default=10, help="timed calls per kernel kind when planning")
+    p.add_argument("--allow-unfinished", action="store_true",
+                   help="use an unfinished dense baseline's last checkpoint (labelled) instead of training it out")
     p.add_argument("--rss-child", nargs=2, metavar=("MODEL", "FORM"), help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -394,7 +416,7 @@ def main() -> None:
         return
     load = " ".join(f"{v:.1f}" for v in os.getloadavg())
     models = args.models.split(",")
-    hp = RuntimeHparams(repeats=20)
+    hp = RuntimeHparams(repeats=args.repeats)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -402,7 +424,7 @@ def main() -> None:
         for model in models:
             print(f"== {model}", file=sys.stderr, flush=True)
             results[model] = (bench_minilm(work, args.mini_rounds, hp) if model == "minilm"
-                              else bench_lenet(model, data, work, args.rounds, hp))
+                              else bench_lenet(model, data, work, args.rounds, hp, args.allow_unfinished))
         rss = peak_rss(models, work)
     command = "python " + " ".join(["bench/runtime.py", *sys.argv[1:]])
     for model in results:

@@ -197,10 +197,13 @@ def _attention() -> nn.Module:
 def test_siblings_reading_one_tensor_fuse_when_faster_and_match():
     net, x = _attention(), torch.randn(2, 5, 32)
     table = {"dense": 9.0, "int8": 1.0, "lowbit": 9.0, "fused": 2.0}  # fused 2 < 3 x 1 apart
-    fused = convert(net, example_inputs=[x], hp=FAST, timer=forced(table))
+    hp = RuntimeHparams(repeats=2, fuse=True)
+    assert not any(layer.group for layer in convert(net, example_inputs=[x], hp=FAST,
+                                                    timer=forced(table)).runtime_plan.layers)  # off by default
+    fused = convert(net, example_inputs=[x], hp=hp, timer=forced(table))
     groups = {layer.name: layer.group for layer in fused.runtime_plan.layers}
     assert groups == {"query": "query,key,value", "key": "query,key,value", "value": "query,key,value", "out": ""}
-    apart = convert(net, example_inputs=[x], hp=FAST, timer=forced({**table, "fused": 3.5}))
+    apart = convert(net, example_inputs=[x], hp=hp, timer=forced({**table, "fused": 3.5}))
     assert not any(layer.group for layer in apart.runtime_plan.layers)
     assert isinstance(apart.query, Int8Linear)
     with torch.no_grad():
