@@ -430,6 +430,8 @@ def main() -> None:
     for model in results:
         results[model]["command"], results[model]["load_average_at_start"] = command, load
     previous = RESULTS_JSON.exists() and json.loads(RESULTS_JSON.read_text()) or {}
+    for r in previous.get("results", {}).values():  # JSON turned the batch-size keys into strings
+        r["latency_ms"] = {int(b): v for b, v in r["latency_ms"].items()}
     results = {**{k: v for k, v in previous.get("results", {}).items() if k not in results}, **results}
     rss = {**{k: v for k, v in previous.get("peak_rss", {}).items() if k not in rss}, **rss}
     results = {k: results[k] for k in ("lenet300", "lenet5", "minilm") if k in results}
