@@ -11,11 +11,16 @@ def add_parser(sub) -> None:
     p = sub.add_parser("inspect", help="per-layer size table of a .netp file (weights, %% kept, bits, bytes, ratio)")
     p.add_argument("path", help="the .netp file")
     p.add_argument("--streams", action="store_true", help="also list every coded stream: bits/symbol vs entropy")
+    p.add_argument("--runtime", action="store_true",
+                   help="time each layer's kernels here and print the runtime plan (dense / int8 / lowbit / csr)")
+    p.add_argument("--runtime-cache", metavar="JSON", help="with --runtime: reuse/store timings in this file")
     common.add_json(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.runtime:
+        return _run_runtime(args)
     from netpress.encode import read_manifest, summarize
 
     report = summarize(read_manifest(args.path))
@@ -47,3 +52,13 @@ def _table_row(t: dict) -> dict:
     return {"layer": t["name"], "weights": t["weights"], "kept_%": kept, "bits": t["bits"], "coded_bits": coded,
             "positions": pos, "index_bits": f"{t['index_bits']:.2f}", "codebook_B": t["codebook_bytes"],
             "total_B": t["total_bytes"], "ratio": f"{t['ratio']:.1f}x"}
+
+
+def _run_runtime(args) -> int:
+    from netpress.runtime import RuntimeHparams, inspect_runtime
+
+    r = inspect_runtime(args.path, RuntimeHparams(cache=args.runtime_cache))
+    head = (f"runtime plan on {r['machine']} (us per call at batch {'/'.join(map(str, r['batch_sizes']))}); "
+            f"resident weights {r['resident_bytes']:,} B vs dense {r['dense_bytes']:,} B")
+    common.emit({k: v for k, v in r.items() if k != "layers"}, args.json, head + "\n" + common.table(r["layers"]))
+    return 0

@@ -57,5 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+COMMANDS.append("export")  # runtime: ONNX export (cli/export.py)
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,200 @@
+"""Weights kept compressed in memory: int8 rows with a per-row scale, and low-bit (4/8-bit) indices.
+
+A quantized weight is viewed as rows (output channels for Linear/Conv, vocabulary rows for Embedding). Its
+representation is inferred from the dense effective values, so it is exact by construction:
+
+- ``LowBit``: per-row affine levels ``w = q * scale + offset`` (uniform grids; exact to float32 rounding, 1e-6
+  relative), or indices into a shared codebook (k-means, <= 256 entries; bit-exact). 4-bit levels are packed two
+  per byte.
+- ``Int8``: symmetric int8 ``w = q * scale`` (zero point 0, what fbgemm's int8 kernels take). Exact when the
+  row's values lie on an integer grid through 0 with levels in [-128, 127]; otherwise re-quantized, which is
+  allowed only when the worst row error ``max|w - q*s| / max|w|`` is at most the caller's tolerance.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+EXACT_RTOL = 1e-6  # float32 rounding of q * scale + offset
+
+
+def rows_view(w: torch.Tensor) -> torch.Tensor:
+    """The weight as ``[rows, cols]`` (rows = dim 0)."""
+    return w.detach().reshape(w.shape[0], -1).float()
+
+
+def distinct_per_row(w2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row sorted distinct values.
+
+    Returns:
+        ``(ranks, book, counts)``: ``ranks[r, c]`` indexes ``book[r]`` (ascending, padded with the row's last
+        value) so that ``book.gather(1, ranks) == w2``; ``counts[r]`` distinct values in row ``r``.
+    """
+    s, order = w2.sort(dim=1)
+    new = torch.ones_like(s, dtype=torch.int64)
+    new[:, 1:] = (s[:, 1:] != s[:, :-1]).long()
+    rank_sorted = new.cumsum(1) - 1
+    ranks = torch.empty_like(rank_sorted).scatter_(1, order, rank_sorted)
+    counts = rank_sorted[:, -1] + 1
+    k = int(counts.max()) if w2.numel() else 1
+    book = s[:, -1:].repeat(1, k).scatter(1, rank_sorted, s)
+    return ranks, book, counts
+
+
+def pack4(q: torch.Tensor) -> torch.Tensor:
+    """Pack ``[rows, cols]`` levels in [0, 15] two per byte (low nibble first): ``[rows, ceil(cols / 2)]`` uint8."""
+    q = q.to(torch.uint8)
+    if q.shape[1] % 2:
+        q = torch.cat([q, torch.zeros_like(q[:, :1])], 1)
+    return q[:, 0::2] | (q[:, 1::2] << 4)
+
+
+def unpack4(p: torch.Tensor, cols: int) -> torch.Tensor:
+    """Inverse of :func:`pack4` (int64 levels, ``[..., cols]``)."""
+    out = torch.stack([p & 15, p >> 4], -1).reshape(*p.shape[:-1], -1)
+    return out[..., :cols].long()
+
+
+@dataclasses.dataclass
+class LowBit:
+    """Row-wise low-bit weight. Exactly one of (``scale``, ``offset``) or ``codebook`` is set.
+
+    Attributes:
+        packed: uint8 ``[rows, cols]`` (8-bit) or ``[rows, ceil(cols/2)]`` (4-bit, two per byte).
+        bits: 4 or 8.
+        cols: values per row.
+        shape: the original weight shape.
+        scale, offset: float32 ``[rows]``: ``w = q * scale + offset``.
+        codebook: float32 ``[k]`` shared by all rows: ``w = codebook[q]``.
+    """
+
+    packed: torch.Tensor
+    bits: int
+    cols: int
+    shape: tuple[int, ...]
+    scale: torch.Tensor | None = None
+    offset: torch.Tensor | None = None
+    codebook: torch.Tensor | None = None
+
+    def levels(self, rows: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """Integer levels of the selected rows (int64 ``[n, cols]``)."""
+        p = self.packed[rows]
+        return unpack4(p, self.cols) if self.bits == 4 else p.long()
+
+    def dequantize(self, rows: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """Float32 values of the selected rows (only those rows are expanded)."""
+        q = self.levels(rows)
+        if self.codebook is not None:
+            return self.codebook[q]
+        return q.float() * self.scale[rows].unsqueeze(-1) + self.offset[rows].unsqueeze(-1)
+
+    def nbytes(self) -> int:
+        extra = [t for t in (self.scale, self.offset, self.codebook) if t is not None]
+        return self.packed.numel() + sum(4 * t.numel() for t in extra)
+
+
+def lowbit(w: torch.Tensor, max_bits: int = 8) -> LowBit | None:
+    """The exact low-bit form of ``w`` (None when a row has more than ``2**max_bits`` distinct values).
+
+    A shared codebook is used when the whole tensor has <= 256 distinct values and they are not a per-row grid;
+    per-row affine levels otherwise.
+
+    Example:
+        >>> lb = lowbit(kmeans_shared_weight)    # 5-bit k-means -> 8-bit indices + 32-entry codebook
+        >>> torch.equal(lb.dequantize().reshape(lb.shape), kmeans_shared_weight)
+        True
+    """
+    w2 = rows_view(w)
+    ranks, book, counts = distinct_per_row(w2)
+    if int(counts.max()) > (1 << max_bits):
+        return None
+    affine = _affine(book, counts, max_bits)
+    if affine is not None:
+        q, scale, offset = affine
+        levels, bits = q.gather(1, ranks), _bits(int(q.max()) + 1)
+        return LowBit(_pack(levels, bits), bits, w2.shape[1], tuple(w.shape), scale=scale, offset=offset)
+    values, inverse = torch.unique(w2, return_inverse=True)
+    if values.numel() > (1 << max_bits):
+        return None
+    bits = _bits(values.numel())
+    return LowBit(_pack(inverse, bits), bits, w2.shape[1], tuple(w.shape), codebook=values.float().clone())
+
+
+def _bits(k: int) -> int:
+    return 4 if k <= 16 else 8
+
+
+def _pack(levels: torch.Tensor, bits: int) -> torch.Tensor:
+    return pack4(levels) if bits == 4 else levels.to(torch.uint8)
+
+
+def _grid_step(book: torch.Tensor, counts: torch.Tensor, origin: torch.Tensor) -> torch.Tensor | None:
+    """Per-row step ``s`` such that every valid ``(book - origin) / s`` is an integer (the smallest gap divided by
+    the smallest ``d <= 16`` that works), or None when some row has no such step."""
+    k = book.shape[1]
+    valid = torch.arange(k)[None, :] < counts[:, None]
+    gaps = (book[:, 1:] - book[:, :-1]).masked_fill(~valid[:, 1:] | (book[:, 1:] == book[:, :-1]), float("inf"))
+    smallest = gaps.min(1).values if k > 1 else torch.full((book.shape[0],), float("inf"))
+    smallest = torch.where(torch.isfinite(smallest), smallest, torch.ones_like(smallest))
+    step = torch.full_like(smallest, float("nan"))
+    for d in range(1, 17):
+        s = smallest / d
+        r = (book - origin[:, None]) / s[:, None]
+        off = (r - torch.round(r)).abs().masked_fill(~valid, 0).amax(1)
+        step = torch.where(torch.isnan(step) & (off <= 0.02), s, step)  # float error of the gap
+    if bool(torch.isnan(step).any()):
+        return None
+    q = torch.round((book - origin[:, None]) / step[:, None]).masked_fill(~valid, 0)
+    refined = (q * (book - origin[:, None])).sum(1) / (q * q).sum(1).clamp_min(1e-30)  # least squares
+    step = torch.where((q * q).sum(1) > 0, refined, step)
+    err = ((q * step[:, None] + origin[:, None]) - book).abs().masked_fill(~valid, 0).amax(1)
+    return None if bool((err > EXACT_RTOL * book.abs().amax(1).clamp_min(1e-30)).any()) else step
+
+
+def _affine(book: torch.Tensor, counts: torch.Tensor, max_bits: int):
+    """Per-row ``(levels_of_book, scale, offset)`` when every row's values are on an integer grid, else None."""
+    offset = book[:, 0]
+    step = _grid_step(book, counts, offset)
+    if step is None:
+        return None
+    q = torch.round((book - offset[:, None]) / step[:, None])
+    if int(q.max()) >= (1 << max_bits):
+        return None
+    return q.long(), step.float().clone(), offset.float().clone()  # own storage: resident bytes stay honest
+
+
+@dataclasses.dataclass
+class Int8:
+    """Symmetric per-row int8: ``w = q * scale``; ``error`` is the worst row's ``max|w - q*s| / max|w|``."""
+
+    q: torch.Tensor
+    scale: torch.Tensor
+    error: float
+    exact: bool
+
+
+def int8_rows(w: torch.Tensor) -> Int8:
+    """Per-row symmetric int8 of ``w``: exact when ``w`` is on such a grid, else rounded (see ``Int8.error``)."""
+    w2 = rows_view(w)
+    amax = w2.abs().amax(1)
+    exact = _exact_grid(w2)
+    scale = exact if exact is not None else (amax / 127).clamp_min(1e-30)
+    q = torch.round(w2 / scale[:, None]).clamp(-128, 127)
+    err = ((q * scale[:, None] - w2).abs().amax(1) / amax.clamp_min(1e-30)).masked_fill(amax == 0, 0.0)
+    return Int8(q.to(torch.int8), scale.float().clone(), float(err.max()) if err.numel() else 0.0, exact is not None)
+
+
+def _exact_grid(w2: torch.Tensor) -> torch.Tensor | None:
+    """Per-row step of a grid through 0 with levels in [-128, 127] holding every value, or None."""
+    _ranks, book, counts = distinct_per_row(w2)
+    if int(counts.max()) > 255:
+        return None
+    with_zero = torch.cat([book, torch.zeros(book.shape[0], 1)], 1).sort(1).values
+    step = _grid_step(with_zero, counts + 1, torch.zeros(book.shape[0]))
+    if step is None:
+        return None
+    q = (book / step[:, None]).round()
+    if float(q.max()) > 127 or float(q.min()) < -128:
+        return None
+    return step
