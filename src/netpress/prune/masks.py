@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from netpress.errors import ConfigError, NetpressError
+from netpress.select import SelectorLike, select_tensors
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -42,46 +43,22 @@ def _split(name: str) -> tuple[str, str]:
     return module, attr
 
 
-def prunable_tensors(model: nn.Module, names: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> dict[str, tuple[nn.Module, str]]:
-    """Tensors pruning may touch, by plain name.
+def prunable_tensors(model: nn.Module, names: SelectorLike = None, exclude: Iterable[str] = ()) -> dict[str, tuple[nn.Module, str]]:
+    """Tensors pruning may touch, by plain name (delegates to :func:`netpress.select.select_tensors`).
 
     Args:
         model: any module.
-        names: explicit plain names of parameters (any parameter, e.g. an embedding); default: the ``weight``
-            of every Linear and Conv1d/2d/3d.
-        exclude: plain names to leave alone.
+        names: explicit plain names (any tensor, e.g. a bias), selector strings (``'Linear'``, globs, ``'re:...'``)
+            or a :class:`~netpress.select.Selector`; default: the ``weight`` of every Linear, Conv and Embedding.
+        exclude: plain names or patterns to leave alone.
 
     Returns:
         ``{plain_name: (owning_module, attribute)}`` in model order.
 
     Raises:
-        ConfigError: an unknown or excluded-but-absent name, or nothing prunable.
+        ConfigError: a name or pattern that matches nothing (naming the closest real names), or nothing selected.
     """
-    modules = dict(model.named_modules())
-    out: dict[str, tuple[nn.Module, str]] = {}
-    if names is None:
-        for mname, m in modules.items():
-            if isinstance(m, PRUNABLE_TYPES):
-                out[f"{mname}.weight" if mname else "weight"] = (m, "weight")
-    else:
-        for name in names:
-            mname, attr = _split(name)
-            m = modules.get(mname)
-            if m is None or not isinstance(getattr(m, attr, None), torch.Tensor):
-                raise ConfigError(f"no parameter named {name!r}; prunable: {', '.join(_default_names(model))}")
-            out[name] = (m, attr)
-    exclude = set(exclude)
-    missing = exclude - set(out)
-    if missing:
-        raise ConfigError(f"cannot exclude unknown layer(s) {sorted(missing)}; prunable: {', '.join(out)}")
-    out = {k: v for k, v in out.items() if k not in exclude}
-    if not out:
-        raise ConfigError(f"{type(model).__name__} has nothing prunable (no Linear/Conv weights selected)")
-    return out
-
-
-def _default_names(model: nn.Module) -> list[str]:
-    return [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
+    return select_tensors(model, names, exclude)
 
 
 def _mask_module(module: nn.Module, attr: str) -> Mask | None:

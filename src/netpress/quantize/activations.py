@@ -19,6 +19,7 @@ from netpress.errors import ConfigError, NetpressError
 from netpress.quantize.base import selected_tensors
 from netpress.quantize.calibration import CALIBRATORS
 from netpress.quantize.uniform import STEFakeQuantize, UniformSpec, qparams
+from netpress.select import closest, type_matches
 
 MODES = ("static", "dynamic")
 ATTR = "input_quantizer"
@@ -94,7 +95,7 @@ def _quantize_input(module: nn.Module, args):
 
 def add_activation_quantizers(model: nn.Module, spec: UniformSpec, mode: str = "static",
                               layers: Iterable[str] | None = None) -> nn.Module:
-    """Fake-quantize the input of every Linear/Conv layer (or of the named layers).
+    """Fake-quantize the input of every Linear/Conv layer (or of the named layers); embeddings are skipped.
 
     Args:
         model: any module, changed in place.
@@ -111,16 +112,23 @@ def add_activation_quantizers(model: nn.Module, spec: UniformSpec, mode: str = "
     if spec.granularity != "tensor":
         raise ConfigError("activation quantizers are per tensor")
     modules = dict(model.named_modules())
-    names = list(layers) if layers is not None else [n.rpartition(".")[0] for n in selected_tensors(model)]
+    names = list(layers) if layers is not None else float_input_layers(model, selected_tensors(model))
     for name in names:
         if name not in modules:
-            raise ConfigError(f"no layer named {name!r}")
+            raise ConfigError(f"no layer named {name!r}; {closest(name, [n for n in modules if n])}")
     for name in names:
         module = modules[name]
         if not hasattr(module, ATTR):
             module.register_forward_pre_hook(_quantize_input)
         setattr(module, ATTR, ActivationQuantizer(spec, mode))
     return model
+
+
+def float_input_layers(model: nn.Module, tensors: Iterable[str]) -> list[str]:
+    """The layers owning ``tensors`` whose input is a float activation (embeddings take integer ids)."""
+    modules = dict(model.named_modules())
+    layers = dict.fromkeys(n.rpartition(".")[0] for n in tensors)
+    return [n for n in layers if n in modules and not type_matches(modules[n], ("embedding",))]
 
 
 def activation_quantizers(model: nn.Module) -> dict[str, ActivationQuantizer]:

@@ -15,6 +15,7 @@ from torch.nn.utils import parametrize
 
 from netpress.errors import ConfigError
 from netpress.quantize.codes import Codes
+from netpress.select import SelectorLike, closest, matches, select_tensors
 
 
 class WeightQuantizer(nn.Module):
@@ -42,25 +43,51 @@ def check_finite(name: str, w: torch.Tensor) -> None:
         raise ConfigError(f"{name} contains {bad} NaN/Inf value(s); cannot quantize it")
 
 
-def selected_tensors(model: nn.Module, names: Iterable[str] | None = None,
+def selected_tensors(model: nn.Module, names: SelectorLike = None,
                      exclude: Iterable[str] = ()) -> dict[str, tuple[nn.Module, str]]:
-    """Tensors to quantize by plain name (default: Linear/Conv weights), as ``{name: (module, attr)}``."""
-    from netpress.prune.masks import prunable_tensors
+    """Tensors to quantize by plain name, as ``{name: (module, attr)}`` (see :func:`netpress.select.select_tensors`).
 
-    return prunable_tensors(model, names, exclude)
+    ``names``: exact names, selector strings or a :class:`~netpress.select.Selector`; default: Linear, Conv and
+    Embedding weights. Anything that matches nothing is a ConfigError naming the closest real names.
+    """
+    return select_tensors(model, names, exclude)
 
 
 def bits_per_tensor(bits: int | dict[str, int], names: Iterable[str]) -> dict[str, int]:
-    """Expand ``bits`` (one int, or ``{plain_name: bits}`` covering every name) to a checked dict."""
+    """Expand ``bits`` to a checked ``{name: bits}``.
+
+    Args:
+        bits: one int, or ``{key: bits}`` whose keys are exact names, globs or ``'re:'`` regexes (exact names
+            first, then patterns in order); every key must match a name and every name must be covered.
+        names: the selected tensors' plain names.
+
+    Returns:
+        ``{name: bits}`` in the order of ``names``.
+
+    Raises:
+        ConfigError: a key matching no tensor (naming the closest), an uncovered name, or bits outside 1-16.
+    """
     names = list(names)
-    if isinstance(bits, dict):
-        unknown = sorted(set(bits) - set(names))
-        missing = [n for n in names if n not in bits]
-        if unknown or missing:
-            raise ConfigError(f"bits per tensor: unknown {unknown}, missing {missing}; tensors: {names}")
-        return {n: check_bits(bits[n], f"bits of {n}") for n in names}
-    check_bits(bits)
-    return {n: bits for n in names}
+    if not isinstance(bits, dict):
+        check_bits(bits)
+        return {n: bits for n in names}
+    return {n: check_bits(b, f"bits of {n}") for n, b in per_name(bits, names, "bits").items()}
+
+
+def per_name(table: dict, names: Iterable[str], what: str = "key") -> dict:
+    """Resolve ``{exact name | glob | 're:' regex: value}`` to ``{name: value}`` (exact names win, then patterns
+    in order); a key matching nothing or a name left uncovered is a :class:`ConfigError`."""
+    names = list(names)
+    for key in table:
+        if key not in names and not any(matches(key, n, n.rpartition(".")[0]) for n in names):
+            raise ConfigError(f"{what} key {key!r} matches no selected tensor; {closest(key, names)}")
+    out = {}
+    for n in names:
+        key = n if n in table else next((k for k in table if matches(k, n, n.rpartition(".")[0])), None)
+        if key is None:
+            raise ConfigError(f"{what}: nothing given for {n!r} (add it or a pattern such as '*')")
+        out[n] = table[key]
+    return out
 
 
 def quantizer_of(module: nn.Module, attr: str) -> tuple[WeightQuantizer, int] | None:

@@ -14,7 +14,8 @@ from torch import nn
 
 from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
-from netpress.quantize.activations import add_activation_quantizers, calibrate_activations, calibration_inputs
+from netpress.quantize.activations import (add_activation_quantizers, calibrate_activations, calibration_inputs,
+                                           float_input_layers)
 from netpress.quantize.base import quantizer_of, remove_quantizer, selected_tensors
 from netpress.quantize.calibration import CALIBRATORS
 from netpress.quantize.uniform import GRANULARITIES, UniformQAT, UniformSpec, check_tensor, quantize_weights
@@ -94,7 +95,7 @@ def ptq(model: nn.Module, data=None, hp: PTQHparams = PTQHparams(), *, names: It
     if hp.bias_correction:
         correct_biases(tensors, floats, means)
     if hp.a_bits > 0:
-        add_activation_quantizers(model, hp.activation_spec(), hp.a_mode, [n.rpartition(".")[0] for n in tensors])
+        add_activation_quantizers(model, hp.activation_spec(), hp.a_mode, float_input_layers(model, tensors))
         calibrate_activations(model, calib, hp.calibration_examples)
     return model
 
@@ -203,6 +204,6 @@ def prepare_qat(model: nn.Module, hp: QATHparams = QATHparams(), data=None, *, n
         parametrize.register_parametrization(module, attr, UniformQAT(w, spec, hp.ste, hp.lsq))
     if hp.a_bits > 0:
         a_spec = UniformSpec(bits=hp.a_bits, symmetric=False, signed=False)
-        add_activation_quantizers(model, a_spec, "static", [n.rpartition(".")[0] for n in tensors])
+        add_activation_quantizers(model, a_spec, "static", float_input_layers(model, tensors))
         calibrate_activations(model, calib, hp.calibration_examples)
     return model

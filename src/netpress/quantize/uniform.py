@@ -20,7 +20,7 @@ from torch import nn
 
 from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
-from netpress.quantize.base import (WeightQuantizer, bits_per_tensor, check_finite, quantizer_of, remove_quantizer,
+from netpress.quantize.base import (WeightQuantizer, check_finite, per_name, quantizer_of, remove_quantizer,
                                     selected_tensors)
 from netpress.quantize.calibration import CALIBRATORS
 from netpress.quantize.codes import PRUNED, Codes
@@ -235,8 +235,7 @@ def quantize_weights(model: nn.Module, spec: UniformSpec | dict[str, UniformSpec
 def spec_per_tensor(spec: UniformSpec | dict[str, UniformSpec], names) -> dict[str, UniformSpec]:
     """One spec per tensor name (a dict must cover exactly the selected names)."""
     if isinstance(spec, dict):
-        bits_per_tensor({n: s.bits for n, s in spec.items()}, names)
-        return dict(spec)
+        return per_name(spec, names, "spec")
     return {n: spec for n in names}
 
 
