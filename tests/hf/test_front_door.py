@@ -10,7 +10,7 @@ from torch import nn
 import netpress
 import netpress.hf
 from netpress.errors import ConfigError
-from netpress.pipeline.oneshot import OutputQuality, bits_per_name, load_pretrained_recipe, select_tensors
+from netpress.pipeline.oneshot import OutputQuality, bits_per_name, load_pretrained_recipe, stage_tensors
 from netpress.pipeline.recipe import RecipeError
 
 
@@ -73,7 +73,7 @@ def test_errors_before_any_work(encoder_and_inputs, tmp_path):
         netpress.compress_pretrained(encoder, calib, "pretrained-9bit", out=tmp_path / "x.netp")
     bad = tmp_path / "bad.yaml"
     bad.write_text("stages:\n  - quantize: {bits: 4, select: [Linear, 'encoder.layerz.*']}\n")
-    with pytest.raises(RecipeError, match=r"stages\[0\].quantize: selector 'encoder.layerz.\*' matches no weight"):
+    with pytest.raises(RecipeError, match=r"stages\[0\].quantize: selector 'encoder.layerz.\*' matches no tensor; closest: transformer.encoder"):
         netpress.compress_pretrained(encoder, calib, bad, out=tmp_path / "x.netp")
     bad.write_text("stages:\n  - quantize: {bits: {Embedding: 4}, select: [Linear, Embedding]}\n")
     with pytest.raises(RecipeError, match="no key covers"):
@@ -85,12 +85,13 @@ def test_errors_before_any_work(encoder_and_inputs, tmp_path):
     assert not (tmp_path / "x.netp").exists()
 
 
-def test_selectors_by_type_and_glob():
+def test_stage_selection_by_type_and_pattern():
     net = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))
-    assert select_tensors(net, "Linear") == ["1.weight", "3.weight"]
-    assert select_tensors(net, ["embedding", "3.*"]) == ["0.weight", "3.weight", "3.bias"]
-    with pytest.raises(ConfigError, match="'conv' matches no weight"):
-        select_tensors(net, "conv")
+    assert stage_tensors(net, "Linear") == ["1.weight", "3.weight"]
+    assert stage_tensors(net, ["Embedding", "Linear", "!3.*"]) == ["0.weight", "1.weight"]
+    assert stage_tensors(net, "Conv") == []  # a type the model lacks: the stage is skipped
+    with pytest.raises(ConfigError, match="'4.\\*' matches no tensor"):
+        stage_tensors(net, "4.*")
     assert bits_per_name(net, ["0.weight", "1.weight"], {"Embedding": 3, "*": 5}) == {"0.weight": 3, "1.weight": 5}
 
 

@@ -11,8 +11,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import fnmatch
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -28,7 +26,6 @@ from netpress.registry import Registry
 
 PRETRAINED = ("pretrained-8bit", "pretrained-4bit", "pretrained-max")
 Quality = Callable[[nn.Module], dict]
-TYPES = {"linear": (nn.Linear,), "embedding": (nn.Embedding,), "conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d)}
 
 
 def _selector(value: Any) -> bool:
@@ -43,7 +40,7 @@ class OneshotPrune(Hparams):
         method: a registered one-shot pruner (``magnitude``; ``wanda`` and ``sparsegpt`` when installed).
         sparsity: fraction of zeros per selected tensor.
         pattern: ``''`` (unstructured) or ``'N:M'`` (N zeros in every M consecutive inputs, e.g. ``'2:4'``).
-        select: which weights: module types (``Linear``, ``Embedding``, ``Conv``) or globs on tensor names.
+        select: which weights: a :mod:`netpress.select` selector (module types, globs, ``re:``, ``!exclude``).
     """
 
     method: str = "magnitude"
@@ -77,7 +74,7 @@ class OneshotQuantize(Hparams):
         granularity: uniform codes per ``tensor``, ``channel`` or ``group``.
         group_size: values per group (``group``).
         calibration: range calibration for uniform codes (``minmax``, ``mse``, ...).
-        select: which weights: module types or globs on tensor names.
+        select: which weights: a :mod:`netpress.select` selector (module types, globs, ``re:``, ``!exclude``).
     """
 
     method: str = "uniform"
@@ -149,48 +146,24 @@ def _kmeans(model: nn.Module, names: list[str], hp: OneshotQuantize, calib, bits
     share_weights(model, bits, names=names, iterations=50)
 
 
-def select_tensors(model: nn.Module, select: str | list[str], allow_absent_types: bool = False) -> list[str]:
-    """Plain names of the weights a selector picks, in model order.
+def stage_tensors(model: nn.Module, select) -> list[str]:
+    """Plain names a stage's ``select`` picks (see :mod:`netpress.select`), in model order.
 
-    Args:
-        model: any module.
-        select: one selector or a list; each is a module type (``Linear``, ``Embedding``, ``Conv``; the weight of
-            every such module) or a glob on parameter names (``'encoder.layer.*.output.dense.weight'``).
-        allow_absent_types: a module type the model does not have selects nothing instead of raising (generic
-            recipes: ``[Linear, Embedding]`` on a model without embeddings); globs must always match.
-
-    Returns:
-        The selected plain names (union of all selectors).
+    A selector made only of module types the model does not have (``Embedding`` on a CNN) selects nothing, so a
+    generic recipe skips that stage; a name pattern that matches nothing is an error.
 
     Raises:
-        ConfigError: a selector that matches nothing, naming it and the closest parameter names.
+        ConfigError: a pattern that matches nothing, naming the closest tensor names.
 
     Example:
-        >>> select_tensors(encoder, ["Embedding", "*.attention.*.weight"])
+        >>> stage_tensors(encoder, ["Linear", "!*.pooler.*"])
     """
-    params = _param_names(model)
-    chosen: set[str] = set()
-    for sel in [select] if isinstance(select, str) else select:
-        hits = _matches(model, params, sel)
-        if not hits and (sel.lower() not in TYPES or not allow_absent_types):
-            close = difflib.get_close_matches(sel, params, n=3, cutoff=0.3) or params[:3]
-            raise ConfigError(f"selector {sel!r} matches no weight of {type(model).__name__}; closest: "
-                              f"{', '.join(close)}; types: {', '.join(t.capitalize() for t in TYPES)}")
-        chosen.update(hits)
-    return [p for p in params if p in chosen]
+    from netpress.select import as_selector, select_tensors, type_matches
 
-
-def _param_names(model: nn.Module) -> list[str]:
-    from netpress.prune.masks import plain_state_dict
-
-    return [n for n, v in plain_state_dict(model).items() if v.is_floating_point()]
-
-
-def _matches(model: nn.Module, params: list[str], sel: str) -> list[str]:
-    types = TYPES.get(sel.lower())
-    if types is not None:
-        return [f"{n}.weight" if n else "weight" for n, m in model.named_modules() if isinstance(m, types)]
-    return [p for p in params if fnmatch.fnmatchcase(p, sel)]
+    sel = as_selector(select)
+    if not sel.include and not any(type_matches(m, sel.types) for m in model.modules()):
+        return []
+    return list(select_tensors(model, sel))
 
 
 def bits_per_name(model: nn.Module, names: list[str], bits: int | dict) -> dict[str, int]:
@@ -203,7 +176,7 @@ def bits_per_name(model: nn.Module, names: list[str], bits: int | dict) -> dict[
         return {n: int(bits) for n in names}
     out: dict[str, int] = {}
     for key, b in bits.items():
-        for n in select_tensors(model, key, allow_absent_types=True):
+        for n in stage_tensors(model, key):
             if n in names:
                 out.setdefault(n, int(b))
     missing = [n for n in names if n not in out]
@@ -351,7 +324,7 @@ def _plan(model: nn.Module, recipe: Recipe) -> list[tuple]:
             plan.append((stage, [], {}))
             continue
         try:
-            names = select_tensors(model, stage.hparams.select, allow_absent_types=True)
+            names = stage_tensors(model, stage.hparams.select)
             bits = bits_per_name(model, names, stage.hparams.bits) if stage.kind == "quantize" and names else {}
         except ConfigError as exc:
             raise RecipeError(f"stages[{i}].{stage.kind}: {exc}") from None
@@ -399,5 +372,5 @@ def _fmt(v) -> str:
 
 
 __all__ = ["PRETRAINED", "ONESHOT_STAGES", "PRUNERS", "QUANTIZERS", "OneshotPrune", "OneshotQuantize", "OneshotEncode",
-           "OneshotResult", "OutputQuality", "compress_pretrained", "load_pretrained_recipe", "select_tensors",
+           "OneshotResult", "OutputQuality", "compress_pretrained", "load_pretrained_recipe", "stage_tensors",
            "bits_per_name", "call"]
