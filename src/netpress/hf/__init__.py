@@ -10,11 +10,11 @@ Example:
     >>> result = netpress.compress_pretrained(encoder, calib, "pretrained-4bit", out="minilm.netp")
     >>> same = netpress.hf.load("minilm.netp")                                    # rebuilt from the stored config
 """
-from netpress.hf.files import architecture, is_hf_file, load
+from netpress.hf.files import architecture, evaluate, is_hf_file, load
 from netpress.hf.model import POOLINGS, SentenceEncoder, check_folder, from_spec, load_folder, pool
 from netpress.hf.quality import EmbeddingQuality, compare_embeddings, embed, spearman
 from netpress.hf.text import TextInputs, read_sentences
 
-__all__ = ["architecture", "is_hf_file", "load", "POOLINGS", "SentenceEncoder", "check_folder", "from_spec",
+__all__ = ["architecture", "evaluate", "is_hf_file", "load", "POOLINGS", "SentenceEncoder", "check_folder", "from_spec",
            "load_folder", "pool", "EmbeddingQuality", "compare_embeddings", "embed", "spearman", "TextInputs",
            "read_sentences"]

@@ -317,6 +317,45 @@ def compress_pretrained(model: nn.Module, calib_inputs: Iterable, recipe: str | 
     return result
 
 
+def compress_hf(folder: str | Path, calib_file: str | Path, recipe: str | Path | Recipe = "pretrained-4bit", *,
+                out: str | Path | None = None, calib_limit: int = 512, eval_file: str | Path | None = None,
+                batch_size: int = 32, max_length: int = 128, report: str | Path | None = None) -> OneshotResult:
+    """:func:`compress_pretrained` on a Hugging Face / sentence-transformers folder with calibration text.
+
+    Args:
+        folder: the model folder (loaded offline, see :func:`netpress.hf.load_folder`).
+        calib_file: calibration sentences, one per line (the first ``calib_limit`` are used).
+        recipe: a pretrained recipe name, YAML path or :class:`Recipe`.
+        out: the ``.netp`` file (it records the model config, so :func:`netpress.hf.load` rebuilds it).
+        calib_limit: most calibration sentences.
+        eval_file: held-out sentences for the quality (embedding cosine vs the original); default: the calibration
+            sentences.
+        batch_size: sentences per batch.
+        max_length: token truncation length.
+        report: Markdown report path (default next to ``out``).
+
+    Returns:
+        :class:`OneshotResult` (quality: ``cosine_mean``, ``cosine_min``, ``nn_agreement``, ``spearman``).
+
+    Raises:
+        ConfigError / DataError / RecipeError: missing folder, no sentences, unknown recipe; before any work.
+
+    Example:
+        >>> compress_hf("all-MiniLM-L6-v2", "calib.txt", "pretrained-4bit", out="minilm.netp").summary()
+    """
+    from netpress import hf
+
+    recipe = load_pretrained_recipe(recipe)
+    hf.check_folder(folder)
+    sentences = hf.read_sentences(calib_file, limit=calib_limit)
+    held_out = hf.read_sentences(eval_file) if eval_file is not None else sentences
+    model, tokenizer = hf.load_folder(folder)
+    calib = hf.TextInputs(sentences, tokenizer, batch_size, max_length)
+    quality = hf.EmbeddingQuality(model, hf.TextInputs(held_out, tokenizer, batch_size, max_length))
+    return compress_pretrained(model, calib, recipe, out=out, quality=quality, report=report,
+                               title=f"{recipe.name}: {Path(folder).name}")
+
+
 def _plan(model: nn.Module, recipe: Recipe) -> list[tuple]:
     plan = []
     for i, stage in enumerate(recipe.stages):
@@ -372,5 +411,5 @@ def _fmt(v) -> str:
 
 
 __all__ = ["PRETRAINED", "ONESHOT_STAGES", "PRUNERS", "QUANTIZERS", "OneshotPrune", "OneshotQuantize", "OneshotEncode",
-           "OneshotResult", "OutputQuality", "compress_pretrained", "load_pretrained_recipe", "stage_tensors",
+           "OneshotResult", "OutputQuality", "compress_pretrained", "compress_hf", "load_pretrained_recipe", "stage_tensors",
            "bits_per_name", "call"]
