@@ -33,3 +33,6 @@ __all__ += ["VQResult", "kmeans_vectors", "product_quantize", "residual_quantize
 from netpress.quantize.mixed import BitPlan, Sensitivity, allocate_bits, apply_plan, bit_sensitivity  # noqa: E402
 
 __all__ += ["BitPlan", "Sensitivity", "allocate_bits", "apply_plan", "bit_sensitivity"]
+from netpress.quantize.gptq import GPTQHparams, attach_codes, gptq_codes, gptq_module  # noqa: E402
+
+__all__ += ["GPTQHparams", "attach_codes", "gptq_codes", "gptq_module"]

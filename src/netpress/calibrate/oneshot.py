@@ -1,0 +1,137 @@
+"""One-shot, data-aware compression of a pretrained model: calibration inputs in, compressed model out.
+
+Per layer, in execution order (:func:`netpress.calibrate.sequential.layerwise`): prune (Wanda or SparseGPT), then
+quantize (GPTQ, uniform or k-means) from the layer's input statistics. SparseGPT followed by uniform GPTQ runs as
+one joint sweep (``joint=True``). Layers without an input matrix (e.g. ``nn.Embedding``) are quantized by
+round-to-nearest / plain k-means and not pruned (no input statistics exist for them); the report says so.
+
+Example:
+    >>> net = oneshot(net, batches, prune=WandaHparams(n=2, m=4), quantize=GPTQHparams(bits=4))
+    >>> net.netpress_oneshot["quality"]
+    0.0021
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Union
+
+import torch
+from torch import nn
+
+from netpress.calibrate.inputs import check_inputs
+from netpress.calibrate.quality import QualityFn, make_quality
+from netpress.calibrate.sequential import layerwise
+from netpress.calibrate.stats import InputStats, supports
+from netpress.errors import ConfigError
+from netpress.prune.sparsegpt import SparseGPTHparams, sparsegpt_module
+from netpress.prune.wanda import WandaHparams, check_cols, wanda_module
+from netpress.quantize.gptq import GPTQHparams, check_weight, gptq_module
+
+Selector = Union[Iterable[str], Callable[[str, nn.Module], bool], None]
+
+
+def select_layers(model: nn.Module, layers: Selector = None) -> dict[str, tuple[nn.Module, str]]:
+    """Tensors to compress by plain name: ``None`` (every Linear/Conv weight), plain names (any module's
+    ``weight``, e.g. an embedding), or a predicate ``(module_name, module) -> bool`` over modules with a weight.
+
+    Raises:
+        ConfigError: an unknown name, or nothing selected.
+
+    Example:
+        >>> select_layers(bert, lambda n, m: isinstance(m, (nn.Linear, nn.Embedding)))
+    """
+    from netpress.prune.masks import prunable_tensors
+
+    if not callable(layers):
+        return prunable_tensors(model, None if layers is None else list(layers))
+    out = {f"{n}.weight" if n else "weight": (m, "weight") for n, m in model.named_modules()
+           if isinstance(getattr(m, "weight", None), torch.Tensor) and layers(n, m)}
+    if not out:
+        raise ConfigError("the layer selector matched no module with a weight")
+    return out
+
+
+def oneshot(model: nn.Module, inputs: Iterable[Any], *, prune: WandaHparams | SparseGPTHparams | None = None,
+            quantize: GPTQHparams | None = None, layers: Selector = None,
+            quality: Union[str, QualityFn, None] = None, joint: bool = True, sequential: bool = True,
+            dtype: torch.dtype = torch.float32, progress: bool | None = None) -> nn.Module:
+    """Compress ``model`` in place from calibration inputs, without training.
+
+    Args:
+        model: any module (CPU or CUDA: statistics and solvers run on the model's device).
+        inputs: calibration batches: tensors (``model(x)``), tuples (``model(*t)``) or mappings such as tokenizer
+            output (``model(**d)``); replayed once per layer group.
+        prune: :class:`WandaHparams` or :class:`SparseGPTHparams` (unstructured or N:M), or None.
+        quantize: :class:`GPTQHparams` (uniform per channel/group, or k-means), or None.
+        layers: which weights (see :func:`select_layers`; default every Linear/Conv weight).
+        quality: how the result is scored in the report: ``'mse'`` (default) / ``'cosine'`` against the original
+            outputs, or a callable ``model -> float``.
+        joint: SparseGPT and uniform GPTQ in one sweep (else prune, then quantize from the same statistics).
+        sequential: later layers calibrate on earlier layers' compressed outputs (see
+            :mod:`netpress.calibrate.sequential`); False: one pass over the original model.
+        dtype: dtype of the input statistics and solvers (float64 for exact references).
+        progress: bar over layers (default: when stderr is a terminal).
+
+    Returns:
+        ``model``: pruned weights masked (:mod:`netpress.prune.masks`), quantized ones frozen codes
+        (:func:`netpress.quantize.export_codes`), ready for :func:`netpress.save`. ``model.netpress_oneshot``
+        holds the report: per-layer results and ``quality`` (0 = identical outputs).
+
+    Raises:
+        ConfigError: nothing to do, an unknown layer, or a weight the options cannot handle; before any change.
+        DataError: no calibration inputs.
+
+    Example:
+        >>> oneshot(bert, [tok(texts, return_tensors="pt", padding=True)], quantize=GPTQHparams(bits=4))
+    """
+    _check_options(prune, quantize)
+    batches = check_inputs(inputs)
+    tensors = select_layers(model, layers)
+    _check_tensors(tensors, prune, quantize)
+    score = make_quality(model, batches, quality)
+    modules = {name: module for name, (module, _attr) in tensors.items()}
+    both = joint and isinstance(prune, SparseGPTHparams) and quantize is not None \
+        and quantize.method == "uniform" and not quantize.act_order
+
+    def solve(name: str, module: nn.Module, stats: InputStats | None) -> dict:
+        return _solve(name, module, tensors[name][1], stats, prune, quantize, both)
+
+    need_h = quantize is not None or isinstance(prune, SparseGPTHparams)
+    results = layerwise(model, batches, modules, solve, hessian=need_h, dtype=dtype, sequential=sequential,
+                        progress=progress)
+    model.netpress_oneshot = {"layers": results, "quality": score(model)}
+    return model
+
+
+def _solve(name: str, module: nn.Module, attr: str, stats: InputStats | None, prune, quantize, both: bool) -> dict:
+    report: dict[str, Any] = {}
+    if prune is not None:
+        if stats is None:
+            report["prune"] = "skipped: no input statistics for this layer"
+        elif isinstance(prune, WandaHparams):
+            report.update(wanda_module(module, stats.sq_norms, prune, attr, name))
+        else:
+            report.update(sparsegpt_module(module, stats.hessian, prune, quantize if both else None, attr, name))
+    if quantize is not None and not (both and stats is not None):
+        report.update(gptq_module(module, None if stats is None else stats.hessian, quantize, attr, name))
+        if stats is None:
+            report["note"] = "no input statistics: rounded to nearest"
+    return report
+
+
+def _check_options(prune, quantize) -> None:
+    if prune is None and quantize is None:
+        raise ConfigError("oneshot needs prune=WandaHparams/SparseGPTHparams and/or quantize=GPTQHparams")
+    if prune is not None and not isinstance(prune, (WandaHparams, SparseGPTHparams)):
+        raise ConfigError(f"prune must be WandaHparams or SparseGPTHparams, got {type(prune).__name__}")
+    if quantize is not None and not isinstance(quantize, GPTQHparams):
+        raise ConfigError(f"quantize must be GPTQHparams, got {type(quantize).__name__}")
+
+
+def _check_tensors(tensors: dict[str, tuple[nn.Module, str]], prune, quantize) -> None:
+    """Every check that can fail, for every tensor, before anything changes."""
+    for name, (module, attr) in tensors.items():
+        w = getattr(module, attr)
+        if prune is not None and supports(module):
+            check_cols(name, w[0].numel(), prune.m)
+        if quantize is not None:
+            check_weight(name, w, quantize)

@@ -1,0 +1,382 @@
+"""GPTQ: error-compensating rounding of a layer's weights, from the Hessian of its output error.
+
+For a layer ``y = W x`` with calibration inputs ``X`` (rows), ``H = 2 X^T X / n``. Columns of ``W`` are rounded
+one at a time; the rounding error of column ``j`` is spread over the not-yet-rounded columns so as to keep
+``||X W^T - X Q^T||`` small (Optimal Brain Quantization, Frantar et al. 2022, in GPTQ's form: a fixed column
+order, the upper Cholesky factor ``U`` of the damped ``H^-1``, and lazy updates of columns outside the current
+block of ``blocksize`` columns). The same sweep with a pruning rule instead of rounding is SparseGPT
+(:mod:`netpress.prune.sparsegpt`).
+
+Rounding targets:
+- uniform per channel / per group: values on the grid of :func:`netpress.quantize.uniform.uniform_codes`
+  (per-row clip ratio chosen by a grid search on the layer output error, ``tr(E H E^T)``);
+- a k-means codebook (netpress's 1-D k-means of the weights, then nearest-centroid rounding with error feedback).
+
+Weights that are exactly zero (pruned) stay zero; their error is compensated like any other.
+
+Example:
+    >>> codes = gptq_codes(layer.weight, hessian, GPTQHparams(bits=4))
+    >>> attach_codes(layer, "weight", codes)
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from netpress.errors import ConfigError
+from netpress.hparams import Hparams, require
+from netpress.quantize.base import WeightQuantizer, check_finite, quantizer_of, remove_quantizer
+from netpress.quantize.codes import PRUNED, Codes
+from netpress.quantize.uniform import UniformSpec, fake_quantize, qparams, uniform_codes
+
+METHODS = ("uniform", "kmeans")
+
+
+@dataclasses.dataclass(frozen=True)
+class GPTQHparams(Hparams):
+    """GPTQ options.
+
+    Attributes:
+        bits: bits per weight (uniform levels or k-means codebook size ``2**bits``).
+        method: ``uniform`` (integer grid with scale and zero point) or ``kmeans`` (one codebook per tensor).
+        granularity: uniform grid per ``channel`` (output row) or per ``group`` of ``group_size`` inputs.
+        group_size: inputs per group (``group``; Linear weights only).
+        symmetric: symmetric uniform range (zero point fixed) instead of the tight affine range.
+        blocksize: columns per lazy-update block (the result does not depend on it, up to float rounding).
+        percdamp: damping added to ``H``'s diagonal, as a fraction of its mean diagonal.
+        act_order: round columns in order of decreasing ``H`` diagonal (groups then use ranges fixed up front).
+        clip_grid: clip ratios tried per row (1 = min-max only), from 1 down to ``clip_min``.
+        clip_min: the smallest clip ratio tried.
+        kmeans_iterations: Lloyd iterations of the codebook fit (``kmeans``).
+    """
+
+    bits: int = 4
+    method: str = "uniform"
+    granularity: str = "channel"
+    group_size: int = 128
+    symmetric: bool = False
+    blocksize: int = 128
+    percdamp: float = 0.01
+    act_order: bool = False
+    clip_grid: int = 10
+    clip_min: float = 0.5
+    kmeans_iterations: int = 100
+
+    def validate(self) -> None:
+        require(isinstance(self.bits, int) and not isinstance(self.bits, bool) and 1 <= self.bits <= 16,
+                f"bits must be an integer from 1 to 16, got {self.bits!r}")
+        require(self.method in METHODS, f"unknown GPTQ method {self.method!r}; known: {', '.join(METHODS)}")
+        require(self.granularity in ("channel", "group"),
+                f"GPTQ granularity must be 'channel' or 'group', got {self.granularity!r}")
+        require(self.group_size >= 1, f"group_size must be >= 1, got {self.group_size}")
+        require(self.blocksize >= 1, f"blocksize must be >= 1, got {self.blocksize}")
+        require(0 <= self.percdamp < 10, f"percdamp must be in [0, 10), got {self.percdamp}")
+        require(self.clip_grid >= 1, f"clip_grid must be >= 1, got {self.clip_grid}")
+        require(0 < self.clip_min <= 1, f"clip_min must be in (0, 1], got {self.clip_min}")
+
+    def spec(self) -> UniformSpec:
+        """The uniform grid of a ``[out, in]`` weight matrix (per row, or per group along the inputs)."""
+        if self.granularity == "group":
+            return UniformSpec(bits=self.bits, symmetric=self.symmetric, granularity="group", axis=1,
+                               group_size=self.group_size)
+        return UniformSpec(bits=self.bits, symmetric=self.symmetric, granularity="channel", axis=0)
+
+
+# ---------------------------------------------------------------------------------------------- the OBS sweep
+def inverse_cholesky(hessian: torch.Tensor, percdamp: float) -> torch.Tensor:
+    """Upper Cholesky factor ``U`` of ``(H + damp I)^-1`` (``U^T U = H^-1``); damping grows until it factors.
+
+    Args:
+        hessian: ``[c, c]`` symmetric positive semi-definite; all-zero rows (dead inputs) must be fixed first.
+        percdamp: damping as a fraction of the mean diagonal.
+
+    Returns:
+        ``U``, upper triangular, ``hessian``'s dtype.
+
+    Raises:
+        ConfigError: ``H`` stays singular even with 1000x the damping (NaN/Inf inputs).
+    """
+    eye = torch.eye(hessian.shape[0], dtype=hessian.dtype, device=hessian.device)
+    mean = hessian.diagonal().mean()
+    damp = max(percdamp, 1e-8)
+    for _ in range(4):
+        chol, info = torch.linalg.cholesky_ex(hessian + damp * mean * eye)
+        if int(info) == 0:
+            inv, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(chol), upper=True)
+            if int(info) == 0:
+                return inv
+        damp *= 10
+    raise ConfigError("input Hessian is not positive definite even with extra damping (NaN/Inf activations?)")
+
+
+class Rounder:
+    """What the sweep does to each column: ``column(j, W)`` returns the final value of column ``j`` (``W`` is
+    the live, partly updated matrix); ``block(i1, i2, W, d)`` is called before each block (``d``: diagonal of
+    the block's ``U``, for saliency-based pruning). Subclasses keep per-column state in the swept order."""
+
+    def block(self, i1: int, i2: int, w: torch.Tensor, d: torch.Tensor) -> None:
+        pass
+
+    def column(self, j: int, w: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def permute(self, perm: torch.Tensor) -> None:
+        """Reorder per-column state to the swept column order."""
+
+
+def dead_inputs(w: torch.Tensor, hessian: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hessian with dead inputs (zero diagonal) made regular, and W with their columns zeroed (they never
+    contribute to the output)."""
+    dead = hessian.diagonal() == 0
+    if bool(dead.any()):
+        hessian, w = hessian.clone(), w.clone()
+        hessian[dead, dead] = 1
+        w[:, dead] = 0
+    return w, hessian
+
+
+def obs_sweep(w: torch.Tensor, hessian: torch.Tensor, rounder: Rounder, *, blocksize: int = 128,
+              percdamp: float = 0.01, act_order: bool = False) -> torch.Tensor:
+    """Round (or prune) ``W`` column by column, compensating each column's error on the later columns.
+
+    Args:
+        w: ``[rows, cols]`` weights (not changed).
+        hessian: ``[cols, cols]`` ``2 X^T X / n``; the sweep runs in its dtype.
+        rounder: the per-column rule (its state in the original column order; permuted here if ``act_order``).
+        blocksize: columns per lazy block.
+        percdamp: damping fraction.
+        act_order: sweep columns by decreasing ``H`` diagonal.
+
+    Returns:
+        ``Q`` ``[rows, cols]`` in the original column order, ``hessian``'s dtype.
+
+    Example:
+        >>> q = obs_sweep(w, h, UniformRounder(w, h, GPTQHparams(bits=4)))
+    """
+    w, hessian = dead_inputs(w.to(hessian.dtype), hessian)
+    w = w.clone()
+    perm = torch.argsort(hessian.diagonal(), descending=True, stable=True) if act_order else None
+    if perm is not None:
+        w, hessian = w[:, perm], hessian[perm][:, perm]
+        rounder.permute(perm)
+    u = inverse_cholesky(hessian, percdamp)
+    q = torch.zeros_like(w)
+    cols = w.shape[1]
+    for i1 in range(0, cols, blocksize):
+        i2 = min(i1 + blocksize, cols)
+        ub = u[i1:i2, i1:i2]
+        rounder.block(i1, i2, w, ub.diagonal())
+        err = torch.zeros(w.shape[0], i2 - i1, dtype=w.dtype, device=w.device)
+        for i in range(i2 - i1):
+            j = i1 + i
+            q[:, j] = rounder.column(j, w)
+            e = (w[:, j] - q[:, j]) / ub[i, i]
+            w[:, j:i2] -= e[:, None] * ub[i, i:][None, :]
+            err[:, i] = e
+        w[:, i2:] -= err @ u[i1:i2, i2:]
+    return q if perm is None else q[:, torch.argsort(perm)]
+
+
+# ------------------------------------------------------------------------------------------------- rounders
+def search_range(w: torch.Tensor, hessian: torch.Tensor | None, spec: UniformSpec, grid: int = 20,
+                 clip_min: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row ``(scale, zero_point)`` of ``w`` ``[rows, m]`` minimising the output error ``e H e^T`` of each row
+    (plain ``||e||^2`` without ``H``) over clip ratios ``1 .. clip_min`` of the row's min-max range.
+
+    Example:
+        >>> scale, zp = search_range(w, h, UniformSpec(bits=4, granularity="channel"))
+    """
+    lo, hi = w.amin(1).float(), w.amax(1).float()
+    best = torch.full((w.shape[0],), float("inf"), dtype=w.dtype, device=w.device)
+    scale = zp = None
+    for ratio in torch.linspace(1.0, clip_min, grid).tolist() if grid > 1 else [1.0]:
+        s, z = qparams(lo * ratio, hi * ratio, spec)
+        e = w - fake_quantize(w, s[:, None], z[:, None], spec.qmin, spec.qmax).to(w.dtype)
+        err = ((e @ hessian) * e).sum(1) if hessian is not None else (e * e).sum(1)
+        better = err < best
+        best = torch.where(better, err, best)
+        scale = s if scale is None else torch.where(better, s, scale)
+        zp = z if zp is None else torch.where(better, z, zp)
+    return scale, zp
+
+
+class UniformRounder(Rounder):
+    """Round to a uniform grid per row or per group; exact zeros of ``keep``'s complement stay zero.
+
+    Per channel the ranges are searched once up front; per group they are searched on the live weights when the
+    sweep reaches each group (fixed up front with ``act_order``, so groups stay contiguous in the original order).
+    """
+
+    def __init__(self, w: torch.Tensor, hessian: torch.Tensor | None, hp: GPTQHparams,
+                 keep: torch.Tensor | None = None):
+        self.hp, self.spec, self.hessian = hp, hp.spec(), hessian
+        rows, cols = w.shape
+        self.keep = torch.ones_like(w, dtype=torch.bool) if keep is None else keep.clone()
+        self.group = hp.granularity == "group"
+        width = hp.group_size if self.group else cols
+        self.scale = torch.zeros(rows, cols // width, dtype=torch.float32, device=w.device)
+        self.zp = torch.zeros(rows, cols // width, dtype=torch.int64, device=w.device)
+        self.col_group = torch.arange(cols, device=w.device) // width
+        self.dynamic = self.group and not hp.act_order
+        if not self.dynamic:
+            for g in range(cols // width):
+                self._fit(g, w[:, g * width:(g + 1) * width], g * width)
+
+    def _fit(self, g: int, block: torch.Tensor, start: int) -> None:
+        end = start + block.shape[1]
+        h = None if self.hessian is None else self.hessian[start:end, start:end].to(block.dtype)
+        self.scale[:, g], self.zp[:, g] = search_range(block, h, self.spec, self.hp.clip_grid, self.hp.clip_min)
+
+    def permute(self, perm: torch.Tensor) -> None:
+        self.keep, self.col_group = self.keep[:, perm], self.col_group[perm]
+
+    def column(self, j: int, w: torch.Tensor) -> torch.Tensor:
+        g = int(self.col_group[j])
+        if self.dynamic and j % self.hp.group_size == 0:
+            self._fit(g, w[:, j:j + self.hp.group_size], j)
+        q = fake_quantize(w[:, j], self.scale[:, g], self.zp[:, g], self.spec.qmin, self.spec.qmax)
+        return q.to(w.dtype) * self.keep[:, j]
+
+    def codes(self, q: torch.Tensor, shape: torch.Size) -> Codes:
+        """The :class:`Codes` of the swept result ``q`` (matrix view) for a weight of ``shape``."""
+        scale, zp = (self.scale.reshape(-1), self.zp.reshape(-1)) if self.group else (self.scale[:, 0], self.zp[:, 0])
+        return uniform_codes(q.float().reshape(shape), scale, zp, self.spec)
+
+
+class CodebookRounder(Rounder):
+    """Round each weight to the nearest value of a fixed 1-D codebook; zeros outside ``keep`` stay zero."""
+
+    def __init__(self, codebook: torch.Tensor, keep: torch.Tensor):
+        self.codebook, self.keep = codebook.reshape(-1), keep.clone()
+
+    def permute(self, perm: torch.Tensor) -> None:
+        self.keep = self.keep[:, perm]
+
+    def column(self, j: int, w: torch.Tensor) -> torch.Tensor:
+        book = self.codebook.to(w.dtype)
+        q = book[nearest(w[:, j], book)]
+        return q * self.keep[:, j]
+
+
+def nearest(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest codebook entry of each value (ties: the lower index)."""
+    return (values.reshape(-1, 1) - codebook.reshape(1, -1)).abs().argmin(1).reshape(values.shape)
+
+
+# ------------------------------------------------------------------------------------------- one weight tensor
+def check_weight(name: str, w: torch.Tensor, hp: GPTQHparams) -> None:
+    """Raise :class:`ConfigError` if ``hp`` cannot quantize ``w`` (before any change)."""
+    check_finite(name, w)
+    if hp.method == "uniform" and hp.granularity == "group":
+        if w.dim() != 2:
+            raise ConfigError(f"{name}: per-group GPTQ needs a 2-D (Linear) weight, got shape {tuple(w.shape)}; "
+                              "use granularity='channel'")
+        if w.shape[1] % hp.group_size:
+            raise ConfigError(f"{name}: group_size {hp.group_size} does not divide {w.shape[1]} inputs")
+    if hp.method == "kmeans" and int((w != 0).sum()) < 2 ** hp.bits:
+        raise ConfigError(f"{name}: {2 ** hp.bits} centroids but only {int((w != 0).sum())} nonzero weights")
+
+
+def gptq_codes(w: torch.Tensor, hessian: torch.Tensor | None, hp: GPTQHparams = GPTQHparams(),
+               name: str = "weight") -> Codes:
+    """GPTQ-quantize one weight (Linear ``[out, in]`` or Conv ``[out, C, k...]``, im2col order).
+
+    Args:
+        w: the weight (exact zeros are kept as pruned).
+        hessian: ``2 X^T X / n`` of the layer's inputs ``[in, in]``; None: no data (round to nearest,
+            clip search on the weight error).
+        hp: options.
+        name: the tensor's name, for messages.
+
+    Returns:
+        :class:`Codes` whose ``decode()`` is the quantized weight (uniform grid or 1-D k-means codebook).
+
+    Raises:
+        ConfigError: NaN/Inf, a group size that does not fit, fewer nonzero weights than centroids.
+
+    Example:
+        >>> gptq_codes(fc.weight, h, GPTQHparams(bits=3)).decode().unique().numel() <= 8 * fc.out_features
+        True
+    """
+    check_weight(name, w, hp)
+    mat = w.detach().reshape(w.shape[0], -1)
+    keep = mat != 0
+    dtype = hessian.dtype if hessian is not None else torch.float32
+    if hp.method == "kmeans":
+        book = _kmeans_codebook(mat, hp)
+        rounder: Rounder = CodebookRounder(book.to(dtype), keep)
+    else:
+        rounder = UniformRounder(mat.to(dtype), hessian, hp, keep)
+    if hessian is None:
+        q = torch.stack([rounder.column(j, mat.to(dtype)) for j in range(mat.shape[1])], 1)
+    else:
+        q = obs_sweep(mat, hessian, rounder, blocksize=hp.blocksize, percdamp=hp.percdamp, act_order=hp.act_order)
+    if hp.method == "kmeans":
+        idx = nearest(q.float(), book).masked_fill(~keep, PRUNED)
+        return Codes(idx.reshape(w.shape), book.float().clone(), hp.bits, None, "kmeans-gptq")
+    return rounder.codes(q, w.shape)
+
+
+def _kmeans_codebook(mat: torch.Tensor, hp: GPTQHparams) -> torch.Tensor:
+    from netpress.quantize.sharing import kmeans_codebook
+
+    return kmeans_codebook(mat.float().cpu(), hp.bits, iterations=hp.kmeans_iterations).codebook.detach().to(mat.device)
+
+
+def output_error(w: torch.Tensor, q: torch.Tensor, hessian: torch.Tensor) -> float:
+    """``tr((W - Q) H (W - Q)^T)``: the layer's summed squared output error per input row, times 2."""
+    e = (w.reshape(w.shape[0], -1) - q.reshape(q.shape[0], -1)).to(hessian.dtype)
+    return float(((e @ hessian) * e).sum())
+
+
+# ------------------------------------------------------------------------------------------- the module level
+def attach_codes(module: nn.Module, attr: str, codes: Codes) -> WeightQuantizer:
+    """Freeze ``module.attr`` to ``codes``: a :class:`WeightQuantizer` parametrization returning ``codes.decode()``.
+
+    An existing quantizer on the tensor is replaced; a pruning mask stays under it.
+
+    Example:
+        >>> attach_codes(fc, "weight", gptq_codes(fc.weight, h))
+    """
+    from netpress.quantize.sharing import CodebookWeight, _attach
+
+    if quantizer_of(module, attr) is not None:
+        remove_quantizer(module, attr)
+    quantizer = CodebookWeight(codes.indices, codes.codebook, codes.bits, codes.axis, codes.method, trainable=False)
+    _attach(module, attr, quantizer)
+    return quantizer
+
+
+@torch.no_grad()
+def gptq_module(module: nn.Module, hessian: torch.Tensor | None, hp: GPTQHparams = GPTQHparams(),
+                attr: str = "weight", name: str = "weight") -> dict:
+    """GPTQ-quantize ``module.attr`` in place from its input Hessian (None: round to nearest).
+
+    Args:
+        module: a Linear / Conv (or, without ``hessian``, any module with the tensor).
+        hessian: ``[in, in]`` from :mod:`netpress.calibrate`.
+        hp: options.
+        attr: the tensor's attribute.
+        name: the tensor's name, for messages.
+
+    Returns:
+        A report: ``bits``, ``method`` and, with a Hessian, ``error`` / ``rtn_error`` (``tr(E H E^T)`` of GPTQ and of
+        round-to-nearest with the same grid search).
+
+    Example:
+        >>> gptq_module(net.fc1, stats.hessian, GPTQHparams(bits=4))["error"]
+    """
+    w = getattr(module, attr).detach()
+    codes = gptq_codes(w, hessian, hp, name)
+    report = {"bits": hp.bits, "method": hp.method if hessian is not None else f"{hp.method}-rtn"}
+    if hessian is not None:
+        report["error"] = output_error(w, codes.decode(), hessian)
+        report["rtn_error"] = output_error(w, gptq_codes(w, None, _rtn_like(hp, hessian)).decode(), hessian)
+    attach_codes(module, attr, codes)
+    return report
+
+
+def _rtn_like(hp: GPTQHparams, hessian: torch.Tensor) -> GPTQHparams:
+    return hp.replace(clip_grid=1) if hp.method == "uniform" else hp
