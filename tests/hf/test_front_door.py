@@ -99,3 +99,29 @@ def test_builtin_pretrained_recipes_parse():
     for name in netpress.pipeline.PRETRAINED:
         recipe = load_pretrained_recipe(name)
         assert recipe.stages[-1].kind == "encode" and recipe.name == name
+
+
+@pytest.mark.parametrize("stages", [
+    "  - prune: {method: sparsegpt, pattern: '2:4', select: Linear}\n  - quantize: {method: gptq, bits: 4, select: Linear}\n",
+    "  - prune: {method: wanda, sparsity: 0.5, select: Linear}\n  - quantize: {method: gptq-kmeans, bits: 3, select: Linear}\n",
+])
+def test_data_aware_stages_round_trip(encoder_and_inputs, tmp_path, stages):
+    encoder, calib, held_out = encoder_and_inputs
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stages:\n  - quantize: {method: kmeans, bits: 4, select: Embedding}\n" + stages
+                      + "  - encode: {coder: ans}\n")
+    result = netpress.compress_pretrained(encoder, calib, recipe, out=tmp_path / "m.netp")
+    loaded = netpress.hf.load(tmp_path / "m.netp")
+    batch = next(iter(held_out))
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch), result.model(**batch))
+    w = loaded.transformer.encoder.layer[0].intermediate.dense.weight
+    if "2:4" in stages:  # the masks keep exactly 2 of every 4 consecutive inputs; the file holds those zeros
+        from netpress.prune.masks import get_masks
+
+        mask = get_masks(result.model)["transformer.encoder.layer.0.intermediate.dense.weight"]
+        assert (mask.reshape(mask.shape[0], -1, 4).sum(-1) == 2).all()
+        assert (w[mask == 0] == 0).all()
+    else:
+        assert (w == 0).float().mean() == pytest.approx(0.5, abs=0.01)
+        assert len(torch.unique(w[w != 0])) <= 8

@@ -37,9 +37,10 @@ class OneshotPrune(Hparams):
     """One-shot pruning without retraining.
 
     Attributes:
-        method: a registered one-shot pruner (``magnitude``; ``wanda`` and ``sparsegpt`` when installed).
-        sparsity: fraction of zeros per selected tensor.
-        pattern: ``''`` (unstructured) or ``'N:M'`` (N zeros in every M consecutive inputs, e.g. ``'2:4'``).
+        method: a registered one-shot pruner: ``wanda`` (|w| x input norm), ``sparsegpt`` (OBS weight update) or
+            ``magnitude`` (data-free).
+        sparsity: fraction of zeros per selected tensor (unstructured).
+        pattern: ``''`` (unstructured) or ``'N:M'`` (N weights kept in every M consecutive inputs, e.g. ``'2:4'``).
         select: which weights: a :mod:`netpress.select` selector (module types, globs, ``re:``, ``!exclude``).
     """
 
@@ -68,8 +69,9 @@ class OneshotQuantize(Hparams):
     """One-shot weight quantization.
 
     Attributes:
-        method: a registered one-shot quantizer (``uniform`` round-to-nearest, ``kmeans`` weight sharing; ``gptq``
-            and ``gptq-kmeans`` when installed).
+        method: a registered one-shot quantizer: ``gptq`` (error-compensating rounding to a uniform grid),
+            ``gptq-kmeans`` (k-means codebook, GPTQ assignment), ``uniform`` (round to nearest), ``kmeans``
+            (weight sharing). Tensors without input statistics (embeddings) fall back to round-to-nearest.
         bits: an int for every selected tensor, or ``{selector: bits}`` (first matching key wins).
         granularity: uniform codes per ``tensor``, ``channel`` or ``group``.
         group_size: values per group (``group``).
@@ -144,6 +146,47 @@ def _kmeans(model: nn.Module, names: list[str], hp: OneshotQuantize, calib, bits
     from netpress.quantize import share_weights
 
     share_weights(model, bits, names=names, iterations=50)
+
+
+def _nm_fields(pattern: str) -> dict:
+    nm = _nm(pattern) if pattern else None
+    return {} if nm is None else {"n": nm[0], "m": nm[1]}
+
+
+def _calibrated(model: nn.Module, names: list[str], calib, **options) -> None:
+    from netpress.calibrate import oneshot
+
+    oneshot(model, calib, layers=names, quality=lambda m: 0.0, **options)
+
+
+@PRUNERS.register("wanda")
+def _wanda(model: nn.Module, names: list[str], hp: OneshotPrune, calib, bits=None) -> None:
+    from netpress.prune.wanda import WandaHparams
+
+    _calibrated(model, names, calib, prune=WandaHparams(sparsity=hp.sparsity, **_nm_fields(hp.pattern)))
+
+
+@PRUNERS.register("sparsegpt")
+def _sparsegpt(model: nn.Module, names: list[str], hp: OneshotPrune, calib, bits=None) -> None:
+    from netpress.prune.sparsegpt import SparseGPTHparams
+
+    _calibrated(model, names, calib, prune=SparseGPTHparams(sparsity=hp.sparsity, **_nm_fields(hp.pattern)))
+
+
+def _gptq(method: str):
+    def run(model: nn.Module, names: list[str], hp: OneshotQuantize, calib, bits: dict[str, int]) -> None:
+        from netpress.quantize.gptq import GPTQHparams
+
+        for b in sorted(set(bits.values())):  # one calibrated sweep per bit width
+            group = [n for n in names if bits[n] == b]
+            _calibrated(model, group, calib, quantize=GPTQHparams(
+                bits=b, method=method, granularity="group" if hp.granularity == "group" else "channel",
+                group_size=hp.group_size or 128))
+    return run
+
+
+QUANTIZERS.register("gptq", _gptq("uniform"))
+QUANTIZERS.register("gptq-kmeans", _gptq("kmeans"))
 
 
 def stage_tensors(model: nn.Module, select) -> list[str]:
