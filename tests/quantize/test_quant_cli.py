@@ -29,8 +29,19 @@ def test_quantize_methods(tmp_path, capsys, extra):
     (["--method", "kmeans", "--init", "nope"], "init"),
     (["--method", "mixed"], "budget"),
     (["--method", "magic"], "unknown method"),
+    (["--method", "kmeans", "--exclude", "fc_out.wieght"], "closest: fc_out.weight"),
+    (["--method", "uniform", "--select", "Embedding"], "chooses no tensor"),
+    (["--method", "ptq", "--select", "re:.*attention.*"], "'re:.*attention.*' matches no tensor"),
 ])
 def test_bad_input_is_an_error_before_training(tmp_path, capsys, extra, message):
     assert main(BASE + ["--runs-dir", str(tmp_path)] + extra) == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.glob("train_*"))  # nothing was trained
+
+
+def test_select_and_exclude_choose_the_layers(tmp_path, capsys):
+    extra = ["--method", "uniform", "--bits", "4", "--select", "re:features\\..*", "--exclude", "features.0.weight"]
+    assert main(BASE + ["--runs-dir", str(tmp_path)] + extra) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    names = [r["layer"] for r in out["layers"]]
+    assert names and all(n.startswith("features.") for n in names) and "features.0.weight" not in names

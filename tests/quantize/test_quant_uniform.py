@@ -37,7 +37,9 @@ def test_bit_exact_vs_torch_per_channel(symmetric, signed, axis):
     ours = fake_quantize(x, expand(scale, x, spec), expand(zp, x, spec), spec.qmin, spec.qmax)
     assert torch.equal(ours, ref)
     codes = uniform_codes(x, scale, zp, spec)
-    assert codes.codebook.shape == (x.shape[axis], 256) and torch.equal(codes.decode(), ref)
+    assert codes.affine and codes.codebook is None and codes.axis == axis % 3
+    assert torch.equal(codes.scale, scale) and torch.equal(codes.zero_point, zp) and torch.equal(codes.decode(), ref)
+    assert codes.indices.min() >= 0 and codes.indices.max() < 256
 
 
 @pytest.mark.parametrize("bits", [1, 2, 3, 5, 8, 12, 16])

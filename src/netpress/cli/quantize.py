@@ -8,6 +8,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import copy
 
 from netpress.cli import common
@@ -41,6 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("--lsq", action="store_true", help="qat: learn the scales (LSQ)")
     p.add_argument("--budget-bytes", type=float, default=None, help="mixed: size budget of the quantized weights")
     p.add_argument("--exclude", action="append", default=[], metavar="NAME", help="tensor to leave in float (repeatable)")
+    p.add_argument("--select", action="append", default=[], metavar="SPEC",
+                   help="tensors to quantize (repeatable): a type (Linear, Embedding, Conv*), a glob, re:REGEX, "
+                        "!PATTERN to exclude, numel>=N; default: Linear, Conv and Embedding weights")
     p.add_argument("--out", default=None, help="save the exported codes here (torch.save of {name: Codes fields})")
     common.add_run_options(p)
     common.add_json(p)
@@ -70,7 +74,26 @@ def plan(args) -> dict:
     if args.finetune:
         lr = args.finetune_lr or (1e-4 if args.method == "kmeans" else 1e-3)
         out["finetune"] = FinetuneHparams(steps=args.finetune, lr=lr)
+    if args.select or args.exclude:
+        _check_selection(args)
     return out
+
+
+def _check_selection(args) -> None:
+    """Resolve ``--select`` / ``--exclude`` on the model's structure (untrained) before any training."""
+    from netpress.quantize.base import selected_tensors
+
+    if getattr(args, "from_run", None):
+        from netpress.runs import load_run_model, resolve_run
+
+        model = load_run_model(resolve_run(args.from_run, args.runs_dir))
+    else:
+        from netpress.data import load_data
+        from netpress.models import build_model
+
+        data = load_data(common.data_hparams(args), args.data_dir)
+        model = build_model(common.model_hparams(_model_args(args)), data.input_shape, data.num_classes)
+    selected_tensors(model, args.select or None, args.exclude)
 
 
 def _model_args(args) -> argparse.Namespace:
@@ -101,8 +124,7 @@ def run(args) -> int:
            "accuracy_drop": float_acc - acc, "bytes": total, "float_bytes": float_bytes,
            "ratio": float_bytes / max(total, 1), "layers": rows, **extra}
     if args.out:
-        torch.save({n: {"indices": c.indices, "codebook": c.codebook, "bits": c.bits, "axis": c.axis,
-                        "method": c.method} for n, c in codes.items()}, args.out)
+        torch.save({n: dataclasses.asdict(c) for n, c in codes.items()}, args.out)
         out["path"] = args.out
     human = (common.table(rows, ["layer", "params", "bits", "codebook", "bytes"])
              + f"\n\n{args.method}: float accuracy {float_acc:.4f} -> {acc:.4f}; "
@@ -115,6 +137,9 @@ def _row(name: str, c) -> dict:
     """Fixed-length indices plus what the codebook really costs: k floats (k-means); a scale and zero point per
     table (uniform, as the levels follow from them); one scale per channel (binary, ternary)."""
     params = c.indices.numel()
+    if c.affine:  # integer codes with a scale and zero point per channel / group
+        return {"layer": name, "params": params, "bits": c.bits, "codebook": 0,
+                "bytes": params * c.bits / 8 + 8 * c.scale.numel(), "method": c.method}
     tables = c.codebook.shape[0] if c.codebook.dim() == 2 else 1
     book = {"uniform": 8 * tables, "binary": 4 * tables, "ternary": 4 * tables}.get(c.method, 4 * c.codebook.numel())
     if c.method == "uniform" and c.axis is None and c.codebook.numel() != 2 ** c.bits:
@@ -132,14 +157,14 @@ def quantize_model(args, parsed: dict, model, data) -> dict:
     ft = parsed.get("finetune")
     if args.method == "kmeans":
         sh = parsed["sharing"]
-        q.share_weights(model, sh.bits, init=sh.init, exclude=args.exclude)
+        q.share_weights(model, sh.bits, init=sh.init, names=args.select or None, exclude=args.exclude)
         if ft:
             extra["before_finetune_accuracy"] = _acc(model, data)
             q.finetune_centroids(model, data, ft, device=args.device)
     elif args.method == "uniform":
-        q.quantize_weights(model, parsed["spec"], exclude=args.exclude)
+        q.quantize_weights(model, parsed["spec"], names=args.select or None, exclude=args.exclude)
     elif args.method == "ptq":
-        q.ptq(model, data, parsed["ptq"], exclude=args.exclude)
+        q.ptq(model, data, parsed["ptq"], names=args.select or None, exclude=args.exclude)
     elif args.method == "mixed":
         sens = q.bit_sensitivity(model, data)
         bit_plan = q.allocate_bits(sens, args.budget_bytes)
@@ -148,9 +173,10 @@ def quantize_model(args, parsed: dict, model, data) -> dict:
         print(bit_plan.table(), flush=True) if not args.json else None
     else:
         if args.method == "qat":
-            q.prepare_qat(model, parsed["qat"], data, exclude=args.exclude)
+            q.prepare_qat(model, parsed["qat"], data, names=args.select or None, exclude=args.exclude)
         else:
-            (q.binarize if args.method == "binary" else q.ternarize)(model, exclude=args.exclude)
+            (q.binarize if args.method == "binary" else q.ternarize)(model, names=args.select or None,
+                                                                   exclude=args.exclude)
         steps = ft.steps if ft else "1ep"
         lr = ft.lr if ft else 1e-3
         train(model, data, TrainingHparams(optimizer="adam", lr=lr, steps=steps, eval_every=steps), device=args.device)

@@ -20,12 +20,15 @@ BASE_ELEMENTS = 1 << 24
 
 
 def save(model: nn.Module, path: str | os.PathLike, *, recipe: Any = None, metrics: dict | None = None,
-         coder: str = "huffman", codes: dict[str, Codes] | None = None) -> dict:
-    """Write ``model`` as a compressed ``.netp`` file (atomically).
+         coder: str = "huffman", codes: dict[str, Codes] | None = None, codebook_dtype: str = "auto") -> dict:
+    """Write ``model`` as a compressed ``.netp`` file (atomically), one tensor at a time (bounded memory).
 
     Quantized tensors (those :func:`netpress.quantize.export_codes` reports, or ``codes``) are stored as
-    positions + entropy-coded codebook indices + codebook; every other tensor of the state dict raw or
-    zstd-compressed (sparse when that is smaller). Pruning masks are folded in (effective weights are saved).
+    positions + entropy-coded indices + a codebook (or, for per-channel / per-group uniform codes, a scale and
+    zero point per slice); every other tensor of the state dict raw, zstd- or byte-plane-compressed (sparse when
+    that is smaller; large incompressible tensors are stored plain after a quick probe). Pruning masks are folded
+    in (effective weights are saved). Activation quantizers (PTQ / QAT) are recorded in the manifest and rebuilt
+    by :func:`load`.
 
     Args:
         model: any module; registry models (with ``netpress_spec``) can later be loaded without ``model=``.
@@ -35,50 +38,143 @@ def save(model: nn.Module, path: str | os.PathLike, *, recipe: Any = None, metri
         coder: ``'huffman'`` (default), ``'ans'``, ``'auto'`` (smallest per stream) or ``'packed'`` (fixed-width
             fields, no entropy coding: Deep Compression's P+Q stage).
         codes: explicit ``{plain_name: Codes}`` (default: ``export_codes(model)``).
+        codebook_dtype: ``'auto'`` (float16 codebooks / scales where the decoded weights stay bit-identical),
+            ``'float32'``, or ``'float16'`` (always; lossy: the file then decodes to float16-rounded values).
 
     Returns:
         The report of :func:`summarize` (per-tensor sizes, totals, ratio).
 
     Raises:
-        ConfigError: unknown coder, or Codes that do not reproduce the model's weights.
+        ConfigError: unknown coder or codebook dtype, or Codes that do not reproduce the model's weights.
 
     Example:
         >>> report = netpress.save(share_weights(prune(net, 0.9), 5), "net.netp", metrics={"test_accuracy": 0.88})
         >>> report["ratio"]
         41.3...
     """
+    from netpress.encode.tensors import BOOK_DTYPES
+
     if coder not in CODERS:
         raise ConfigError(f"unknown coder {coder!r}; known: {', '.join(CODERS)}")
-    from netpress.prune.masks import plain_state_dict
-
-    state = plain_state_dict(model)
-    codes = _model_codes(model) if codes is None else dict(codes)
-    _check_codes(codes, state)
+    if codebook_dtype not in BOOK_DTYPES:
+        raise ConfigError(f"unknown codebook_dtype {codebook_dtype!r}; known: {', '.join(BOOK_DTYPES)}")
+    names = list(_plain_names(model))
+    explicit = None if codes is None else dict(codes)
+    unknown = sorted(set(explicit or ()) - set(names))
+    if unknown:
+        raise ConfigError(f"Codes for {unknown[0]!r}, which the model does not have; tensors: {', '.join(names)}")
+    quantized = _quantizer_inputs(model) if explicit is None else {}
     sections, entries = Sections(), []
-    for name, tensor in state.items():
-        if name in codes:
-            entries.append(encode_codes(name, codes[name], sections, coder))
-        else:
+    for name in names:
+        tensor, frozen = _plain_tensor(model, name)
+        c = explicit.get(name) if explicit is not None else _codes_of(quantized.get(name))
+        if c is None:
             entries.append(encode_raw(name, tensor, sections, coder))
+            continue
+        _check_codes(name, c, tensor)
+        del tensor
+        entries.append(encode_codes(name, c, sections, coder, codebook_dtype))
+        if frozen and name in quantized:
+            entries[-1]["frozen"] = True
+        del c
     manifest = _manifest(model, entries, recipe, metrics, coder)
-    container.write_file(path, manifest, sections.items)
-    return summarize(read_manifest(path))
+    acts = activation_manifest(model)
+    if acts:
+        manifest["activation_quantizers"] = acts
+    size = container.write_file(path, manifest, sections.items)
+    lengths = [{"name": n, "length": len(d)} for n, d in sections.items]
+    data_length = sum(x["length"] for x in lengths)
+    return summarize({**manifest, "sections": lengths, "file_bytes": size, "manifest_bytes": size - data_length})
 
 
-def _model_codes(model: nn.Module) -> dict[str, Codes]:
-    from netpress.quantize import export_codes
+def _plain_names(model: nn.Module):
+    """Plain tensor names in :func:`netpress.prune.masks.plain_state_dict` order, without computing tensors."""
+    from torch.nn.utils import parametrize
 
-    return export_codes(model)
+    for name in model.state_dict(keep_vars=True):
+        if ".parametrizations." not in name:
+            yield name
+    for mname, module in model.named_modules():
+        if parametrize.is_parametrized(module):
+            for attr in module.parametrizations.keys():
+                yield f"{mname}.{attr}" if mname else attr
 
 
-def _check_codes(codes: dict[str, Codes], state: dict[str, torch.Tensor]) -> None:
-    for name, c in codes.items():
-        if name not in state:
-            raise ConfigError(f"Codes for {name!r}, which the model does not have; tensors: {', '.join(state)}")
-        decoded = c.decode()
-        if tuple(decoded.shape) != tuple(state[name].shape) or not torch.equal(decoded, state[name].to(decoded.dtype)):
-            raise ConfigError(f"Codes for {name} do not reproduce the model's weights exactly; "
-                              "re-export them from the quantized model")
+def _plain_tensor(model: nn.Module, name: str) -> tuple[torch.Tensor, bool]:
+    """The effective value of one plain-named tensor (parametrizations applied), detached, and whether it is
+    frozen (computed from buffers only, e.g. PTQ codes: no gradient reaches it)."""
+    module = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    with torch.enable_grad():
+        value = getattr(module, name.rpartition(".")[2])
+    return value.detach(), not value.requires_grad
+
+
+def _quantizer_inputs(model: nn.Module) -> dict:
+    from netpress.quantize.base import quantized_tensors
+
+    return quantized_tensors(model)
+
+
+def _codes_of(found) -> Codes | None:
+    if found is None:
+        return None
+    from netpress.quantize.base import quantizer_input
+
+    module, attr, q, pos = found
+    with torch.no_grad():
+        return q.codes(quantizer_input(module, attr, pos))
+
+
+def _check_codes(name: str, c: Codes, tensor: torch.Tensor) -> None:
+    decoded = c.decode()
+    if tuple(decoded.shape) != tuple(tensor.shape) or not torch.equal(decoded, tensor.to(decoded.dtype)):
+        raise ConfigError(f"Codes for {name} do not reproduce the model's weights exactly; "
+                          "re-export them from the quantized model")
+
+
+def activation_manifest(model: nn.Module) -> dict:
+    """``{layer: {spec fields, 'mode'}}`` of the model's activation quantizers (their ranges are state tensors)."""
+    from netpress.quantize.activations import activation_quantizers
+
+    return {name: {**q.spec.to_dict(), "mode": q.mode} for name, q in activation_quantizers(model).items()}
+
+
+def activation_specs(manifest: dict) -> dict:
+    """The validated ``{layer: (UniformSpec, mode)}`` a manifest records (empty for files without them)."""
+    from netpress.quantize.activations import MODES
+    from netpress.quantize.uniform import UniformSpec
+
+    acts = manifest.get("activation_quantizers") or {}
+    check(isinstance(acts, dict) and all(isinstance(v, dict) for v in acts.values()), "manifest",
+          "bad activation_quantizers entry")
+    out = {}
+    for layer, entry in acts.items():
+        fields = {k: v for k, v in entry.items() if k != "mode"}
+        try:
+            out[layer] = (UniformSpec(**fields), entry.get("mode", "static"))
+        except (TypeError, ConfigError) as exc:
+            raise NetpressFormatError("manifest", f"bad activation quantizer for {layer!r} ({exc})") from None
+        check(out[layer][1] in MODES, "manifest", f"bad activation quantizer mode for {layer!r}")
+    return out
+
+
+def rebuild_activation_quantizers(model: nn.Module, specs: dict) -> list[str]:
+    """Attach the activation quantizers ``specs`` names that ``model`` lacks; returns the layers it added.
+
+    Raises:
+        ConfigError: a layer ``model`` does not have (nothing is attached then).
+    """
+    from netpress.quantize.activations import activation_quantizers, add_activation_quantizers
+
+    modules = dict(model.named_modules())
+    missing = [layer for layer in specs if layer not in modules]
+    if missing:
+        raise ConfigError(f"the file quantizes the input of {missing[0]!r}, which {type(model).__name__} lacks")
+    have = activation_quantizers(model)
+    added = [layer for layer in specs if layer not in have]
+    for layer in added:
+        add_activation_quantizers(model, specs[layer][0], specs[layer][1], [layer])
+    return added
 
 
 def _manifest(model: nn.Module, entries: list[dict], recipe: Any, metrics: dict | None, coder: str) -> dict:
@@ -179,12 +275,34 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_element
     if model is None:
         model = _rebuild(manifest)
         _thin_to(model, state)
-    _check_fits(model, state)
+    added = rebuild_activation_quantizers(model, activation_specs(manifest))
+    try:
+        _check_fits(model, state)
+    except ConfigError:
+        from netpress.quantize.activations import remove_activation_quantizers
+
+        remove_activation_quantizers(model, added)
+        raise
     from netpress.prune.masks import load_plain_state_dict
 
     with torch.no_grad():
         load_plain_state_dict(model, state)
+    _freeze(model, manifest)
     return model.eval()
+
+
+def _freeze(model: nn.Module, manifest: dict) -> None:
+    """Tensors saved from frozen quantizers (PTQ codes) load with ``requires_grad=False``, as they were in memory
+    (this also keeps torch's matmul path, hence the outputs, bit-identical)."""
+    from torch.nn.utils import parametrize
+
+    for t in manifest["tensors"]:
+        if t.get("frozen") is True:
+            mname, _, attr = t["name"].rpartition(".")
+            module = model.get_submodule(mname) if mname else model
+            value = getattr(module, attr, None)
+            if isinstance(value, nn.Parameter) and not parametrize.is_parametrized(module, attr):
+                value.requires_grad_(False)
 
 
 def _rebuild(manifest: dict) -> nn.Module:
@@ -281,8 +399,9 @@ def _row(t: dict, lengths: dict[str, int]) -> dict:
            "raw_bytes": 0}
     if t["kind"] == "codes":
         kept = int(t.get("kept", weights))
+        book = [t["codebook"]] if "codebook" in t else [t["affine"]["scale"], t["affine"]["zero_point"]]
         row.update(kept=kept, bits=t["bits"], weight_bytes=lengths.get(t["values"]["section"], 0),
-                   codebook_bytes=lengths.get(t["codebook"]["section"], 0), values_coding=t["values"]["coding"])
+                   codebook_bytes=sum(lengths.get(b["section"], 0) for b in book), values_coding=t["values"]["coding"])
         row["weight_bits_coded"] = 8 * row["weight_bytes"] / max(kept, 1)
     else:
         row.update(raw_bytes=lengths.get(t.get("section"), 0), bits=32, values_coding=t.get("compression"),

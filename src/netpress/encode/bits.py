@@ -23,6 +23,14 @@ def pack(values: np.ndarray, width: int) -> bytes:
     values = np.asarray(values)
     if width == 0 or values.size == 0:
         return b""
+    # blocks of a multiple of 8 values end on a byte boundary, so their packed bytes simply concatenate
+    return b"".join(_pack_block(values[a:a + BLOCK], width) for a in range(0, values.size, BLOCK))
+
+
+BLOCK = 1 << 18  # values per pass (bounded memory: the bit matrix is 32 bytes per value)
+
+
+def _pack_block(values: np.ndarray, width: int) -> bytes:
     as_bytes = values.astype(">u4").view(np.uint8).reshape(-1, 4)
     bits = np.unpackbits(as_bytes, axis=1)[:, 32 - width:]
     return np.packbits(bits.reshape(-1)).tobytes()

@@ -117,34 +117,53 @@ def encode(symbols: np.ndarray, alphabet: int, lengths: np.ndarray | None = None
     if lengths is None:
         lengths = code_lengths(np.bincount(symbols, minlength=alphabet))
     codes = canonical_codes(lengths)
-    sym_len = lengths.astype(np.int64)[symbols]
     chunk = pick_chunk(len(symbols))
-    chunk_bits = np.add.reduceat(sym_len, np.arange(0, len(symbols), chunk)) if len(symbols) else np.zeros(0, np.int64)
+    chunk_bits = _chunk_bits(symbols, lengths.astype(np.int64), chunk)
     full, tail = chunk_bits[:-1], int(chunk_bits[-1]) if len(chunk_bits) else 0
     base = int(full.min()) if len(full) else 0
     width = width_for(int(full.max(initial=0)) - base)
     table = "nibble" if lengths.max(initial=0) <= 15 else "byte"
-    body = _table_bytes(lengths, table) + pack(full - base, width) + _bitstream(codes[symbols], sym_len)
+    body = _table_bytes(lengths, table) + pack(full - base, width) + _bitstream(symbols, codes, lengths)
     return body, {"chunk": chunk, "chunk_base": base, "chunk_width": width, "tail_bits": tail, "table": table}
+
+
+BLOCK = 1 << 18  # symbols encoded per numpy pass (a multiple of every chunk size): bounded memory on big streams
+
+
+def _chunk_bits(symbols: np.ndarray, lengths: np.ndarray, chunk: int) -> np.ndarray:
+    """Bit length of each chunk of ``chunk`` symbols."""
+    parts = [np.add.reduceat(lengths[symbols[a:a + BLOCK]], np.arange(0, min(BLOCK, len(symbols) - a), chunk))
+             for a in range(0, len(symbols), BLOCK)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def _table_bytes(lengths: np.ndarray, table: str) -> bytes:
     return pack(lengths, 4) if table == "nibble" else np.asarray(lengths, dtype=np.uint8).tobytes()
 
 
-def _bitstream(codes: np.ndarray, lens: np.ndarray) -> bytes:
-    """Concatenate codewords MSB first, vectorised: each code lands in (at most) two big-endian 32-bit words."""
-    total = int(lens.sum())
+def _bitstream(symbols: np.ndarray, codes: np.ndarray, lengths: np.ndarray) -> bytes:
+    """Concatenate codewords MSB first, vectorised per block: each code lands in (at most) two big-endian 32-bit
+    words."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(np.dot(np.bincount(symbols, minlength=len(lengths)), lengths)) if len(symbols) else 0
     if total == 0:
         return b""
-    starts = np.cumsum(lens) - lens
-    word, offset = starts >> 5, starts & 31
-    placed = codes.astype(np.uint64) << (64 - offset - lens).astype(np.uint64)
-    nwords = (total + 31) // 32 + 1
-    hi = np.bincount(word, weights=(placed >> np.uint64(32)).astype(np.float64), minlength=nwords)
-    lo = np.bincount(word + 1, weights=(placed & np.uint64(0xFFFFFFFF)).astype(np.float64), minlength=nwords)
+    out = np.zeros((total + 31) // 32 + 1, dtype=np.float64)
+    pos = 0
+    for a in range(0, len(symbols), BLOCK):
+        sym = symbols[a:a + BLOCK]
+        lens = lengths[sym]
+        starts = pos + np.cumsum(lens) - lens
+        pos += int(lens.sum())
+        word, offset = starts >> 5, starts & 31
+        placed = codes[sym].astype(np.uint64) << (64 - offset - lens).astype(np.uint64)
+        w0 = int(word[0])
+        hi = np.bincount(word - w0, weights=(placed >> np.uint64(32)).astype(np.float64))
+        lo = np.bincount(word + 1 - w0, weights=(placed & np.uint64(0xFFFFFFFF)).astype(np.float64))
+        out[w0:w0 + len(hi)] += hi
+        out[w0:w0 + len(lo)] += lo
     # codes in one word occupy disjoint bits, so these sums are exact ORs (all < 2**32, exact in float64)
-    return (hi + lo).astype(">u4").tobytes()[:(total + 7) // 8]
+    return out.astype(">u4").tobytes()[:(total + 7) // 8]
 
 
 def decode(data: bytes, count: int, alphabet: int, params: dict, section: str = "stream") -> np.ndarray:

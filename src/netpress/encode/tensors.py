@@ -2,10 +2,13 @@
 
 Two kinds:
     ``codes``: a :class:`netpress.quantize.Codes` tensor: positions (dense/bitmask/relative/csr), one value
-        stream of codebook indices (symbol ``k`` = zero/pruned where the method has fillers), the float32
-        codebook. Decoding goes through :func:`netpress.quantize.decode_indices`.
-    ``raw``: any other tensor, its little-endian bytes stored plain or zstd-compressed, optionally sparse
-        (positions + the nonzero values).
+        stream of indices (symbol ``k`` = zero/pruned where the method has fillers), and either the codebook
+        (float32, or float16 when asked or lossless) or, for affine codes, a scale (float16 when the decoded
+        weights stay bit-identical, else float32) and an int32 zero point per channel / group. Decoding goes
+        through :meth:`netpress.quantize.Codes.decode`.
+    ``raw``: any other tensor, its little-endian bytes stored plain, zstd-compressed, or byte planes
+        zstd-compressed (``zstd-planes``), optionally sparse (positions + the nonzero values). Large tensors are
+        probed on a sample first, so incompressible ones skip zstd quickly.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from netpress.encode import positions as P
 from netpress.encode.container import zstd_compress, zstd_decompress
 from netpress.encode.errors import check
 from netpress.encode.streams import decode_stream, encode_stream, estimate
-from netpress.quantize.codes import Codes, decode_indices
+from netpress.quantize.codes import Codes, decode_affine, decode_indices, slice_count
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "int64": torch.int64, "int32": torch.int32, "int16": torch.int16, "int8": torch.int8,
@@ -25,6 +28,11 @@ DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 MAX_NDIM = 8
 MAX_CODEBOOK = 1 << 20
 ZSTD_LEVEL = 19
+BIG = 1 << 20             # bytes: above this, probe a sample before compressing, and use a faster zstd level
+FAST_LEVEL = 6
+PROBE_CHUNK, PROBE_CHUNKS = 1 << 16, 8
+WORTH = 0.97              # keep a compressed form only when it is at most this fraction of the plain bytes
+BOOK_DTYPES = ("auto", "float32", "float16")
 
 
 class Sections:
@@ -40,27 +48,79 @@ class Sections:
 
 # ---------------------------------------------------------------- encoding
 
-def encode_codes(name: str, codes: Codes, sections: Sections, coder: str) -> dict:
-    """Encode a quantized tensor; returns its manifest entry (sections are added to ``sections``)."""
-    idx = codes.indices.detach().cpu().reshape(-1).numpy().astype(np.int64)
-    k = int(codes.codebook.shape[-1])
+def encode_codes(name: str, codes: Codes, sections: Sections, coder: str, book_dtype: str = "auto") -> dict:
+    """Encode a quantized tensor; returns its manifest entry (sections are added to ``sections``).
+
+    ``book_dtype``: ``auto`` (float16 codebook / scales when the decoded tensor stays bit-identical), ``float32``,
+    or ``float16`` (always; lossy when the values are not float16-exact).
+    """
+    idx = codes.indices.detach().cpu().reshape(-1).numpy().astype(np.int64, copy=False)
+    k = codes.levels
     if idx.size and (idx.min() < -1 or idx.max() >= k):
         raise ValueError(f"{name}: indices outside [-1, {k})")
     shape = tuple(codes.indices.shape)
-    kept = np.flatnonzero(idx >= 0)
-    best = min(P.candidates(kept, shape, codes.bits), key=lambda c: _codes_cost(c, idx, k, coder))
-    book = codes.codebook.detach().cpu().to(torch.float32).contiguous()
+    if idx.size and idx.min() >= 0:  # nothing pruned: dense positions, no position streams (bounded memory)
+        best, kept, n_kept = P.Positions("dense", {}, {}, np.empty(0, dtype=np.int64)), None, idx.size
+    else:
+        kept = np.flatnonzero(idx >= 0)
+        best = min(P.candidates(kept, shape, codes.bits), key=lambda c: _codes_cost(c, idx, k, coder))
+        n_kept = len(kept)
     entry = {"name": name, "kind": "codes", "shape": list(shape), "dtype": "float32", "bits": int(codes.bits),
-             "axis": codes.axis, "method": codes.method, "kept": int(len(kept)),
-             "codebook": {"shape": list(book.shape), "section": sections.add(f"{name}/codebook", _le_bytes(book))}}
+             "axis": codes.axis, "method": codes.method, "kept": int(n_kept)}
+    if codes.affine:
+        entry["affine"] = _encode_affine(name, codes, sections, book_dtype)
+    else:
+        book = codes.codebook.detach().cpu().to(torch.float32).contiguous()
+        dtype = _float_dtype(book, book, lambda b: b, book_dtype)
+        entry["codebook"] = {"shape": list(book.shape), "section": sections.add(f"{name}/codebook", _le_bytes(book.to(dtype)))}
+        if dtype == torch.float16:
+            entry["codebook"]["dtype"] = "float16"
     entry["positions"] = _encode_positions(name, best, sections, coder)
     alphabet, values = _value_symbols(best, idx, k)
+    del idx, kept
     entry["values"] = _add_stream(f"{name}/values", values, alphabet, sections, coder)
     return entry
 
 
+def _float_dtype(values: torch.Tensor, decoded: torch.Tensor, decode, book_dtype: str) -> torch.dtype:
+    """float16 when asked, or (``auto``) when ``decode(values as float16)`` equals ``decoded`` exactly."""
+    if book_dtype not in BOOK_DTYPES:
+        raise ValueError(f"codebook dtype {book_dtype!r}; known: {', '.join(BOOK_DTYPES)}")
+    half = values.to(torch.float16).to(torch.float32)
+    if not torch.isfinite(half).all() or bool(((half == 0) & (values != 0)).any()):
+        return torch.float32  # out of float16's range: float16 would change more than the rounding
+    if book_dtype != "auto":
+        return torch.float16 if book_dtype == "float16" else torch.float32
+    return torch.float16 if torch.equal(decode(half), decoded) else torch.float32
+
+
+def _encode_affine(name: str, codes: Codes, sections: Sections, book_dtype: str) -> dict:
+    scale = codes.scale.detach().cpu().float().reshape(-1).contiguous()
+    zp = codes.zero_point.detach().cpu().to(torch.int64).reshape(-1)
+    if zp.numel() and (zp.min() < -(1 << 31) or zp.max() >= 1 << 31):
+        raise ValueError(f"{name}: zero points outside int32")
+    ind = codes.indices.detach().cpu()
+
+    def decode(s: torch.Tensor) -> torch.Tensor:
+        return decode_affine(ind, s, zp, codes.qmin, codes.axis, codes.group_size)
+
+    if book_dtype == "float32":
+        dtype = torch.float32
+    elif book_dtype == "auto" and torch.equal(scale.half().float(), scale):
+        dtype = torch.float16  # every scale is float16-exact: the decode cannot change
+    else:
+        dtype = _float_dtype(scale, decode(scale), decode, book_dtype)
+    zp_bytes, zp_comp = _compress(_le_bytes(zp.to(torch.int32)))
+    return {"qmin": int(codes.qmin), "group_size": int(codes.group_size), "slices": int(scale.numel()),
+            "scale": {"dtype": DTYPE_NAMES[dtype], "section": sections.add(f"{name}/scale", _le_bytes(scale.to(dtype)))},
+            "zero_point": {"dtype": "int32", "compression": zp_comp,
+                           "section": sections.add(f"{name}/zero_point", zp_bytes)}}
+
+
 def _value_symbols(pos: P.Positions, idx: np.ndarray, k: int) -> tuple[int, np.ndarray]:
-    values = idx[pos.entries]
+    values = idx if pos.method == "dense" else idx[pos.entries]
+    if pos.method == "dense" and (not values.size or values.min() >= 0):
+        return k + 1, values
     if pos.method in ("dense", "relative"):
         return k + 1, np.where(values < 0, k, values)
     return k, values
@@ -88,12 +148,13 @@ def encode_raw(name: str, tensor: torch.Tensor, sections: Sections, coder: str) 
         raise ValueError(f"{name}: dtype {t.dtype} cannot be stored")
     entry = {"name": name, "kind": "raw", "shape": list(t.shape), "dtype": DTYPE_NAMES[t.dtype]}
     flat = t.reshape(-1)
-    dense_bytes, dense_comp = _compress(_le_bytes(flat))
+    item = t.element_size()
+    dense_bytes, dense_comp = _compress(_le_bytes(flat), item)
     best, best_size = None, len(dense_bytes)
     if t.is_floating_point() and flat.numel() and float((flat == 0).float().mean()) > 0.5:
         kept = np.flatnonzero((flat != 0).numpy())
         cands = [c for c in P.candidates(kept, tuple(t.shape), 8 * t.element_size()) if c.method != "dense"]
-        sized = [(c, _compress(_le_bytes(flat[torch.from_numpy(c.entries)]))) for c in cands]
+        sized = [(c, _compress(_le_bytes(flat[torch.from_numpy(c.entries)]), item)) for c in cands]
         costs = [len(v[0]) + sum(estimate(s, a, coder)[1] for s, a in c.streams.values()) for c, v in sized]
         if min(costs) < best_size:
             best, (dense_bytes, dense_comp) = sized[int(np.argmin(costs))]
@@ -113,9 +174,40 @@ def _le_bytes(t: torch.Tensor) -> bytes:
     return t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
 
 
-def _compress(data: bytes) -> tuple[bytes, str]:
-    packed = zstd_compress(data, ZSTD_LEVEL)
-    return (packed, "zstd") if len(packed) < len(data) else (data, "none")
+def _compress(data: bytes, item: int = 1) -> tuple[bytes, str]:
+    """The smallest of plain, zstd and (``item`` > 1) zstd of the byte planes; large inputs are probed on a
+    sample first and stored plain when neither form pays."""
+    forms = ["zstd", "zstd-planes"] if item > 1 else ["zstd"]
+    level = ZSTD_LEVEL
+    if len(data) > BIG:
+        sample = _sample(data, item)
+        sizes = {f: len(zstd_compress(_planes(sample, item) if f == "zstd-planes" else sample, FAST_LEVEL))
+                 for f in forms}
+        best = min(sizes, key=sizes.get)
+        if sizes[best] > WORTH * len(sample):
+            return data, "none"
+        forms, level = [best], FAST_LEVEL
+    out = [(zstd_compress(_planes(data, item) if f == "zstd-planes" else data, level), f) for f in forms]
+    packed, form = min(out, key=lambda o: len(o[0]))
+    return (packed, form) if len(packed) < WORTH * len(data) or (len(data) <= BIG and len(packed) < len(data)) \
+        else (data, "none")
+
+
+def _sample(data: bytes, item: int) -> bytes:
+    """``PROBE_CHUNKS`` evenly spaced chunks of ``data`` (aligned to ``item``) for a quick compressibility probe."""
+    chunk = PROBE_CHUNK - PROBE_CHUNK % item
+    step = max((len(data) - chunk) // max(PROBE_CHUNKS - 1, 1), 1)
+    starts = sorted({min(i * step, len(data) - chunk) // item * item for i in range(PROBE_CHUNKS)})
+    return b"".join(data[s:s + chunk] for s in starts)
+
+
+def _planes(data: bytes, item: int) -> bytes:
+    """Byte-plane split: byte 0 of every element, then byte 1, ... (exponent bytes of floats compress well)."""
+    return np.frombuffer(data, dtype=np.uint8).reshape(-1, item).T.tobytes()
+
+
+def _unplanes(data: bytes, item: int) -> bytes:
+    return np.frombuffer(data, dtype=np.uint8).reshape(item, -1).T.tobytes()
 
 
 # ---------------------------------------------------------------- decoding
@@ -166,10 +258,14 @@ def _decode_positions(entry: dict, shape: tuple[int, ...], reader: Reader) -> np
 
 
 def decode_codes(entry: dict, reader: Reader) -> torch.Tensor:
-    """Rebuild a ``codes`` tensor through :func:`decode_indices` (bit-identical to ``Codes.decode()``)."""
+    """Rebuild a ``codes`` tensor (bit-identical to ``Codes.decode()``): a codebook lookup or the affine decode."""
     name, shape = entry["name"], entry_shape(entry)
-    codebook, axis = _codebook(entry, shape, reader)
-    k = int(codebook.shape[-1])
+    affine = "affine" in entry
+    if affine:
+        scale, zp, qmin, group_size, axis, k = _affine(entry, shape, reader)
+    else:
+        codebook, axis = _codebook(entry, shape, reader)
+        k = int(codebook.shape[-1])
     entries = _decode_positions(entry, shape, reader)
     method = entry["positions"]["method"]
     alphabet = k + 1 if method in ("dense", "relative") else k
@@ -183,7 +279,41 @@ def decode_codes(entry: dict, reader: Reader) -> torch.Tensor:
     else:
         idx = np.full(int(np.prod(shape, dtype=np.int64)), -1, dtype=np.int64)
         idx[entries] = values
-    return decode_indices(torch.from_numpy(idx).reshape(shape), codebook, axis)
+    indices = torch.from_numpy(idx).reshape(shape)
+    if affine:
+        return decode_affine(indices, scale, zp, qmin, axis, group_size)
+    return decode_indices(indices, codebook, axis)
+
+
+def _affine(entry: dict, shape: tuple[int, ...], reader: Reader):
+    """Validated ``(scale, zero_point, qmin, group_size, axis, levels)`` of an affine ``codes`` entry."""
+    name, spec, axis, bits = entry["name"], entry.get("affine"), entry.get("axis"), entry.get("bits")
+    where = f"{name}/affine"
+    check(isinstance(bits, int) and 1 <= bits <= 16, name, f"bad bit width {bits!r}")
+    check(isinstance(spec, dict) and "codebook" not in entry, where, "bad affine entry")
+    qmin, group_size, slices = spec.get("qmin"), spec.get("group_size"), spec.get("slices")
+    check(isinstance(qmin, int) and -(1 << 16) <= qmin <= 0, where, f"bad qmin {qmin!r}")
+    check(axis is None or (isinstance(axis, int) and 0 <= axis < len(shape)), where, f"bad axis {axis!r}")
+    check(isinstance(group_size, int) and group_size >= 0 and (group_size == 0 or axis is not None), where,
+          f"bad group_size {group_size!r}")
+    try:
+        want = slice_count(shape, axis, group_size)
+    except ValueError as exc:
+        check(False, where, str(exc))
+    check(slices == want, where, f"{slices!r} slices, the shape has {want}")
+    sc, zs = spec.get("scale"), spec.get("zero_point")
+    check(isinstance(sc, dict) and sc.get("dtype") in ("float16", "float32"), f"{name}/scale", "bad scale entry")
+    check(isinstance(zs, dict) and zs.get("dtype") == "int32", f"{name}/zero_point", "bad zero point entry")
+    sdtype = DTYPES[sc["dtype"]]
+    data = reader.get(sc.get("section"), f"{name}/scale")
+    check(len(data) == want * torch.empty(0, dtype=sdtype).element_size(), f"{name}/scale",
+          f"{len(data)} bytes for {want} {sc['dtype']} scales")
+    scale = _from_le_bytes(data, sdtype).float()
+    check(bool(torch.isfinite(scale).all()) and bool((scale > 0).all()), f"{name}/scale", "scales must be finite and > 0")
+    raw = _decompress(reader.get(zs.get("section"), f"{name}/zero_point"), zs.get("compression"), 4 * want,
+                      f"{name}/zero_point", 4)
+    zp = _from_le_bytes(raw, torch.int32).to(torch.int64)
+    return scale, zp, qmin, group_size, axis, 1 << bits
 
 
 def _codebook(entry: dict, shape: tuple[int, ...], reader: Reader) -> tuple[torch.Tensor, int | None]:
@@ -200,9 +330,12 @@ def _codebook(entry: dict, shape: tuple[int, ...], reader: Reader) -> tuple[torc
               "per-channel codebook does not match the channel axis")
     else:
         check(axis is None, where, "a 1-D codebook takes no axis")
+    dtype = spec.get("dtype", "float32")
+    check(dtype in ("float32", "float16"), where, f"unsupported codebook dtype {dtype!r}")
+    item = 4 if dtype == "float32" else 2
     data = reader.get(spec.get("section"), where)
-    check(len(data) == 4 * int(np.prod(cshape)), where, f"{len(data)} bytes for a float32 codebook of shape {cshape}")
-    book = torch.from_numpy(np.frombuffer(data, dtype="<f4").astype(np.float32)).reshape(cshape)
+    check(len(data) == item * int(np.prod(cshape)), where, f"{len(data)} bytes for a {dtype} codebook of shape {cshape}")
+    book = _from_le_bytes(data, DTYPES[dtype]).to(torch.float32).reshape(cshape)
     return book, axis
 
 
@@ -217,7 +350,7 @@ def decode_raw(entry: dict, reader: Reader) -> torch.Tensor:
     entries = _decode_positions(entry, shape, reader) if sparse else None
     count = len(entries) if sparse else numel
     item = torch.empty(0, dtype=dtype).element_size()
-    data = _decompress(reader.get(entry.get("section"), name), entry.get("compression"), count * item, name)
+    data = _decompress(reader.get(entry.get("section"), name), entry.get("compression"), count * item, name, item)
     values = _from_le_bytes(data, dtype)
     if not sparse:
         return values.reshape(shape)
@@ -226,12 +359,13 @@ def decode_raw(entry: dict, reader: Reader) -> torch.Tensor:
     return out.reshape(shape)
 
 
-def _decompress(data: bytes, compression: object, expected: int, name: str) -> bytes:
+def _decompress(data: bytes, compression: object, expected: int, name: str, item: int = 1) -> bytes:
     if compression == "none":
         check(len(data) == expected, name, f"{len(data)} bytes, expected {expected}")
         return data
-    check(compression == "zstd", name, f"unknown compression {compression!r}")
-    return zstd_decompress(data, expected, name)
+    check(compression in ("zstd", "zstd-planes"), name, f"unknown compression {compression!r}")
+    out = zstd_decompress(data, expected, name)
+    return _unplanes(out, item) if compression == "zstd-planes" else out
 
 
 def _from_le_bytes(data: bytes, dtype: torch.dtype) -> torch.Tensor:

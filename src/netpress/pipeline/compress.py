@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from netpress.data import DataSplits, to_tensor_data
 from netpress.errors import ConfigError
 from netpress.fileio import atomic_torch_save, atomic_write_text
-from netpress.pipeline.recipe import Recipe, load_recipe
+from netpress.pipeline.recipe import Recipe, check_layer_keys, load_recipe
 from netpress.prune.masks import plain_state_dict, prunable_tensors, sparsity
 from netpress.pipeline.stages import RUNNERS, Context
 from netpress.train import TrainingHparams, evaluate
@@ -96,6 +96,7 @@ def compress(
         >>> result.summary()["ratio"]
     """
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    check_layer_keys(recipe, model)
     data = _splits(model, train_data, val_data, test_data)
     folder = Path(workdir) if workdir is not None else None
     ctx = Context(data=data, train_hp=train_hp or TrainingHparams(), folder=folder, device=device, progress=progress,

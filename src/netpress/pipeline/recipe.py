@@ -53,7 +53,8 @@ class PruneStage(Hparams):
         schedule: ``iterative`` (``rounds`` prune-retrain rounds towards the targets, Han 2015), ``oneshot``, or
             ``sensitivity`` (per-layer targets chosen from a sensitivity scan within ``accuracy_budget``).
         sparsity: global target fraction of zeros (for layers not in ``layers``).
-        layers: per-layer targets ``{glob pattern or kind ('conv', 'fc'): fraction}``; first match wins.
+        layers: per-layer targets ``{name pattern, module type or kind ('conv', 'fc', 'embedding'): fraction}``
+            (see :func:`layer_value`); a key that matches no layer is an error before any work.
         scope: ``global`` or ``local`` ranking for the layers that follow ``sparsity``.
         score: a registered pruning score.
         rounds: prune-retrain rounds (iterative).
@@ -90,7 +91,8 @@ class QuantizeStage(Hparams):
 
     Attributes:
         method: ``kmeans`` (Deep Compression), ``uniform``, or ``sensitivity`` (per-layer bits from a scan).
-        bits: an int for every layer, or ``{glob pattern or kind ('conv', 'fc'): bits}``.
+        bits: an int for every layer, or ``{name pattern, module type or kind ('conv', 'fc', 'embedding'): bits}``;
+            a key that matches no layer is an error before any work.
         init: k-means centroid init: ``linear``, ``forgy`` (random) or ``density``.
         finetune: TrainingHparams overrides for centroid fine-tuning; ``{}`` = no fine-tuning.
         min_bits: lowest bit width tried by ``sensitivity``.
@@ -273,20 +275,22 @@ def load_recipe(ref: str | Path, builtin: tuple[str, ...] = BUILTIN,
     return parse_recipe(doc, name, stage_types)
 
 
+SPECIAL_KEYS = ("first", "last", "*")
+KINDS = ("conv", "fc", "embedding")
+
+
 def layer_value(table: Any, layer: "LayerRef", default: Any = None) -> Any:
     """Resolve a per-layer value from a recipe table.
 
-    A number applies to every layer. A mapping is searched in this order: a glob on the plain tensor name
-    (``'classifier.*'``), ``kind[i]`` (``conv[0]`` = the first conv), ``first`` / ``last`` (first / last prunable
-    layer), the kind (``conv`` or ``fc``), ``*``; else ``default``.
+    A number applies to every layer. A mapping is searched in this order: a pattern on the plain tensor or module
+    name (glob ``'classifier.*'``, ``'re:.*dense$'``, an exact name) or a module type (``Linear``, ``Embedding``,
+    ``Conv*``), in table order; ``kind[i]`` (``conv[0]`` = the first conv); ``first`` / ``last`` (first / last
+    layer); the kind (``conv``, ``fc`` or ``embedding``); ``*``; else ``default``.
     """
-    from fnmatch import fnmatchcase
-
     if not isinstance(table, dict):
         return table
-    selectors = {"conv", "fc", "first", "last", "*"}
     for pattern, value in table.items():
-        if pattern not in selectors and "[" not in pattern and fnmatchcase(layer.name, pattern):
+        if _is_pattern(pattern) and key_matches(pattern, layer):
             return value
     for key in (f"{layer.kind}[{layer.kind_index}]", "first" if layer.index == 0 else None,
                 "last" if layer.is_last else None, layer.kind, "*"):
@@ -295,30 +299,85 @@ def layer_value(table: Any, layer: "LayerRef", default: Any = None) -> Any:
     return default
 
 
+def _is_pattern(key: str) -> bool:
+    return key not in SPECIAL_KEYS and key not in KINDS and not _kind_index(key)
+
+
+def _kind_index(key: str) -> bool:
+    kind, _, rest = key.partition("[")
+    return kind in KINDS and rest.endswith("]") and rest[:-1].isdigit()
+
+
+def key_matches(key: str, layer: "LayerRef") -> bool:
+    """Whether a recipe table key selects ``layer`` (see :func:`layer_value`)."""
+    from netpress.select import TYPE_ALIASES, is_type_token, matches
+
+    if key == "*" or key == layer.kind or key == f"{layer.kind}[{layer.kind_index}]":
+        return True
+    if key in ("first", "last"):
+        return layer.index == 0 if key == "first" else layer.is_last
+    if key in KINDS or _kind_index(key):
+        return False
+    if is_type_token(key):
+        from fnmatch import fnmatchcase
+
+        return any(fnmatchcase(t, p) for t in layer.types for p in TYPE_ALIASES.get(key, (key,)))
+    return matches(key, layer.name, layer.name.rpartition(".")[0])
+
+
+def check_layer_keys(recipe: "Recipe", model) -> None:
+    """Every per-layer key of every stage (``layers``, ``bits``) must select at least one layer of ``model``.
+
+    Raises:
+        RecipeError: ``stages[i].<kind>.<field>.<key>: matches no layer; closest: ...`` before any work.
+    """
+    from netpress.select import closest
+
+    refs = layer_refs(model)
+    for i, stage in enumerate(recipe.stages):
+        for field in ("layers", "bits"):
+            table = getattr(stage.hparams, field, None)
+            if not isinstance(table, dict):
+                continue
+            for key in table:
+                if not any(key_matches(str(key), r) for r in refs):
+                    names = [r.name for r in refs] + [f"{r.kind}[{r.kind_index}]" for r in refs] + list(KINDS)
+                    raise RecipeError(f"stages[{i}].{stage.kind}.{field}.{key}: matches no layer of "
+                                      f"{type(model).__name__}; {closest(str(key), names)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class LayerRef:
-    """Where a prunable tensor sits: its plain name, kind (``conv``/``fc``) and positions."""
+    """Where a selected tensor sits: its plain name, kind (``conv``/``fc``/``embedding``), positions, and the
+    owning module's class names (for type keys such as ``Linear``)."""
 
     name: str
     kind: str
     index: int
     kind_index: int
     is_last: bool
+    types: tuple[str, ...] = ()
 
 
 def layer_refs(model) -> list[LayerRef]:
-    """The Linear/Conv weights of ``model`` in order, as :class:`LayerRef`."""
-    from torch import nn
+    """The Linear, Conv, HF Conv1D and Embedding weights of ``model`` in order, as :class:`LayerRef`."""
+    from netpress.select import select_tensors, type_matches
 
-    found = [(f"{n}.weight", "fc" if isinstance(m, nn.Linear) else "conv") for n, m in model.named_modules()
-             if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    def kind(m) -> str:
+        return "conv" if type_matches(m, ("conv",)) else "embedding" if type_matches(m, ("embedding",)) else "fc"
+
+    try:
+        found = [(n, kind(m), tuple(c.__name__ for c in type(m).__mro__)) for n, (m, _a) in select_tensors(model).items()]
+    except ConfigError:
+        found = []
     counts: dict[str, int] = {}
     refs = []
-    for i, (name, kind) in enumerate(found):
-        refs.append(LayerRef(name, kind, i, counts.get(kind, 0), i == len(found) - 1))
-        counts[kind] = counts.get(kind, 0) + 1
+    for i, (name, k, types) in enumerate(found):
+        refs.append(LayerRef(name, k, i, counts.get(k, 0), i == len(found) - 1, types))
+        counts[k] = counts.get(k, 0) + 1
     return refs
 
 
 __all__ = ["Recipe", "RecipeError", "Stage", "STAGE_TYPES", "PruneStage", "QuantizeStage", "EncodeStage",
-           "TrainStage", "DistillStage", "LowRankStage", "parse_recipe", "load_recipe", "layer_value", "layer_refs", "LayerRef", "BUILTIN"]
+           "TrainStage", "DistillStage", "LowRankStage", "parse_recipe", "load_recipe", "layer_value", "layer_refs", "LayerRef", "BUILTIN",
+           "check_layer_keys", "key_matches"]

@@ -172,9 +172,12 @@ def calibration_inputs(data: Dataset, examples: int, batch_size: int = 256):
             yield torch.stack([torch.as_tensor(data[int(i)][0]) for i in idx]).float()
 
 
-def remove_activation_quantizers(model: nn.Module) -> nn.Module:
-    """Drop every activation quantizer and its hook."""
-    for module in model.modules():
+def remove_activation_quantizers(model: nn.Module, layers: Iterable[str] | None = None) -> nn.Module:
+    """Drop every activation quantizer (or those of ``layers``) and its hook."""
+    keep = None if layers is None else set(layers)
+    for name, module in model.named_modules():
+        if keep is not None and name not in keep:
+            continue
         if isinstance(getattr(module, ATTR, None), ActivationQuantizer):
             for key, hook in list(module._forward_pre_hooks.items()):
                 if hook is _quantize_input:

@@ -176,7 +176,10 @@ def strip_quantization(model: nn.Module, activations: bool = False) -> nn.Module
 
 
 def tensor_bits(codes: Codes) -> int:
-    """Storage in bits of one Codes with fixed-length indices and float32 codebook (the seed's formula)."""
+    """Storage in bits of one Codes with fixed-length indices and float32 codebook (the seed's formula); affine
+    codes count a 32-bit scale and zero point per slice instead of a codebook."""
+    if codes.affine:
+        return codes.indices.numel() * codes.bits + codes.scale.numel() * 64
     return codes.indices.numel() * codes.bits + codes.codebook.numel() * 32
 
 

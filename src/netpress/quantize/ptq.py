@@ -19,6 +19,7 @@ from netpress.quantize.activations import (add_activation_quantizers, calibrate_
 from netpress.quantize.base import quantizer_of, remove_quantizer, selected_tensors
 from netpress.quantize.calibration import CALIBRATORS
 from netpress.quantize.uniform import GRANULARITIES, UniformQAT, UniformSpec, check_tensor, quantize_weights
+from netpress.select import type_matches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,26 +90,40 @@ def ptq(model: nn.Module, data=None, hp: PTQHparams = PTQHparams(), *, names: It
     tensors = selected_tensors(model, names, exclude)
     for name, (m, a) in tensors.items():
         check_tensor(name, getattr(m, a).detach(), hp.weight_spec())
-    floats = {n: getattr(m, a).detach().clone() for n, (m, a) in tensors.items()}
-    means = input_means(model, tensors, calib, hp.calibration_examples) if hp.bias_correction else {}
+    corrected = {n: ma for n, ma in tensors.items() if _has_bias(ma[0]) and ma[1] == "weight"} if hp.bias_correction else {}
+    floats = {n: getattr(m, a).detach().clone() for n, (m, a) in corrected.items()}
+    means = input_means(model, corrected, calib, hp.calibration_examples) if corrected else {}
+    for name, (module, _attr) in corrected.items():  # validate every shape before anything changes
+        bias_shift(module, torch.zeros_like(floats[name]), means[name], name)
     quantize_weights(model, hp.weight_spec(), names=list(tensors))
-    if hp.bias_correction:
-        correct_biases(tensors, floats, means)
+    if corrected:
+        correct_biases(corrected, floats, means)
     if hp.a_bits > 0:
         add_activation_quantizers(model, hp.activation_spec(), hp.a_mode, float_input_layers(model, tensors))
         calibrate_activations(model, calib, hp.calibration_examples)
     return model
 
 
+def _has_bias(module: nn.Module) -> bool:
+    return isinstance(getattr(module, "bias", None), torch.Tensor)
+
+
+def feature_axis(module: nn.Module, ndim: int) -> int:
+    """The axis of a layer's input that holds its input features: 1 for convolutions, else the last
+    (Linear and HF ``Conv1D`` on ``[batch, ..., features]``, e.g. ``[batch, seq, features]``)."""
+    return 1 if type_matches(module, ("conv",)) and ndim > 2 else ndim - 1
+
+
 @torch.no_grad()
 def input_means(model: nn.Module, tensors: dict, data, examples: int) -> dict[str, torch.Tensor]:
-    """Mean input of each layer (per input feature / channel) over ``examples`` calibration inputs."""
+    """Mean input of each layer per input feature / channel over ``examples`` calibration inputs (any rank:
+    ``[batch, features]``, ``[batch, seq, features]``, ``[batch, channels, *spatial]``)."""
     sums, counts, handles = {}, {}, []
 
     def hook_for(name):
         def hook(module, args):
             x = args[0].detach().float()
-            per_feature = x.movedim(1, -1).reshape(-1, x.shape[1]) if x.dim() > 2 else x
+            per_feature = x.movedim(feature_axis(module, x.dim()), -1).reshape(-1, x.shape[feature_axis(module, x.dim())])
             sums[name] = sums.get(name, 0) + per_feature.sum(0)
             counts[name] = counts.get(name, 0) + per_feature.shape[0]
         return hook
@@ -125,20 +140,47 @@ def input_means(model: nn.Module, tensors: dict, data, examples: int) -> dict[st
         for h in handles:
             h.remove()
         model.train(was_training)
+    missing = [n for n in tensors if n not in sums]
+    if missing:
+        raise ConfigError(f"bias correction: {missing[0]} saw no input during calibration")
     return {n: sums[n] / counts[n] for n in sums}
+
+
+def bias_shift(module: nn.Module, delta_w: torch.Tensor, mean: torch.Tensor, name: str = "layer") -> torch.Tensor:
+    """Expected output shift ``E[(W_q - W) x] = delta_w . E[x]`` of one layer, shaped like its bias.
+
+    Linear: ``delta_w @ mean``; HF ``Conv1D`` (weight ``[in, out]``): ``mean @ delta_w``; convolutions: the
+    kernel summed over its spatial positions, per group.
+
+    Raises:
+        ConfigError: the mean input does not fit the weight (``name`` and both sizes in the message).
+    """
+    mean = mean.to(delta_w)
+    if type_matches(module, ("Conv1D",)):
+        fan_in = delta_w.shape[0]
+    else:
+        groups = getattr(module, "groups", 1) if delta_w.dim() > 2 else 1
+        fan_in = delta_w.shape[1] * groups
+    if mean.numel() != fan_in:
+        raise ConfigError(f"bias correction: {name} takes {fan_in} input features but its calibration input has "
+                          f"{mean.numel()} on the feature axis")
+    if type_matches(module, ("Conv1D",)):
+        return mean @ delta_w
+    if delta_w.dim() > 2:
+        delta_w = delta_w.sum(dim=tuple(range(2, delta_w.dim())))  # [out, in/groups]
+    groups = fan_in // delta_w.shape[1]
+    per_group = delta_w.reshape(groups, -1, delta_w.shape[1])          # [g, out/g, in/g]
+    return torch.bmm(per_group, mean.reshape(groups, -1, 1)).reshape(-1)
 
 
 @torch.no_grad()
 def correct_biases(tensors: dict, floats: dict[str, torch.Tensor], means: dict[str, torch.Tensor]) -> None:
-    """bias -= (W_q - W) E[x] (summed over kernel positions for convolutions)."""
+    """bias -= (W_q - W) E[x] (see :func:`bias_shift`)."""
     for name, (module, attr) in tensors.items():
         bias = getattr(module, "bias", None)
         if bias is None or name not in means:
             continue
-        delta_w = getattr(module, attr).detach() - floats[name]
-        if delta_w.dim() > 2:
-            delta_w = delta_w.sum(dim=tuple(range(2, delta_w.dim())))
-        bias.sub_(delta_w @ means[name].to(delta_w))
+        bias.sub_(bias_shift(module, getattr(module, attr).detach() - floats[name], means[name], name))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ from netpress.hparams import Hparams, require
 from netpress.quantize.base import (WeightQuantizer, check_finite, per_name, quantizer_of, remove_quantizer,
                                     selected_tensors)
 from netpress.quantize.calibration import CALIBRATORS
-from netpress.quantize.codes import PRUNED, Codes
+from netpress.quantize.codes import PRUNED, Codes, decode_affine, expand_slices
 
 GRANULARITIES = ("tensor", "channel", "group")
 
@@ -133,17 +133,9 @@ def slices_2d(w: torch.Tensor, spec: UniformSpec) -> torch.Tensor:
 
 
 def expand(per_slice: torch.Tensor, w: torch.Tensor, spec: UniformSpec) -> torch.Tensor:
-    """Broadcast per-slice values (scale, zero point) back to ``w``'s shape."""
-    if spec.granularity == "tensor":
-        return per_slice.reshape(()).expand(w.shape)
-    axis = _axis(w, spec)
-    if spec.granularity == "channel":
-        shape = [1] * w.dim()
-        shape[axis] = -1
-        return per_slice.reshape(shape).expand(w.shape)
-    moved = list(w.movedim(axis, -1).shape)
-    groups = per_slice.reshape(*moved[:-1], moved[-1] // spec.group_size, 1)
-    return groups.expand(*moved[:-1], moved[-1] // spec.group_size, spec.group_size).reshape(moved).movedim(-1, axis)
+    """Broadcast per-slice values (scale, zero point) back to ``w``'s shape (see :func:`expand_slices`)."""
+    axis = None if spec.granularity == "tensor" else _axis(w, spec)
+    return expand_slices(per_slice, w.shape, axis, spec.group_size if spec.granularity == "group" else 0)
 
 
 def _axis(w: torch.Tensor, spec: UniformSpec) -> int:
@@ -175,26 +167,64 @@ def calibrate(w: torch.Tensor, spec: UniformSpec) -> tuple[torch.Tensor, torch.T
 def uniform_codes(w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, spec: UniformSpec) -> Codes:
     """:class:`Codes` of ``w`` quantized with per-slice ``scale``/``zero_point``; exact zeros get index -1.
 
-    Per tensor: a 1-D codebook ``s * (q - z)`` over all integer levels. Per channel: a ``[channels, levels]``
-    codebook with ``axis``. Per group (not expressible as one table per channel): a 1-D codebook of the distinct
-    dequantized values, so ``bits`` is then ``ceil(log2(distinct values))``.
+    Per tensor: a 1-D codebook ``s * (q - z)`` over all integer levels. Per channel and per group: the affine form
+    (indices ``q - qmin``, the scales and zero points, ``axis`` and ``group_size``), decoded with the same float
+    ops as :func:`dequantize`.
 
     Example:
         >>> s, z = calibrate(w, spec); codes = uniform_codes(w, s, z, spec)
+        >>> torch.equal(codes.decode(), fake_quantize(w, expand(s, w, spec), expand(z, w, spec), spec.qmin, spec.qmax))
+        True
     """
     q = quantize(w, expand(scale, w, spec), expand(zero_point, w, spec), spec.qmin, spec.qmax)
-    levels = torch.arange(spec.qmin, spec.qmax + 1, dtype=torch.int64)
-    zero = w == 0
-    if spec.granularity == "group":
-        values = dequantize(q, expand(scale, w, spec), expand(zero_point, w, spec))
-        book, inverse = torch.unique(values, return_inverse=True)
-        bits = max(1, math.ceil(math.log2(max(len(book), 2))))
-        return Codes(inverse.masked_fill(zero, PRUNED), book, bits, None, "uniform")
+    indices = (q - spec.qmin).masked_fill(w == 0, PRUNED)
     if spec.granularity == "tensor":
+        levels = torch.arange(spec.qmin, spec.qmax + 1, dtype=torch.int64)
         book = dequantize(levels, scale.reshape(()), zero_point.reshape(()))
-        return Codes((q - spec.qmin).masked_fill(zero, PRUNED), book, spec.bits, None, "uniform")
-    book = dequantize(levels[None, :], scale.reshape(-1, 1), zero_point.reshape(-1, 1))
-    return Codes((q - spec.qmin).masked_fill(zero, PRUNED), book, spec.bits, _axis(w, spec), "uniform")
+        return Codes(indices, book, spec.bits, None, "uniform")
+    return Codes(indices, None, spec.bits, _axis(w, spec), "uniform", scale=scale.float().reshape(-1).clone(),
+                 zero_point=zero_point.to(torch.int64).reshape(-1).clone(),
+                 group_size=spec.group_size if spec.granularity == "group" else 0, qmin=spec.qmin)
+
+
+class AffineWeight(WeightQuantizer):
+    """Frozen parametrization whose value is the affine :class:`Codes` it holds (``codes.decode()``).
+
+    Args:
+        codes: affine-form codes (integer indices, per-slice scale and zero point).
+    """
+
+    def __init__(self, codes: Codes):
+        super().__init__()
+        if not codes.affine:
+            raise ValueError("AffineWeight holds affine Codes (scale and zero point)")
+        self.register_buffer("indices", codes.indices.to(index_dtype(codes.bits)))
+        self.register_buffer("scale", codes.scale.float())
+        self.register_buffer("zero_point", codes.zero_point.to(torch.int64))
+        self.bits, self.axis, self.group_size, self.qmin, self.method = (codes.bits, codes.axis, codes.group_size,
+                                                                         codes.qmin, codes.method)
+
+    def codes(self, w: torch.Tensor | None = None) -> Codes:
+        return Codes(self.indices.clone(), None, self.bits, self.axis, self.method, scale=self.scale.clone(),
+                     zero_point=self.zero_point.clone(), group_size=self.group_size, qmin=self.qmin)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return decode_affine(self.indices, self.scale, self.zero_point, self.qmin, self.axis,
+                             self.group_size).to(w.dtype)
+
+
+def index_dtype(bits: int) -> torch.dtype:
+    """The smallest signed integer type holding indices ``-1 .. 2**bits - 1``."""
+    return torch.int8 if bits <= 7 else torch.int16 if bits <= 15 else torch.int32
+
+
+def frozen_quantizer(codes: Codes) -> WeightQuantizer:
+    """The frozen parametrization reproducing ``codes`` (affine or table form)."""
+    from netpress.quantize.sharing import CodebookWeight
+
+    if codes.affine:
+        return AffineWeight(codes)
+    return CodebookWeight(codes.indices, codes.codebook, codes.bits, codes.axis, codes.method, trainable=False)
 
 
 def quantize_weights(model: nn.Module, spec: UniformSpec | dict[str, UniformSpec] = UniformSpec(), *,
@@ -216,7 +246,7 @@ def quantize_weights(model: nn.Module, spec: UniformSpec | dict[str, UniformSpec
     Example:
         >>> quantize_weights(net, UniformSpec(bits=4, granularity="channel", calibration="mse"))
     """
-    from netpress.quantize.sharing import CodebookWeight, _attach
+    from netpress.quantize.sharing import _attach
 
     tensors = selected_tensors(model, names if not isinstance(spec, dict) or names else list(spec), exclude)
     specs = spec_per_tensor(spec, tensors)
@@ -226,9 +256,8 @@ def quantize_weights(model: nn.Module, spec: UniformSpec | dict[str, UniformSpec
     for name, (module, attr) in tensors.items():
         if quantizer_of(module, attr) is not None:
             remove_quantizer(module, attr)
-        codes = uniform_codes(values[name], *calibrate(values[name], specs[name]), specs[name])
-        _attach(module, attr, CodebookWeight(codes.indices, codes.codebook, codes.bits, codes.axis, "uniform",
-                                             trainable=False))
+        _attach(module, attr, frozen_quantizer(uniform_codes(values[name], *calibrate(values[name], specs[name]),
+                                                             specs[name])))
     return model
 
 
