@@ -33,7 +33,7 @@ def test_inputs_tensors_tuples_and_dicts_give_the_same_statistics():
     net, a, b = TwoInputs(), torch.randn(32, 8), torch.randn(32, 8)
     mods = {"fa": net.fa, "out": net.out}
     by_tuple = capture(net, [(a[:16], b[:16]), (a[16:], b[16:])], mods, dtype=torch.float64)
-    by_dict = capture(net, [{"a": a, "b": b}], mods, dtype=torch.float64)
+    by_dict = capture(net, [{"b": b, "a": a}], mods, dtype=torch.float64)  # by keyword, not position
     xa = a.double()
     assert torch.allclose(by_tuple["fa"].hessian, 2 * xa.T @ xa / 32, atol=1e-12)
     assert torch.allclose(by_dict["fa"].hessian, by_tuple["fa"].hessian, atol=1e-12)
@@ -72,6 +72,16 @@ def test_sequential_later_layers_see_compressed_outputs():
     assert torch.allclose(seen["1"], 2 * h1.T @ h1 / 16, atol=1e-6)
 
 
+def test_capture_stops_the_pass_at_the_group():
+    net = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4))
+    calls = []
+    net[2].register_forward_hook(lambda *_: calls.append(1))
+    stats = capture(net, [torch.randn(3, 4)] * 2, {"1": net[1]}, stop_at=net[1])
+    assert stats["1"].n == 6 and calls == []
+    capture(net, [torch.randn(3, 4)], {"1": net[1]})
+    assert calls == [1]
+
+
 def test_execution_groups_share_an_input():
     net = TwoInputs()
     a = torch.randn(2, 8)
@@ -108,7 +118,7 @@ def lenet_like():
                                      layers=["5.weight", "7.weight"])])
 def test_oneshot_file_loads_back_bit_identical(tmp_path, kw):
     net, x = lenet_like(), torch.randn(64, 1, 8, 8)
-    ref = net(x)
+    ref = net(x).detach()
     oneshot(net, [x[:32], x[32:]], **kw)
     assert 0 < net.netpress_oneshot["quality"] < float(ref.pow(2).mean())
     netpress.save(net, tmp_path / "m.netp")

@@ -33,6 +33,31 @@ def test_wanda_equals_numpy_reference_through_calibration():
     assert not np.array_equal(expected, (np.abs(w) >= np.median(np.abs(w), axis=1, keepdims=True)))  # not magnitude
 
 
+def test_wanda_nm_equals_numpy_reference():
+    w, sq = torch.randn(5, 16), torch.rand(16) * torch.linspace(0.01, 4, 16)
+    mask = wanda_mask(w, sq, WandaHparams(n=2, m=4)).numpy()
+    score = (np.abs(w.numpy()) * np.sqrt(sq.numpy())[None, :]).reshape(5, 4, 4)
+    expected = np.zeros_like(score)
+    for r, g in np.ndindex(5, 4):
+        expected[r, g, np.argsort(-score[r, g], kind="stable")[:2]] = 1
+    assert np.array_equal(mask, expected.reshape(5, 16))
+
+
+def test_sparsegpt_mask_uses_the_obs_saliency():
+    """One block: pruned = the lowest w^2 / [U]_jj^2 of the block (U: upper Cholesky factor of H^-1)."""
+    x = correlated(cols=16) * torch.logspace(-1, 1, 16, dtype=torch.float64)  # very different input scales
+    h = 2 * x.T @ x / x.shape[0]
+    w = torch.randn(4, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    _, mask, _ = sparsegpt_weight(w, h, SparseGPTHparams(sparsity=0.5, blocksize=16, percdamp=0.01))
+    damped = h + 0.01 * h.diagonal().mean() * torch.eye(16, dtype=h.dtype)
+    d = torch.linalg.cholesky(torch.linalg.inv(damped), upper=True).diagonal()
+    saliency = (w ** 2 / d[None, :] ** 2).reshape(-1)
+    expected = torch.ones(64, dtype=w.dtype)
+    expected[torch.argsort(saliency)[:32]] = 0
+    assert torch.equal(mask.reshape(-1), expected)
+    assert not torch.equal(expected, (w.abs().reshape(-1) > w.abs().median()).to(w.dtype))
+
+
 @pytest.mark.parametrize("n,m", [(2, 4), (4, 8), (1, 4)])
 def test_exact_nm_patterns(n, m):
     w, sq = torch.randn(6, 32), torch.rand(32)

@@ -138,3 +138,13 @@ def test_inverse_cholesky_and_errors():
         gptq_codes(torch.randn(4, 10), None, GPTQHparams(granularity="group", group_size=4))
     with pytest.raises(ConfigError, match="2-D"):
         gptq_codes(torch.randn(4, 2, 3, 3), None, GPTQHparams(granularity="group", group_size=2))
+
+
+def test_clip_search_never_worse_than_min_max_and_pays_with_outliers():
+    w, h = weights(8, 16), hessian_of(correlated())
+    w[:, 3] *= 6  # an outlier column: clipping it pays at low bits
+    spec = GPTQHparams(bits=3).spec()
+    row_err = lambda s, z: ((lambda e: ((e @ h) * e).sum(1))(  # noqa: E731
+        w - fake_quantize(w, s[:, None], z[:, None], spec.qmin, spec.qmax).double()))
+    searched, minmax = row_err(*search_range(w, h, spec, grid=20)), row_err(*search_range(w, h, spec, grid=1))
+    assert bool((searched <= minmax).all()) and float(searched.sum()) < 0.95 * float(minmax.sum())

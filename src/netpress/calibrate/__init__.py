@@ -16,8 +16,8 @@ from netpress.calibrate.inputs import call_model, check_inputs, first_tensor, mo
 from netpress.calibrate.quality import LOSSES, OutputQuality, make_quality
 from netpress.calibrate.sequential import execution_groups, layerwise
 from netpress.calibrate.stats import InputStats, capture, input_matrix, supports, weight_matrix
-from netpress.calibrate.oneshot import oneshot, select_layers
+from netpress.calibrate.oneshot import layer_hessians, oneshot, select_layers
 
 __all__ = ["call_model", "check_inputs", "first_tensor", "model_device", "LOSSES", "OutputQuality", "make_quality",
            "execution_groups", "layerwise", "InputStats", "capture", "input_matrix", "supports", "weight_matrix",
-           "oneshot", "select_layers"]
+           "layer_hessians", "oneshot", "select_layers"]

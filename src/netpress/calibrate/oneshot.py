@@ -51,7 +51,7 @@ def select_layers(model: nn.Module, layers: Selector = None) -> dict[str, tuple[
 
 
 def oneshot(model: nn.Module, inputs: Iterable[Any], *, prune: WandaHparams | SparseGPTHparams | None = None,
-            quantize: GPTQHparams | None = None, layers: Selector = None,
+            quantize: GPTQHparams | dict[str, GPTQHparams] | None = None, layers: Selector = None,
             quality: Union[str, QualityFn, None] = None, joint: bool = True, sequential: bool = True,
             dtype: torch.dtype = torch.float32, progress: bool | None = None) -> nn.Module:
     """Compress ``model`` in place from calibration inputs, without training.
@@ -61,7 +61,8 @@ def oneshot(model: nn.Module, inputs: Iterable[Any], *, prune: WandaHparams | Sp
         inputs: calibration batches: tensors (``model(x)``), tuples (``model(*t)``) or mappings such as tokenizer
             output (``model(**d)``); replayed once per layer group.
         prune: :class:`WandaHparams` or :class:`SparseGPTHparams` (unstructured or N:M), or None.
-        quantize: :class:`GPTQHparams` (uniform per channel/group, or k-means), or None.
+        quantize: :class:`GPTQHparams` (uniform per channel/group, or k-means), ``{tensor: GPTQHparams}`` for
+            every selected tensor (mixed precision, e.g. from :func:`netpress.quantize.allocate_bits`), or None.
         layers: which weights (see :func:`select_layers`; default every Linear/Conv weight).
         quality: how the result is scored in the report: ``'mse'`` (default) / ``'cosine'`` against the original
             outputs, or a callable ``model -> float``.
@@ -83,17 +84,19 @@ def oneshot(model: nn.Module, inputs: Iterable[Any], *, prune: WandaHparams | Sp
     Example:
         >>> oneshot(bert, [tok(texts, return_tensors="pt", padding=True)], quantize=GPTQHparams(bits=4))
     """
-    _check_options(prune, quantize)
     batches = check_inputs(inputs)
-    tensors = select_layers(model, layers)
-    _check_tensors(tensors, prune, quantize)
+    tensors = select_layers(model, layers if layers is not None or not isinstance(quantize, dict) else list(quantize))
+    per_tensor = _per_tensor(quantize, tensors)
+    _check_options(prune, per_tensor)
+    _check_tensors(tensors, prune, per_tensor)
     score = make_quality(model, batches, quality)
     modules = {name: module for name, (module, _attr) in tensors.items()}
-    both = joint and isinstance(prune, SparseGPTHparams) and quantize is not None \
-        and quantize.method == "uniform" and not quantize.act_order
 
     def solve(name: str, module: nn.Module, stats: InputStats | None) -> dict:
-        return _solve(name, module, tensors[name][1], stats, prune, quantize, both)
+        hp = per_tensor.get(name)
+        both = joint and isinstance(prune, SparseGPTHparams) and hp is not None and hp.method == "uniform" \
+            and not hp.act_order
+        return _solve(name, module, tensors[name][1], stats, prune, hp, both)
 
     need_h = quantize is not None or isinstance(prune, SparseGPTHparams)
     results = layerwise(model, batches, modules, solve, hessian=need_h, dtype=dtype, sequential=sequential,
@@ -118,20 +121,49 @@ def _solve(name: str, module: nn.Module, attr: str, stats: InputStats | None, pr
     return report
 
 
-def _check_options(prune, quantize) -> None:
-    if prune is None and quantize is None:
+def _per_tensor(quantize, tensors: dict) -> dict[str, GPTQHparams]:
+    """One GPTQHparams per selected tensor (empty without quantization)."""
+    if quantize is None:
+        return {}
+    if not isinstance(quantize, dict):
+        return {name: quantize for name in tensors}
+    unknown, missing = sorted(set(quantize) - set(tensors)), sorted(set(tensors) - set(quantize))
+    if unknown or missing:
+        raise ConfigError(f"quantize per tensor: unknown {unknown}, missing {missing}; selected: {list(tensors)}")
+    return dict(quantize)
+
+
+def _check_options(prune, per_tensor: dict) -> None:
+    if prune is None and not per_tensor:
         raise ConfigError("oneshot needs prune=WandaHparams/SparseGPTHparams and/or quantize=GPTQHparams")
     if prune is not None and not isinstance(prune, (WandaHparams, SparseGPTHparams)):
         raise ConfigError(f"prune must be WandaHparams or SparseGPTHparams, got {type(prune).__name__}")
-    if quantize is not None and not isinstance(quantize, GPTQHparams):
-        raise ConfigError(f"quantize must be GPTQHparams, got {type(quantize).__name__}")
+    bad = sorted({type(hp).__name__ for hp in per_tensor.values() if not isinstance(hp, GPTQHparams)})
+    if bad:
+        raise ConfigError(f"quantize must be GPTQHparams, got {', '.join(bad)}")
 
 
-def _check_tensors(tensors: dict[str, tuple[nn.Module, str]], prune, quantize) -> None:
+def _check_tensors(tensors: dict[str, tuple[nn.Module, str]], prune, per_tensor: dict) -> None:
     """Every check that can fail, for every tensor, before anything changes."""
     for name, (module, attr) in tensors.items():
         w = getattr(module, attr)
         if prune is not None and supports(module):
             check_cols(name, w[0].numel(), prune.m)
-        if quantize is not None:
-            check_weight(name, w, quantize)
+        if name in per_tensor:
+            check_weight(name, w, per_tensor[name])
+
+
+def layer_hessians(model: nn.Module, inputs: Iterable[Any], layers: Selector = None,
+                   dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Input Hessians ``H = 2 X^T X / n`` of the selected Linear/Conv weights, in one pass over the original model
+    (e.g. for :func:`netpress.quantize.bit_sensitivity`'s Hessian proxy). Memory: one ``H`` per layer.
+
+    Example:
+        >>> sens = bit_sensitivity(net, bits=(2, 4, 8), hessians=layer_hessians(net, batches))
+    """
+    from netpress.calibrate.stats import capture
+
+    tensors = select_layers(model, layers)
+    modules = {name: m for name, (m, _a) in tensors.items() if supports(m)}
+    stats = capture(model, check_inputs(inputs), modules, dtype=dtype)
+    return {name: s.hessian for name, s in stats.items()}
