@@ -22,6 +22,7 @@ def test_compress_inspect_evaluate_decompress(tiny_folder, calib_file, tmp_path,
     made = run_json(capsys, "compress", "--hf", str(tiny_folder), "--calib", str(calib_file), "--recipe",
                     "pretrained-8bit", "--out", str(out), "--eval-text", str(held))
     assert made["bytes"] == out.stat().st_size and made["ratio"] == pytest.approx(made["fp32_bytes"] / made["bytes"])
+    assert made["ratio"] > 3  # 8-bit codes + scale and zero point per channel
     assert made["cosine_mean"] > 0.99 and (tmp_path / "tiny_report.md").exists()
 
     shown = run_json(capsys, "inspect", str(out))

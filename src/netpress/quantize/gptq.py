@@ -340,11 +340,12 @@ def attach_codes(module: nn.Module, attr: str, codes: Codes) -> WeightQuantizer:
     Example:
         >>> attach_codes(fc, "weight", gptq_codes(fc.weight, h))
     """
-    from netpress.quantize.sharing import CodebookWeight, _attach
+    from netpress.quantize.sharing import _attach
+    from netpress.quantize.uniform import frozen_quantizer
 
     if quantizer_of(module, attr) is not None:
         remove_quantizer(module, attr)
-    quantizer = CodebookWeight(codes.indices, codes.codebook, codes.bits, codes.axis, codes.method, trainable=False)
+    quantizer = frozen_quantizer(codes)  # affine codes (scale + zero point) or a codebook table
     _attach(module, attr, quantizer)
     return quantizer
 
