@@ -177,11 +177,10 @@ def _gptq(method: str):
     def run(model: nn.Module, names: list[str], hp: OneshotQuantize, calib, bits: dict[str, int]) -> None:
         from netpress.quantize.gptq import GPTQHparams
 
-        for b in sorted(set(bits.values())):  # one calibrated sweep per bit width
-            group = [n for n in names if bits[n] == b]
-            _calibrated(model, group, calib, quantize=GPTQHparams(
-                bits=b, method=method, granularity="group" if hp.granularity == "group" else "channel",
-                group_size=hp.group_size or 128))
+        granularity = "group" if hp.granularity == "group" else "channel"
+        per_tensor = {n: GPTQHparams(bits=b, method=method, granularity=granularity, group_size=hp.group_size or 128)
+                      for n, b in bits.items()}
+        _calibrated(model, names, calib, quantize=per_tensor)
     return run
 
 
