@@ -42,12 +42,15 @@ class OneshotPrune(Hparams):
         sparsity: fraction of zeros per selected tensor (unstructured).
         pattern: ``''`` (unstructured) or ``'N:M'`` (N weights kept in every M consecutive inputs, e.g. ``'2:4'``).
         select: which weights: a :mod:`netpress.select` selector (module types, globs, ``re:``, ``!exclude``).
+        sequential: data-aware methods calibrate each layer on the already-compressed earlier layers' outputs
+            (slower, usually better); False: one pass over the original model.
     """
 
     method: str = "magnitude"
     sparsity: float = 0.5
     pattern: str = ""
     select: Any = "Linear"
+    sequential: bool = True
 
     def validate(self) -> None:
         require(self.method in PRUNERS, f"method: unknown {self.method!r}; known: {', '.join(PRUNERS.names())}")
@@ -55,6 +58,7 @@ class OneshotPrune(Hparams):
                 f"sparsity: must be a fraction in [0, 1), got {self.sparsity!r}")
         require(self.pattern == "" or _nm(self.pattern) is not None, f"pattern: must be '' or 'N:M', got {self.pattern!r}")
         require(_selector(self.select), f"select: must be a name/type selector or a list of them, got {self.select!r}")
+        require(isinstance(self.sequential, bool), f"sequential: must be true or false, got {self.sequential!r}")
 
 
 def _nm(pattern: str) -> tuple[int, int] | None:
@@ -77,6 +81,7 @@ class OneshotQuantize(Hparams):
         group_size: values per group (``group``).
         calibration: range calibration for uniform codes (``minmax``, ``mse``, ...).
         select: which weights: a :mod:`netpress.select` selector (module types, globs, ``re:``, ``!exclude``).
+        sequential: as for :class:`OneshotPrune` (GPTQ methods).
     """
 
     method: str = "uniform"
@@ -85,6 +90,7 @@ class OneshotQuantize(Hparams):
     group_size: int = 0
     calibration: str = "mse"
     select: Any = dataclasses.field(default_factory=lambda: ["Linear", "Embedding"])
+    sequential: bool = True
 
     def validate(self) -> None:
         require(self.method in QUANTIZERS, f"method: unknown {self.method!r}; known: {', '.join(QUANTIZERS.names())}")
@@ -96,6 +102,7 @@ class OneshotQuantize(Hparams):
 
         UniformSpec(bits=8, granularity=self.granularity, group_size=self.group_size, calibration=self.calibration)
         require(_selector(self.select), f"select: must be a name/type selector or a list of them, got {self.select!r}")
+        require(isinstance(self.sequential, bool), f"sequential: must be true or false, got {self.sequential!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,24 +160,24 @@ def _nm_fields(pattern: str) -> dict:
     return {} if nm is None else {"n": nm[0], "m": nm[1]}
 
 
-def _calibrated(model: nn.Module, names: list[str], calib, **options) -> None:
+def _calibrated(model: nn.Module, names: list[str], calib, hp, **options) -> None:
     from netpress.calibrate import oneshot
 
-    oneshot(model, calib, layers=names, quality=lambda m: 0.0, **options)
+    oneshot(model, calib, layers=names, quality=lambda m: 0.0, sequential=hp.sequential, **options)
 
 
 @PRUNERS.register("wanda")
 def _wanda(model: nn.Module, names: list[str], hp: OneshotPrune, calib, bits=None) -> None:
     from netpress.prune.wanda import WandaHparams
 
-    _calibrated(model, names, calib, prune=WandaHparams(sparsity=hp.sparsity, **_nm_fields(hp.pattern)))
+    _calibrated(model, names, calib, hp, prune=WandaHparams(sparsity=hp.sparsity, **_nm_fields(hp.pattern)))
 
 
 @PRUNERS.register("sparsegpt")
 def _sparsegpt(model: nn.Module, names: list[str], hp: OneshotPrune, calib, bits=None) -> None:
     from netpress.prune.sparsegpt import SparseGPTHparams
 
-    _calibrated(model, names, calib, prune=SparseGPTHparams(sparsity=hp.sparsity, **_nm_fields(hp.pattern)))
+    _calibrated(model, names, calib, hp, prune=SparseGPTHparams(sparsity=hp.sparsity, **_nm_fields(hp.pattern)))
 
 
 def _gptq(method: str):
@@ -180,7 +187,7 @@ def _gptq(method: str):
         granularity = "group" if hp.granularity == "group" else "channel"
         per_tensor = {n: GPTQHparams(bits=b, method=method, granularity=granularity, group_size=hp.group_size or 128)
                       for n, b in bits.items()}
-        _calibrated(model, names, calib, quantize=per_tensor)
+        _calibrated(model, names, calib, hp, quantize=per_tensor)
     return run
 
 
