@@ -3,6 +3,7 @@
 Top-level shortcuts (imported lazily):
     ``netpress.save`` / ``netpress.load``: the ``.netp`` container (:mod:`netpress.encode`).
     ``netpress.compress``: the Deep Compression pipeline (:mod:`netpress.pipeline`).
+    ``netpress.compress_pretrained``: one-shot compression of a pretrained model (:mod:`netpress.pipeline.oneshot`).
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_LAZY = {"save": "netpress.encode", "load": "netpress.encode", "compress": "netpress.pipeline"}
+_LAZY = {"save": "netpress.encode", "load": "netpress.encode", "compress": "netpress.pipeline",
+         "compress_pretrained": "netpress.pipeline"}
 
 
 def __getattr__(name: str):

@@ -33,6 +33,9 @@ def _human(r: dict, streams: bool) -> str:
     rows.append({"layer": "total", "weights": sum(t["weights"] for t in r["tensors"]),
                  "codebook_B": r["codebook_bytes"], "total_B": r["file_bytes"], "ratio": f"{r['ratio']:.1f}x"})
     model = (r.get("model") or {}).get("name", "user model")
+    arch = (r.get("recipe") or {}).get("architecture") if isinstance(r.get("recipe"), dict) else None
+    if isinstance(arch, dict):  # compress --hf: the Hugging Face folder and model type it came from
+        model = f"{arch.get('folder') or 'hf model'} ({(arch.get('config') or {}).get('model_type', '?')})"
     lines = [f"{model}: {r['file_bytes']:,} bytes (fp32 {r['fp32_bytes']:,}), ratio {r['ratio']:.1f}x",
              f"  weights {r['weight_bytes']:,} B, index {r['index_bytes']:,} B, codebooks {r['codebook_bytes']:,} B, "
              f"raw tensors {r['raw_bytes']:,} B, manifest+header {r['manifest_bytes']:,} B",

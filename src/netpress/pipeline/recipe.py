@@ -202,8 +202,10 @@ class Recipe:
                 "stages": [{s.kind: s.hparams.non_default()} for s in self.stages]}
 
 
-def parse_recipe(doc: Any, name: str = "custom") -> Recipe:
+def parse_recipe(doc: Any, name: str = "custom", stage_types: dict[str, type[Hparams]] | None = None) -> Recipe:
     """Validate a recipe document (already loaded from YAML/JSON).
+
+    ``stage_types`` replaces :data:`STAGE_TYPES` (e.g. the one-shot stages of :mod:`netpress.pipeline.oneshot`).
 
     Raises:
         RecipeError: naming the path of the first offending key.
@@ -219,24 +221,24 @@ def parse_recipe(doc: Any, name: str = "custom") -> Recipe:
     stages_doc = doc.get("stages")
     if not isinstance(stages_doc, list) or not stages_doc:
         raise RecipeError("stages: must be a non-empty list")
-    stages = [_parse_stage(i, s) for i, s in enumerate(stages_doc)]
+    stages = [_parse_stage(i, s, stage_types or STAGE_TYPES) for i, s in enumerate(stages_doc)]
     kinds = [s.kind for s in stages]
     if "encode" in kinds and kinds.index("encode") != len(kinds) - 1:
         raise RecipeError(f"stages[{kinds.index('encode')}].encode: must be the last stage")
     return Recipe(str(doc.get("name", name)), tuple(stages), str(doc.get("description", "")), doc, tuple(optional))
 
 
-def _parse_stage(i: int, entry: Any) -> Stage:
+def _parse_stage(i: int, entry: Any, types: dict[str, type[Hparams]] = STAGE_TYPES) -> Stage:
     where = f"stages[{i}]"
     if not isinstance(entry, dict) or len(entry) != 1:
-        raise RecipeError(f"{where}: each stage is a mapping with one key, the stage kind ({', '.join(STAGE_TYPES)})")
+        raise RecipeError(f"{where}: each stage is a mapping with one key, the stage kind ({', '.join(types)})")
     (kind, options), = entry.items()
-    if kind not in STAGE_TYPES:
-        raise RecipeError(f"{where}.{kind}: unknown stage; known: {', '.join(STAGE_TYPES)}")
+    if kind not in types:
+        raise RecipeError(f"{where}.{kind}: unknown stage; known: {', '.join(types)}")
     options = {} if options is None else options
     if not isinstance(options, dict):
         raise RecipeError(f"{where}.{kind}: options must be a mapping")
-    cls = STAGE_TYPES[kind]
+    cls = types[kind]
     if cls is TrainStage:
         options = {"overrides": options}
     known = [f.name for f in dataclasses.fields(cls)]
@@ -262,14 +264,18 @@ def _check_mappings(where: str, cls, options: dict) -> None:
 BUILTIN = ("deep-compression", "prune-only", "quantize-only", "max")
 
 
-def load_recipe(ref: str | Path) -> Recipe:
+def load_recipe(ref: str | Path, builtin: tuple[str, ...] = BUILTIN,
+                stage_types: dict[str, type[Hparams]] | None = None) -> Recipe:
     """A built-in recipe by name, or a YAML file by path.
+
+    ``builtin`` / ``stage_types``: the recipe family (default: the training pipeline's; the one-shot pipeline
+    passes its own).
 
     Raises:
         RecipeError: unknown name, unreadable file, invalid YAML or invalid content.
     """
     path = Path(ref)
-    if str(ref) in BUILTIN:
+    if str(ref) in builtin:
         text = resources.files("netpress.pipeline.recipes").joinpath(f"{ref}.yaml").read_text()
         name = str(ref)
     elif path.is_file():
@@ -278,12 +284,12 @@ def load_recipe(ref: str | Path) -> Recipe:
         except OSError as exc:
             raise RecipeError(f"recipe {path}: cannot read it ({exc.strerror})") from None
     else:
-        raise RecipeError(f"no recipe {str(ref)!r}: built-in recipes are {', '.join(BUILTIN)}, or give a YAML file path")
+        raise RecipeError(f"no recipe {str(ref)!r}: built-in recipes are {', '.join(builtin)}, or give a YAML file path")
     try:
         doc = safeyaml.load(text)
     except safeyaml.YamlError as exc:
         raise RecipeError(f"recipe {name}: {exc}") from None
-    return parse_recipe(doc, name)
+    return parse_recipe(doc, name, stage_types)
 
 
 SPECIAL_KEYS = ("first", "last", "*")
