@@ -1,7 +1,8 @@
 """netpress: prune, quantize, share and entropy-code neural networks into a compact file.
 
 Top-level shortcuts (imported lazily):
-    ``netpress.save`` / ``netpress.load``: the ``.netp`` container (:mod:`netpress.encode`).
+    ``netpress.save`` / ``netpress.load``: the ``.netp`` container (:mod:`netpress.encode`); ``load(path,
+    runtime=...)`` also converts to a runtime form (:mod:`netpress.runtime`, which wraps ``encode.load``).
     ``netpress.compress``: the Deep Compression pipeline (:mod:`netpress.pipeline`).
     ``netpress.compress_pretrained``: one-shot compression of a pretrained model (:mod:`netpress.pipeline.oneshot`).
 """
@@ -11,7 +12,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_LAZY = {"save": "netpress.encode", "load": "netpress.encode", "compress": "netpress.pipeline",
+_LAZY = {"save": "netpress.encode", "load": "netpress.runtime", "compress": "netpress.pipeline",
          "compress_pretrained": "netpress.pipeline"}
 
 

@@ -257,8 +257,7 @@ def load_state(path: str | os.PathLike, max_elements: int | None = None) -> tupl
     return state, {**manifest, "file_bytes": len(blob)}
 
 
-def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_elements: int | None = None,
-         runtime: Any = None) -> nn.Module:
+def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_elements: int | None = None) -> nn.Module:
     """Read a ``.netp`` file into a working model.
 
     Args:
@@ -266,8 +265,6 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_element
         model: the module to fill (required for models not from the registry); default: rebuild the registry
             model named in the manifest.
         max_elements: see :func:`load_state`.
-        runtime: None (decoded fp32 model), or a runtime form (``'auto'``, a kernel kind, a Plan):
-            see :func:`netpress.runtime.for_file`.
 
     Returns:
         The model with the decoded weights (bit-identical to the saved quantized model's), in eval mode.
@@ -281,10 +278,6 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_element
         >>> net = netpress.load("net.netp")                 # registry model
         >>> mine = netpress.load("mine.netp", model=MyNet())  # user model
     """
-    if runtime is not None:
-        from netpress.runtime import check_runtime
-
-        check_runtime(runtime)
     state, manifest = load_state(path, max_elements)
     specs = activation_specs(manifest)
     if model is None:
@@ -304,11 +297,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_element
     with torch.no_grad():
         load_plain_state_dict(model, state)
     _freeze(model, manifest)
-    if runtime is None:
-        return model.eval()
-    from netpress.runtime import for_file  # lazily: the format knows nothing of runtime kernels
-
-    return for_file(model.eval(), manifest, runtime)
+    return model.eval()
 
 
 def _freeze(model: nn.Module, manifest: dict) -> None:

@@ -28,6 +28,31 @@ def check_runtime(runtime: Any) -> None:
     raise ConfigError(f"unknown runtime {runtime!r}; known: auto, {', '.join(KERNELS.names())}, a plan .json file")
 
 
+def load(path: str | os.PathLike, model: nn.Module | None = None, *, max_elements: int | None = None,
+         runtime: Any = None) -> nn.Module:
+    """``netpress.load``: decode a ``.netp`` file (:func:`netpress.encode.load`), optionally into a runtime form.
+
+    Args:
+        path: the file.
+        model: the module to fill (required for models not from the registry).
+        max_elements: see :func:`netpress.encode.load_state`.
+        runtime: None (the decoded fp32 model), or a runtime form (``'auto'``, a kernel kind, a Plan or plan
+            ``.json``, :class:`RuntimeHparams`): see :func:`for_file`. Checked before the file is read.
+
+    Returns:
+        The model in eval mode.
+
+    Example:
+        >>> fast = netpress.load("net.netp", runtime="auto")
+    """
+    from netpress.encode import load as decode, read_manifest
+
+    if runtime is not None:
+        check_runtime(runtime)
+    decoded = decode(path, model, max_elements=max_elements)
+    return decoded if runtime is None else for_file(decoded, read_manifest(path), runtime)
+
+
 def for_file(model: nn.Module, manifest: dict, runtime: Any) -> nn.Module:
     """Convert a model just decoded from a ``.netp`` file to a runtime form.
 
@@ -75,10 +100,10 @@ def inspect_runtime(path: str | os.PathLike, hp: RuntimeHparams = RuntimeHparams
         >>> inspect_runtime("net.netp")["layers"][0]["kind"]
         'csr'
     """
-    from netpress.encode import load
+    from netpress.encode import load as decode
     from netpress.runtime.memory import resident_bytes
 
-    dense = load(path)
+    dense = decode(path)
     fast = load(path, runtime=hp)
     plan = fast.runtime_plan
     return {"machine": plan.machine, "batch_sizes": list(hp.batch_sizes), "layers": plan.rows(),
