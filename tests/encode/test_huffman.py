@@ -83,3 +83,14 @@ def test_deepest_codes_the_encoder_makes_pass_the_table_bound(n):
     lengths = H.code_lengths(np.bincount(symbols, minlength=n))
     assert int(lengths.max()) == n - 1 if n <= H.MAX_LEN + 1 else int(lengths.max()) <= H.MAX_LEN  # deepest tree
     assert np.array_equal(H.decode(data, len(symbols), n, params), symbols)
+
+
+def test_code_lengths_violating_kraft_are_refused():
+    # three 1-bit codes cannot be prefix-free (Kraft sum 1.5): the table must be rejected, not overflow the LUT
+    data = bytes([1, 1, 1]) + bytes([0])  # byte table [1, 1, 1], then a one-bit stream "0"
+    params = {"chunk": 1, "chunk_base": 0, "chunk_width": 0, "tail_bits": 1, "table": "byte"}
+    with pytest.raises(NetpressFormatError, match="Kraft") as info:
+        H.decode(data, 1, 3, params, section="t.weight/values")
+    assert info.value.section == "t.weight/values"
+    ok = bytes([1, 1, 0]) + bytes([0])  # the same stream with a valid table decodes
+    assert H.decode(ok, 1, 3, params).tolist() == [0]

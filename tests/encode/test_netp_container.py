@@ -4,12 +4,13 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import netpress
-from netpress.encode import container, read_manifest
+from netpress.encode import NetpressFormatError, container, read_manifest
 from netpress.encode.tensors import Reader, Sections, decode_entry, encode_codes, encode_raw
 from netpress.errors import ConfigError
 from netpress.prune.masks import plain_state_dict
 from netpress.quantize import Codes, export_codes
 
+import craft
 from encode_helpers import UserNet
 
 
@@ -113,3 +114,14 @@ def test_no_pickle_in_the_file(tmp_path, small_registry_model):
     netpress.save(small_registry_model, path)
     blob = path.read_bytes()
     assert blob[:8] == container.MAGIC and b"\x80\x04\x95" not in blob and b"torch._utils" not in blob
+
+
+def test_manifest_checksum_mismatch_is_reported_as_such():
+    # an uncompressed manifest whose flipped byte still parses: only the CRC can tell the file is damaged
+    blob = craft.seal({"note": "aaaa"}, {"x": b"123"}, compress=False)
+    at = blob.index(b"aaaa")
+    damaged = blob[:at] + b"b" + blob[at + 1:]
+    assert container.parse(blob)[0]["note"] == "aaaa"
+    with pytest.raises(NetpressFormatError, match="checksum mismatch") as info:
+        container.parse(damaged)
+    assert info.value.section == "manifest"

@@ -1,4 +1,6 @@
 """IMP levels, rewinding, controls and resumability of a tiny experiment (lenet300 on synthetic data)."""
+import json
+
 import pytest
 import torch
 
@@ -140,6 +142,38 @@ def test_killed_run_resumes_to_identical_numbers(tmp_path, data):
         assert all(torch.equal(a[n], b[n]) for n in a)
     again = run_lottery(MODEL, DATA, TRAIN, hp, root=root, data=data, device="cpu", callbacks=[KillAt(1)])
     assert again.rows == full.rows  # everything done: nothing trains, so the callback never fires
+
+
+class Threads:
+    """Records the torch thread count at every optimizer step."""
+
+    def __init__(self):
+        self.seen = set()
+
+    def on_step_end(self, iteration, model, optimizer):
+        self.seen.add(torch.get_num_threads())
+
+
+@pytest.fixture
+def caller_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_resume_trains_with_the_recorded_thread_count_and_restores_the_callers(tmp_path, data, caller_threads):
+    hp = tiny(levels=1, controls="reinit")
+    torch.set_num_threads(1)
+    with pytest.raises(Kill):  # killed inside level 1, after the folder recorded 1 thread
+        run_lottery(MODEL, DATA, TRAIN, hp, root=tmp_path, data=data, device="cpu", callbacks=[KillAt(40 + 5)])
+    torch.set_num_threads(2)
+    spy = Threads()
+    resumed = run_lottery(MODEL, DATA, TRAIN, hp, root=tmp_path, data=data, device="cpu", callbacks=[spy])
+    assert spy.seen == {1} and torch.get_num_threads() == 2  # trained with the recorded count, restored after
+    assert json.loads((resumed.path / "hparams.json").read_text())["torch_threads"] == 1
+    assert resumed.summary["torch_threads"] == 1
+    fresh = run_lottery(MODEL, DATA, TRAIN, hp, root=tmp_path / "fresh", data=data, device="cpu")
+    assert fresh.summary["torch_threads"] == 2  # a new experiment records the caller's count
 
 
 def test_replicates_and_lmc_are_recorded(tmp_path, data):

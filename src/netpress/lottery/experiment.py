@@ -35,11 +35,12 @@ from netpress.lottery.stages import (StageJob, atomic_json, atomic_torch, done, 
                                      train_stages_batched)
 from netpress.models import ModelHparams, build_model
 from netpress.prune import plain_state_dict
-from netpress.runs import Store, run_id, run_lock, runs_root, write_hparams
+from netpress.runs import Store, run_hparams, run_id, run_lock, runs_root, torch_threads, write_hparams
 from netpress.train import TrainingHparams, lr_multiplier
 from netpress.units import Steps
 
 KIND = "lottery"
+THREADS = "torch_threads"  # as in netpress.runs: hparams.json key, also in the summary
 
 
 @dataclasses.dataclass
@@ -50,7 +51,8 @@ class LotteryResult:
         id: ``lottery_<hash>``.
         path: its folder.
         rows: one dict per replicate, level and branch (sparsity, accuracies, early-stopping iteration, curve).
-        summary: mean and spread over replicates per level and branch, and the LMC analyses.
+        summary: mean and spread over replicates per level and branch, the LMC analyses and ``torch_threads``
+            (the thread count it trained with; a resume reuses the recorded one).
     """
 
     id: str
@@ -142,16 +144,27 @@ def run_lottery(model_hp: ModelHparams, data_hp: DataHparams, train_hp: Training
     parts = {"model": model_hp, "data": data_hp, "training": train_hp, "lottery": hp}
     flat = {k: v.to_dict() for k, v in parts.items()}
     with run_lock(folder):
-        write_hparams(folder, KIND, parts)
+        threads = _recorded_threads(folder)  # a resumed experiment trains with the count it started with
+        write_hparams(folder, KIND, parts, extra={THREADS: threads})
         ctx.store.upsert_run(rid, KIND, folder, flat, "running")
-        rows, lmc = _replicates_batched(ctx) if batch_replicates else ([], [])
-        for rep in range(hp.replicates) if not batch_replicates else ():
-            r_rows, r_lmc = _replicate(ctx, rep)
-            rows, lmc = rows + r_rows, lmc + r_lmc
-        summary = summarise(rows, lmc, hp)
+        with torch_threads(threads):
+            rows, lmc = _replicates_batched(ctx) if batch_replicates else ([], [])
+            for rep in range(hp.replicates) if not batch_replicates else ():
+                r_rows, r_lmc = _replicate(ctx, rep)
+                rows, lmc = rows + r_rows, lmc + r_lmc
+        summary = {**summarise(rows, lmc, hp), THREADS: threads}
         atomic_json({"rows": rows, "summary": summary}, folder / "results.json")
         ctx.store.upsert_run(rid, KIND, folder, flat, "done", _short_summary(summary))
     return LotteryResult(rid, folder, rows, summary)
+
+
+def _recorded_threads(folder: Path) -> int:
+    """The torch thread count an interrupted experiment recorded (its numbers depend on it), else the current one."""
+    if (folder / "hparams.json").exists():
+        recorded = run_hparams(folder).get(THREADS)
+        if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 1:
+            return recorded
+    return torch.get_num_threads()
 
 
 def _check_rewind(ctx: _Ctx) -> None:
