@@ -35,7 +35,7 @@ from netpress.lottery.stages import (StageJob, atomic_json, atomic_torch, done, 
                                      train_stages_batched)
 from netpress.models import ModelHparams, build_model
 from netpress.prune import plain_state_dict
-from netpress.runs import Store, run_hparams, run_id, run_lock, runs_root, torch_threads, write_hparams
+from netpress.runs import Store, recorded_threads, run_id, run_lock, runs_root, torch_threads, write_hparams
 from netpress.train import TrainingHparams, lr_multiplier
 from netpress.units import Steps
 
@@ -144,7 +144,7 @@ def run_lottery(model_hp: ModelHparams, data_hp: DataHparams, train_hp: Training
     parts = {"model": model_hp, "data": data_hp, "training": train_hp, "lottery": hp}
     flat = {k: v.to_dict() for k, v in parts.items()}
     with run_lock(folder):
-        threads = _recorded_threads(folder)  # a resumed experiment trains with the count it started with
+        threads = recorded_threads(folder)  # a resumed experiment trains with the count it started with
         write_hparams(folder, KIND, parts, extra={THREADS: threads})
         ctx.store.upsert_run(rid, KIND, folder, flat, "running")
         with torch_threads(threads):
@@ -156,15 +156,6 @@ def run_lottery(model_hp: ModelHparams, data_hp: DataHparams, train_hp: Training
         atomic_json({"rows": rows, "summary": summary}, folder / "results.json")
         ctx.store.upsert_run(rid, KIND, folder, flat, "done", _short_summary(summary))
     return LotteryResult(rid, folder, rows, summary)
-
-
-def _recorded_threads(folder: Path) -> int:
-    """The torch thread count an interrupted experiment recorded (its numbers depend on it), else the current one."""
-    if (folder / "hparams.json").exists():
-        recorded = run_hparams(folder).get(THREADS)
-        if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 1:
-            return recorded
-    return torch.get_num_threads()
 
 
 def _check_rewind(ctx: _Ctx) -> None:

@@ -80,7 +80,7 @@ def _train_locked(rid, folder, store, parts, data, device, progress) -> TrainedR
         summary = run_summary(folder)
         store.upsert_run(rid, "train", folder, flat, "done", summary)
         return TrainedRun(rid, folder, load_run_model(folder), summary, data, reused=True)
-    threads = _recorded_threads(folder)
+    threads = recorded_threads(folder)
     write_hparams(folder, "train", parts, extra={THREADS: threads})
     store.upsert_run(rid, "train", folder, flat, "running")
     try:
@@ -100,8 +100,9 @@ def _train_locked(rid, folder, store, parts, data, device, progress) -> TrainedR
     return TrainedRun(rid, folder, model.cpu(), summary, data, reused=False)
 
 
-def _recorded_threads(folder: Path) -> int:
-    """The thread count of an interrupted run being resumed (its results depend on it), else the current one."""
+def recorded_threads(folder: Path) -> int:
+    """The torch thread count an interrupted run (training or lottery) recorded in its ``hparams.json`` (its
+    results depend on it), else the current one."""
     if (folder / "hparams.json").exists():
         recorded = run_hparams(folder).get(THREADS)
         if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 1:
