@@ -172,3 +172,15 @@ def test_resumed_compression_keeps_stage_metrics_in_the_file(trained, synthetic,
     out.unlink()  # the encode stage re-runs; the prune stage is restored
     compress(copy.deepcopy(trained), synthetic, recipe=recipe, train_hp=HP, out=out, workdir=work, device="cpu")
     assert read_manifest(out)["metrics"] == first and first["test_accuracy"] == first["prune_accuracy"]
+
+
+def test_uniform_quantize_stage_gives_per_channel_codes_at_the_recipes_bits(trained, synthetic, tmp_path):
+    recipe = parse_recipe({"stages": [{"quantize": {"method": "uniform", "bits": {"last": 8, "*": 4}}},
+                                      {"encode": {"coder": "huffman"}}]})
+    out = tmp_path / "u.netp"
+    result = compress(trained, synthetic, recipe=recipe, train_hp=HP, out=out, device="cpu")
+    rows = {t["name"]: t for t in netpress.encode.read_manifest(out)["tensors"]}
+    assert rows["fc_out.weight"]["bits"] == 8 and rows["features.0.weight"]["bits"] == 4
+    assert all("affine" in rows[n] for n in ("features.0.weight", "fc_out.weight"))  # scale + zero point per channel
+    levels = {n: len(torch.unique(w)) for n, w in result.final_weights.items() if n.endswith("weight")}
+    assert levels["features.0.weight"] <= 16 * trained.features[0].weight.shape[0]

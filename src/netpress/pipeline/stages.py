@@ -164,10 +164,11 @@ class QuantizeRunner(StageRunner):
         from netpress.quantize import share_weights
 
         strip(model)
-        if self.hp.method == "uniform":
-            from netpress.quantize import quantize_weights
+        if self.hp.method == "uniform":  # per-channel affine codes at each tensor's bits
+            from netpress.quantize import UniformSpec, quantize_weights
 
-            quantize_weights(model, bits=bits)
+            specs = {n: UniformSpec(bits=b, granularity="channel") for n, b in bits.items()}
+            quantize_weights(model, specs, names=list(bits))
         else:
             share_weights(model, bits=bits, init=self.hp.init)
 
