@@ -30,6 +30,23 @@ def split_name(name: str) -> tuple[str, str]:
     return module, attr
 
 
+def plain_names(model: nn.Module):
+    """Plain tensor names in :func:`plain_state_dict` order (state-dict entries, then parametrized tensors),
+    without computing any tensor.
+
+    Example:
+        >>> list(plain_names(apply_masks(net, masks)))[-1]
+        'fc1.weight'
+    """
+    for name in model.state_dict(keep_vars=True):
+        if ".parametrizations." not in name:
+            yield name
+    for mname, module in model.named_modules():
+        if parametrize.is_parametrized(module):
+            for attr in module.parametrizations.keys():
+                yield f"{mname}.{attr}" if mname else attr
+
+
 def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Effective tensors (parametrizations applied) keyed by plain names, as an unparametrized model names them.
 
@@ -42,15 +59,13 @@ def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     Example:
         >>> plain_state_dict(apply_masks(net, masks))["fc1.weight"].eq(0).sum()   # the pruned count
     """
+    state = model.state_dict()
     out = {}
-    for name, value in model.state_dict().items():
-        if ".parametrizations." in name:
-            continue
-        out[name] = value.detach().clone()
-    for mname, module in model.named_modules():
-        if parametrize.is_parametrized(module):
-            for attr in module.parametrizations.keys():
-                out[f"{mname}.{attr}" if mname else attr] = getattr(module, attr).detach().clone()
+    for name in plain_names(model):
+        if name not in state:  # a parametrized tensor: its effective value
+            mname, _, attr = name.rpartition(".")
+            state[name] = getattr(model.get_submodule(mname) if mname else model, attr)
+        out[name] = state[name].detach().clone()
     return out
 
 

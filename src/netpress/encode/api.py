@@ -5,7 +5,6 @@ import math
 import os
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -16,6 +15,7 @@ from netpress.encode.streams import CODERS
 from netpress.encode.tensors import Reader, Sections, decode_entry, encode_codes, encode_raw, entry_shape
 from netpress.errors import ConfigError
 from netpress.quantize.codes import Codes
+from netpress.state import plain_names
 
 ELEMENTS_PER_FILE_BYTE = 256    # decoded elements allowed per file byte (1024x the fp32 size; bounds decode work)
 BASE_ELEMENTS = 1 << 16         # plus this many for tiny files
@@ -60,7 +60,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, recipe: Any = None, metri
         raise ConfigError(f"unknown coder {coder!r}; known: {', '.join(CODERS)}")
     if codebook_dtype not in BOOK_DTYPES:
         raise ConfigError(f"unknown codebook_dtype {codebook_dtype!r}; known: {', '.join(BOOK_DTYPES)}")
-    names = list(_plain_names(model))
+    names = list(plain_names(model))
     explicit = None if codes is None else dict(codes)
     unknown = sorted(set(explicit or ()) - set(names))
     if unknown:
@@ -95,19 +95,6 @@ def _mark_nonfinite(entry: dict, stored: torch.Tensor) -> None:
     """Readers reject NaN/inf unless the entry says the model really has them."""
     if stored.is_floating_point() and not bool(torch.isfinite(stored).all()):
         entry["nonfinite"] = True
-
-
-def _plain_names(model: nn.Module):
-    """Plain tensor names in :func:`netpress.state.plain_state_dict` order, without computing tensors."""
-    from torch.nn.utils import parametrize
-
-    for name in model.state_dict(keep_vars=True):
-        if ".parametrizations." not in name:
-            yield name
-    for mname, module in model.named_modules():
-        if parametrize.is_parametrized(module):
-            for attr in module.parametrizations.keys():
-                yield f"{mname}.{attr}" if mname else attr
 
 
 def _plain_tensor(model: nn.Module, name: str) -> tuple[torch.Tensor, bool]:
