@@ -40,8 +40,7 @@ def compress_run(start: TrainedRun, recipe: Recipe, *, out: str | Path, report_d
     """
     out = Path(out)
     base_hp = run_part(start.path, "training", TrainingHparams)
-    key = hashlib.sha256(f"{start.id}|{recipe.digest()}".encode()).hexdigest()[:12]
-    workdir = runs_root(root) / f"compress_{key}"
+    workdir = runs_root(root) / compress_run_id(start.id, recipe)
     name = getattr(start.model, "netpress_spec", {}).get("name", type(start.model).__name__)
     with run_lock(workdir), torch_threads(_threads(workdir)):
         return compress(start.model, start.data, recipe=recipe, train_hp=base_hp, out=out, workdir=workdir,
@@ -59,3 +58,20 @@ def _threads(workdir: Path) -> int:
     n = torch.get_num_threads()
     atomic_write_text(path, json.dumps({"torch_threads": n}) + "\n")
     return n
+
+
+def compress_run_id(dense_id: str, recipe) -> str:
+    """The run id of a recipe applied to a trained run (the folder name ``netpress compress`` gives its workdir).
+
+    Args:
+        dense_id: the trained run's id.
+        recipe: a :class:`netpress.pipeline.Recipe`.
+
+    Returns:
+        ``'compress_<hash of the run id and the recipe digest>'``.
+
+    Example:
+        >>> compress_run_id("train_ab12", load_recipe("deep-compression")).startswith("compress_")
+        True
+    """
+    return "compress_" + hashlib.sha256(f"{dense_id}|{recipe.digest()}".encode()).hexdigest()[:12]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import itertools
 import math
 import random
@@ -18,6 +17,7 @@ from netpress.errors import ConfigError
 from netpress.hparams import Hparams
 from netpress.lottery.hparams import LotteryHparams
 from netpress.models import ModelHparams
+from netpress.pipeline.runs import compress_run_id
 from netpress.runs import run_id
 from netpress.sweep.spec import SweepSpec
 from netpress.train import TrainingHparams
@@ -80,23 +80,6 @@ class Trial:
         return cls(d["index"], d["kind"], d["params"], ModelHparams(**d["model"]), DataHparams(**d["data"]),
                    TrainingHparams(**d["training"]), None if d["lottery"] is None else LotteryHparams(**d["lottery"]),
                    d["recipe"], d.get("batch_replicates", False))
-
-
-def compress_run_id(dense_id: str, recipe) -> str:
-    """The run id of a recipe applied to a trained run (the folder name ``netpress compress`` gives its workdir).
-
-    Args:
-        dense_id: the trained run's id.
-        recipe: a :class:`netpress.pipeline.Recipe`.
-
-    Returns:
-        ``'compress_<hash of the run id and the recipe digest>'``.
-
-    Example:
-        >>> compress_run_id("train_ab12", load_recipe("deep-compression")).startswith("compress_")
-        True
-    """
-    return "compress_" + hashlib.sha256(f"{dense_id}|{recipe.digest()}".encode()).hexdigest()[:12]
 
 
 def expand(spec: SweepSpec) -> list[Trial]:
