@@ -53,6 +53,11 @@ class GPTQHparams(Hparams):
         kmeans_iterations: Lloyd iterations of the codebook fit (``kmeans``).
         kmeans_refit: after the GPTQ assignment, re-solve the centroids for the least output error
             ``tr(E H E^T)`` given the assignment (a k x k linear system; ``kmeans`` with data).
+        step: ``0``: a fixed-rate grid of ``2**bits`` levels fitted to each row's range (clip search). ``> 0``: an
+            entropy-coded grid (``uniform`` per channel): one step of ``step`` x the tensor's standard deviation for
+            every row, ``bits`` only capping the levels (a row whose range needs more gets a wider step). The
+            file's entropy coder then spends about ``h(w) - log2(step * std)`` bits per weight: a finer grid at
+            fewer average bits than a fixed-rate one (the step sets the rate, not ``bits``).
     """
 
     bits: int = 4
@@ -67,6 +72,7 @@ class GPTQHparams(Hparams):
     clip_min: float = 0.5
     kmeans_iterations: int = 100
     kmeans_refit: bool = True
+    step: float = 0.0
 
     def validate(self) -> None:
         require(isinstance(self.bits, int) and not isinstance(self.bits, bool) and 1 <= self.bits <= 16,
@@ -79,6 +85,9 @@ class GPTQHparams(Hparams):
         require(0 <= self.percdamp < 10, f"percdamp must be in [0, 10), got {self.percdamp}")
         require(self.clip_grid >= 1, f"clip_grid must be >= 1, got {self.clip_grid}")
         require(0 < self.clip_min <= 1, f"clip_min must be in (0, 1], got {self.clip_min}")
+        require(isinstance(self.step, (int, float)) and self.step >= 0, f"step must be >= 0, got {self.step!r}")
+        require(not self.step or (self.method == "uniform" and self.granularity == "channel"),
+                "step (an entropy-coded grid) needs method='uniform' and granularity='channel'")
 
     def spec(self) -> UniformSpec:
         """The uniform grid of a ``[out, in]`` weight matrix (per row, or per group along the inputs)."""
@@ -111,6 +120,35 @@ def search_range(w: torch.Tensor, hessian: torch.Tensor | None, spec: UniformSpe
     return scale, zp
 
 
+def step_range(w: torch.Tensor, spec: UniformSpec, step: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row ``(scale, zero_point)`` of an entropy-coded grid for ``w`` ``[rows, m]``.
+
+    Every row gets the same step, ``step`` x the standard deviation of ``w`` (for a summed squared error at a
+    given entropy the best uniform quantizers share one step), rounded to float16; a row whose range needs more
+    than ``spec``'s levels gets the min-max step instead. The zero point is the middle code where the row's range
+    allows, so the codes of every row share one distribution for the entropy coder.
+
+    Example:
+        >>> scale, zp = step_range(w, UniformSpec(bits=8, granularity="channel"), step=0.4)
+    """
+    wf = w.float()
+    lo, hi = wf.amin(1).clamp(max=0), wf.amax(1).clamp(min=0)
+    base = float(torch.tensor(step * float(wf.std()) if wf.numel() > 1 else step).clamp_min(2.0 ** -14).half())
+    scale = torch.maximum(torch.full_like(lo, base), _half_up((hi - lo) / float(spec.qmax - spec.qmin)))
+    middle = torch.full_like(lo, (spec.qmin + spec.qmax + 1) // 2)
+    low_zp = spec.qmin - torch.round(lo / scale)   # the row's minimum lands on a code >= qmin
+    high_zp = spec.qmax - torch.round(hi / scale)  # and its maximum on one <= qmax
+    zp = torch.minimum(torch.maximum(middle, low_zp), high_zp)
+    return scale, zp.to(torch.int64)
+
+
+def _half_up(x: torch.Tensor) -> torch.Tensor:
+    """``x`` rounded up to the next float16 value (as float32)."""
+    half = x.half()
+    up = torch.nextafter(half, torch.full_like(half, float("inf")))
+    return torch.where(half.float() < x, up, half).float()
+
+
 class UniformRounder(Rounder):
     """Round to a uniform grid per row or per group; exact zeros of ``keep``'s complement stay zero.
 
@@ -129,7 +167,9 @@ class UniformRounder(Rounder):
         self.zp = torch.zeros(rows, cols // width, dtype=torch.int64, device=w.device)
         self.col_group = torch.arange(cols, device=w.device) // width
         self.dynamic = self.group and not hp.act_order
-        if not self.dynamic:
+        if hp.step:
+            self.scale[:, 0], self.zp[:, 0] = step_range(w, self.spec, hp.step)
+        elif not self.dynamic:
             for g in range(cols // width):
                 self._fit(g, w[:, g * width:(g + 1) * width], g * width)
 
