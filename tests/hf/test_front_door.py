@@ -22,7 +22,7 @@ def encoder_and_inputs(tiny_folder, make_sentences):
     return encoder, calib, held_out
 
 
-@pytest.mark.parametrize("recipe", ["pretrained-8bit", "pretrained-4bit", "pretrained-max"])
+@pytest.mark.parametrize("recipe", ["pretrained-8bit", "pretrained-4bit", "pretrained-balanced", "pretrained-max"])
 def test_front_door_writes_a_file_that_rebuilds_bit_identically(encoder_and_inputs, tmp_path, recipe):
     encoder, calib, held_out = encoder_and_inputs
     original = copy.deepcopy(encoder)
@@ -63,6 +63,20 @@ def test_any_module_with_tensor_inputs(tmp_path):
     assert quality(net)["relative_mse"] == pytest.approx(result.summary()["relative_mse"])
     fresh = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
     loaded = netpress.load(tmp_path / "n.netp", model=fresh)
+    assert torch.equal(loaded(calib[0]), net(calib[0]))
+
+
+def test_4bit_groups_only_the_weights_128_inputs_split(tmp_path):
+    from netpress.quantize import export_codes
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, 8))  # 2 groups of 128 / one short row
+    calib = [torch.randn(16, 256) for _ in range(2)]
+    result = netpress.compress_pretrained(net, calib, "pretrained-4bit", out=tmp_path / "g.netp")
+    codes = export_codes(result.model)
+    assert codes["0.weight"].group_size == 128 and codes["0.weight"].scale.numel() == 32 * 2
+    assert codes["2.weight"].group_size == 0 and codes["2.weight"].scale.numel() == 8
+    loaded = netpress.load(tmp_path / "g.netp", model=nn.Sequential(nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, 8)))
     assert torch.equal(loaded(calib[0]), net(calib[0]))
 
 

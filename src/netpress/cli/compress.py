@@ -15,12 +15,12 @@ def add_parser(sub) -> None:
     common.add_from_option(p)
     p.add_argument("--recipe", default=None,
                    help="built-in recipe (deep-compression, prune-only, quantize-only, max; with --hf: pretrained-8bit, "
-                        "pretrained-4bit, pretrained-max) or a YAML file (default: deep-compression / pretrained-4bit)")
+                        "pretrained-4bit, pretrained-balanced, pretrained-max) or a YAML file (default: deep-compression / pretrained-4bit)")
     p.add_argument("--out", default=None, help="output .netp file (default: <model>.netp)")
     p.add_argument("--report", default=None, help="report folder (default: <out without .netp>_report)")
     p.add_argument("--hf", default=None, metavar="DIR",
                    help="compress a Hugging Face / sentence-transformers model folder one-shot (offline; needs "
-                        "--calib and a pretrained recipe: pretrained-8bit, pretrained-4bit, pretrained-max)")
+                        "--calib and a pretrained recipe: pretrained-8bit, pretrained-4bit, pretrained-balanced, pretrained-max)")
     p.add_argument("--calib", default=None, metavar="FILE", help="with --hf: calibration sentences, one per line")
     p.add_argument("--calib-limit", type=int, default=512, help="with --hf: most calibration sentences (default 512)")
     p.add_argument("--eval-text", default=None, metavar="FILE",

@@ -1,7 +1,7 @@
 """``compress_pretrained``: one call from a pretrained model and unlabeled calibration inputs to a ``.netp`` file.
 
 No training: one-shot stages (data-aware pruning, quantization, encoding) read from a pretrained recipe
-(``pretrained-8bit``, ``pretrained-4bit``, ``pretrained-max`` or a YAML file), the quality measured against the
+(``pretrained-8bit``, ``pretrained-4bit``, ``pretrained-balanced``, ``pretrained-max`` or a YAML file), the quality measured against the
 original model's outputs after every stage, and a Markdown report.
 
 Example:
@@ -24,7 +24,7 @@ from netpress.hparams import Hparams, require
 from netpress.pipeline.recipe import Recipe, RecipeError, load_recipe
 from netpress.registry import Registry
 
-PRETRAINED = ("pretrained-8bit", "pretrained-4bit", "pretrained-max")
+PRETRAINED = ("pretrained-8bit", "pretrained-4bit", "pretrained-balanced", "pretrained-max")
 Quality = Callable[[nn.Module], dict]
 
 
@@ -77,11 +77,16 @@ class OneshotQuantize(Hparams):
             ``gptq-kmeans`` (k-means codebook, GPTQ assignment), ``uniform`` (round to nearest), ``kmeans``
             (weight sharing). Tensors without input statistics (embeddings) fall back to round-to-nearest.
         bits: an int for every selected tensor, or ``{selector: bits}`` (first matching key wins).
-        granularity: uniform codes per ``tensor``, ``channel`` or ``group``.
+        granularity: uniform codes per ``tensor``, ``channel`` or ``group`` (``gptq``: a weight that
+            ``group_size`` does not split into several groups gets per-channel codes).
         group_size: values per group (``group``).
         calibration: range calibration for uniform codes (``minmax``, ``mse``, ...).
         select: which weights: a :mod:`netpress.select` selector (module types, globs, ``re:``, ``!exclude``).
         sequential: as for :class:`OneshotPrune` (GPTQ methods).
+        step: ``gptq`` only: ``0`` a fixed-rate grid of ``2**bits`` levels; ``> 0`` an entropy-coded grid whose step
+            is ``step`` x each tensor's standard deviation (``bits`` then caps the levels; see
+            :class:`netpress.quantize.gptq.GPTQHparams`).
+        act_order: ``gptq`` only: round the columns with the largest input energy first.
     """
 
     method: str = "uniform"
@@ -91,6 +96,8 @@ class OneshotQuantize(Hparams):
     calibration: str = "mse"
     select: Any = dataclasses.field(default_factory=lambda: ["Linear", "Embedding"])
     sequential: bool = True
+    step: float = 0.0
+    act_order: bool = False
 
     def validate(self) -> None:
         require(self.method in QUANTIZERS, f"method: unknown {self.method!r}; known: {', '.join(QUANTIZERS.names())}")
@@ -103,6 +110,12 @@ class OneshotQuantize(Hparams):
         UniformSpec(bits=8, granularity=self.granularity, group_size=self.group_size, calibration=self.calibration)
         require(_selector(self.select), f"select: must be a name/type selector or a list of them, got {self.select!r}")
         require(isinstance(self.sequential, bool), f"sequential: must be true or false, got {self.sequential!r}")
+        require(isinstance(self.step, (int, float)) and not isinstance(self.step, bool) and self.step >= 0,
+                f"step: must be a number >= 0, got {self.step!r}")
+        require(not self.step or (self.method == "gptq" and self.granularity == "channel"),
+                "step: an entropy-coded grid needs method gptq and granularity channel")
+        require(isinstance(self.act_order, bool), f"act_order: must be true or false, got {self.act_order!r}")
+        require(not self.act_order or self.method.startswith("gptq"), "act_order: only for the gptq methods")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,11 +197,22 @@ def _gptq(method: str):
     def run(model: nn.Module, names: list[str], hp: OneshotQuantize, calib, bits: dict[str, int]) -> None:
         from netpress.quantize.gptq import GPTQHparams
 
-        granularity = "group" if hp.granularity == "group" else "channel"
-        per_tensor = {n: GPTQHparams(bits=b, method=method, granularity=granularity, group_size=hp.group_size or 128)
+        group = hp.group_size or 128
+        per_tensor = {n: GPTQHparams(bits=b, method=method, granularity=_granularity(model, n, hp.granularity, group),
+                                     group_size=group, step=float(hp.step), act_order=hp.act_order)
                       for n, b in bits.items()}
         _calibrated(model, names, calib, hp, quantize=per_tensor)
     return run
+
+
+def _granularity(model: nn.Module, name: str, granularity: str, group_size: int) -> str:
+    """``group`` where ``group_size`` divides the tensor's inputs into several groups, else ``channel``."""
+    if granularity != "group":
+        return "channel"
+    module_name, _, attr = name.rpartition(".")
+    w = getattr(model.get_submodule(module_name), attr)
+    inputs = w[0].numel() if w.dim() > 1 else 0
+    return "group" if w.dim() == 2 and inputs > group_size and inputs % group_size == 0 else "channel"
 
 
 QUANTIZERS.register("gptq", _gptq("uniform"))
@@ -327,7 +351,8 @@ def compress_pretrained(model: nn.Module, calib_inputs: Iterable, recipe: str | 
         model: any module (changed in place); if it has a ``netpress_architecture`` dict (e.g.
             :class:`netpress.hf.SentenceEncoder`), that is stored in the file's recipe so loaders can rebuild it.
         calib_inputs: a re-iterable of model inputs (tensors, tuples, or dicts such as tokenizer output).
-        recipe: ``pretrained-8bit``, ``pretrained-4bit``, ``pretrained-max``, a YAML path or a :class:`Recipe`.
+        recipe: ``pretrained-8bit``, ``pretrained-4bit``, ``pretrained-balanced``, ``pretrained-max``, a YAML path or a
+            :class:`Recipe`.
         out: the ``.netp`` file to write (the recipe's encode stage; default coder ANS).
         quality: ``fn(model) -> {metric: value}`` measured after every stage (default: :class:`OutputQuality` on
             ``calib_inputs``: output cosine and relative MSE against the original model).
