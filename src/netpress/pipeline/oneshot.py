@@ -87,6 +87,8 @@ class OneshotQuantize(Hparams):
             is ``step`` x each tensor's standard deviation (``bits`` then caps the levels; see
             :class:`netpress.quantize.gptq.GPTQHparams`).
         act_order: ``gptq`` only: round the columns with the largest input energy first.
+        awq: ``gptq`` methods: scale the selected Linear weights activation-aware first (AWQ, see
+            :mod:`netpress.calibrate.awq`; folds that would change the model's output are skipped).
     """
 
     method: str = "uniform"
@@ -98,6 +100,7 @@ class OneshotQuantize(Hparams):
     sequential: bool = True
     step: float = 0.0
     act_order: bool = False
+    awq: bool = False
 
     def validate(self) -> None:
         require(self.method in QUANTIZERS, f"method: unknown {self.method!r}; known: {', '.join(QUANTIZERS.names())}")
@@ -116,6 +119,8 @@ class OneshotQuantize(Hparams):
                 "step: an entropy-coded grid needs method gptq and granularity channel")
         require(isinstance(self.act_order, bool), f"act_order: must be true or false, got {self.act_order!r}")
         require(not self.act_order or self.method.startswith("gptq"), "act_order: only for the gptq methods")
+        require(isinstance(self.awq, bool), f"awq: must be true or false, got {self.awq!r}")
+        require(not self.awq or self.method.startswith("gptq"), "awq: only for the gptq methods")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,8 +206,24 @@ def _gptq(method: str):
         per_tensor = {n: GPTQHparams(bits=b, method=method, granularity=_granularity(model, n, hp.granularity, group),
                                      group_size=group, step=float(hp.step), act_order=hp.act_order)
                       for n, b in bits.items()}
+        if hp.awq:
+            _awq(model, calib, per_tensor)
         _calibrated(model, names, calib, hp, quantize=per_tensor)
     return run
+
+
+def _awq(model: nn.Module, calib, per_tensor: dict) -> None:
+    from netpress.calibrate.awq import awq_scale
+
+    plain = {n: hp for n, hp in per_tensor.items() if _plain_linear(model, n)}
+    if plain:
+        model.netpress_awq = awq_scale(model, calib, plain)
+
+
+def _plain_linear(model: nn.Module, name: str) -> bool:
+    module_name, _, attr = name.rpartition(".")
+    module = model.get_submodule(module_name) if module_name else model
+    return attr == "weight" and isinstance(module, nn.Linear) and not hasattr(module, "parametrizations")
 
 
 def _granularity(model: nn.Module, name: str, granularity: str, group_size: int) -> str:

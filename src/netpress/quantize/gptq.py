@@ -313,7 +313,7 @@ def _kmeans_codebook(mat: torch.Tensor, hp: GPTQHparams) -> torch.Tensor:
 
 def output_error(w: torch.Tensor, q: torch.Tensor, hessian: torch.Tensor) -> float:
     """``tr((W - Q) H (W - Q)^T)``: the layer's summed squared output error per input row, times 2."""
-    e = (w.reshape(w.shape[0], -1) - q.reshape(q.shape[0], -1)).to(hessian.dtype)
+    e = (w.reshape(w.shape[0], -1) - q.reshape(q.shape[0], -1)).detach().to(hessian.dtype)
     return float(((e @ hessian) * e).sum())
 
 
