@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-RECIPES = ["pretrained-8bit", "pretrained-4bit", "pretrained-max"]
+RECIPES = ["pretrained-8bit", "pretrained-4bit", "pretrained-balanced", "pretrained-max"]
 PEERS = ["torch-int8", "onnxruntime-int8"]
 TARGETS = [(10.0, 0.985), (8.0, 0.99)]  # (ratio >=, cosine mean >=)
 
@@ -192,8 +192,8 @@ def markdown(rows: list[dict], args) -> str:
     lines = [f"# One-shot compression of all-MiniLM-L6-v2 (22.7M parameters, fp32 {rows[0].get('fp32_bytes', 0):,} B)",
              "", f"{args.calib} calibration sentences, {args.eval} held-out sentences (disjoint, eight topics, built "
              f"from templates); {args.threads} torch threads per row, one subprocess per row, {args.jobs} row(s) at a "
-             "time. The machine (2 cores) is shared with other jobs and was heavily loaded: wall times are inflated "
-             "several-fold; CPU seconds (all threads of the row's process) are the steadier figure.", "", head]
+             f"time. Load average of the 2-core machine at the start: {args.load}; wall times grow with the load, CPU "
+             "seconds (all threads of the row's process) are the steadier figure.", "", head]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['row']} | error: {r['error']} |" + " |" * 10)
@@ -230,6 +230,7 @@ def main() -> None:
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", default="pretrained", help="result stem under bench/results")
     args = p.parse_args()
+    args.load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     if args.worker:
         print(json.dumps(worker(args.worker, args.calib, args.eval, args.threads)))
         return
