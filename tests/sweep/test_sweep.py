@@ -155,6 +155,11 @@ def test_cli_sweep_json_runs_filter_and_bad_spec(tmp_path, capsys):
                  "--where", "training.lr=0.1", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["runs"]
     assert [r["id"] for r in listed] == [out["trials"][1]["run_id"]]
+    path.write_text(path.read_text().replace("[0.05, 0.1]", "[0.05, 1.0e+6]"))  # the second trial diverges
+    assert main(["sweep", str(path), "--workers", "1", "--runs-dir", str(tmp_path / "r"), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1])["failed"] == 1
+    assert captured.err.strip().splitlines()[-1].startswith("netpress: 1 of 2 trials failed")
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: train\nparams:\n  training.lr: 0.1\n")
     assert main(["sweep", str(bad), "--runs-dir", str(tmp_path / "r")]) == 2

@@ -54,7 +54,10 @@ def sweep(args, spec_path: str) -> int:
              "test_accuracy": (t["summary"] or {}).get("test_accuracy"), "error": t["error"]} for t in result.trials]
     human = common.table(rows) + f"\nnext: netpress sweep report {result.id}    netpress runs list --sweep {result.id}"
     common.emit({**result.summary(), "trials": rows}, args.json, human)
-    return 0
+    failed = sum(r["status"] == "failed" for r in rows)
+    if failed:  # the sweep ran, but not every trial: a script must see it
+        print(f"netpress: {failed} of {n} trials failed (rerun the same command to retry them)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _line(r: dict, n: int) -> str:
