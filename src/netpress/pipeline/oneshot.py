@@ -1,8 +1,8 @@
 """``compress_pretrained``: one call from a pretrained model and unlabeled calibration inputs to a ``.netp`` file.
 
 No training: one-shot stages (data-aware pruning, quantization, encoding) read from a pretrained recipe
-(``pretrained-8bit``, ``pretrained-4bit``, ``pretrained-balanced``, ``pretrained-max`` or a YAML file), the quality measured against the
-original model's outputs after every stage, and a Markdown report.
+(``pretrained-8bit``, ``pretrained-4bit``, ``pretrained-balanced``, ``pretrained-max`` or a YAML file), the quality
+measured against the original model's outputs after every stage, and a Markdown report.
 
 Example:
     >>> result = netpress.compress_pretrained(encoder, calib_inputs, "pretrained-4bit", out="m.netp")
