@@ -12,6 +12,7 @@ import math
 import torch
 
 PRUNED = -1  # index of a weight that is exactly zero because it was pruned
+DECODE_CHUNK = 1 << 20  # indices gathered per step when narrow indices are decoded without autograd
 
 
 @dataclasses.dataclass
@@ -147,10 +148,30 @@ def decode_indices(indices: torch.Tensor, codebook: torch.Tensor, axis: int | No
     """
     if codebook.dim() == 1:  # index -1 reads the appended +0.0: no clamp or mask temporaries
         ext = torch.cat([codebook, codebook.new_zeros(1)])
-        return ext[indices if indices.dtype in (torch.int64, torch.int32) else indices.long()]
+        if indices.dtype in (torch.int64, torch.int32):
+            return ext[indices]
+        if ext.requires_grad and torch.is_grad_enabled():
+            return ext[indices.int()]
+        return _gather_chunked(ext, indices)
     pruned = indices < 0
     safe = indices.clamp_min(0).long()
     moved = safe.movedim(axis, 0)
     flat = moved.reshape(moved.shape[0], -1)
     out = torch.gather(codebook, 1, flat).reshape(moved.shape).movedim(0, axis)
     return out.masked_fill(pruned, 0.0)
+
+
+def _gather_chunked(ext: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """``ext[indices]`` for narrow (int8/int16) indices, widened ``DECODE_CHUNK`` at a time (no full-size copy)."""
+    out = torch.empty(indices.shape, dtype=ext.dtype, device=ext.device)
+    flat, dst = indices.reshape(-1), out.view(-1)
+    for start in range(0, flat.numel(), DECODE_CHUNK):
+        part = flat[start:start + DECODE_CHUNK].int()
+        part = torch.where(part < 0, part + ext.numel(), part)  # negative indices count from the end, as ext[i]
+        torch.index_select(ext, 0, part, out=dst[start:start + DECODE_CHUNK])
+    return out
+
+
+def index_dtype(bits: int) -> torch.dtype:
+    """The smallest signed integer type holding indices ``-1 .. 2**bits - 1``."""
+    return torch.int8 if bits <= 7 else torch.int16 if bits <= 15 else torch.int32

@@ -25,7 +25,7 @@ from netpress.quantize.base import (WeightQuantizer, check_finite, per_name, qua
 from netpress.quantize.affine import dequantize, fake_quantize, qparams, quantize  # noqa: F401  (public here too)
 from netpress.quantize.calibration import CALIBRATORS
 from netpress.quantize.codebook import CodebookWeight, attach
-from netpress.quantize.codes import PRUNED, Codes, decode_affine, expand_slices
+from netpress.quantize.codes import PRUNED, Codes, decode_affine, expand_slices, index_dtype
 
 GRANULARITIES = ("tensor", "channel", "group")
 
@@ -167,11 +167,6 @@ class AffineWeight(WeightQuantizer):
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return decode_affine(self.indices, self.scale, self.zero_point, self.qmin, self.axis,
                              self.group_size).to(w.dtype)
-
-
-def index_dtype(bits: int) -> torch.dtype:
-    """The smallest signed integer type holding indices ``-1 .. 2**bits - 1``."""
-    return torch.int8 if bits <= 7 else torch.int16 if bits <= 15 else torch.int32
 
 
 def frozen_quantizer(codes: Codes) -> WeightQuantizer:

@@ -1,0 +1,93 @@
+"""Bounded-memory paths (chunked k-means labels, narrow-index decode, chunked checks) equal the one-shot ones."""
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+
+from netpress.errors import ConfigError
+from netpress.quantize import base, codes, kmeans
+from netpress.quantize.codes import decode_indices, index_dtype
+from netpress.quantize.kmeans import assign_1d, kmeans_1d
+from netpress.quantize.sharing import kmeans_codebook
+
+
+def _values(n=20_011, seed=0):
+    return np.random.default_rng(seed).standard_t(3, size=n).astype(np.float32)
+
+
+@pytest.mark.parametrize("k", [1, 2, 16, 300])
+def test_assign_1d_chunked_equals_one_chunk(monkeypatch, k):
+    x = _values()
+    centroids = np.sort(np.random.default_rng(1).choice(x, k, replace=False))
+    whole = assign_1d(x, centroids)
+    monkeypatch.setattr(kmeans, "ASSIGN_CHUNK", 97)
+    assert np.array_equal(assign_1d(x, centroids), whole)
+    assert np.array_equal(assign_1d(x, centroids, dtype=np.int16), whole)
+    assert assign_1d(x, centroids, dtype=np.int16).dtype == np.int16
+
+
+def test_kmeans_labels_dtype_and_chunks_do_not_change_the_result(monkeypatch):
+    x = _values()
+    ref = kmeans_1d(x, 16, max_iter=50)
+    monkeypatch.setattr(kmeans, "ASSIGN_CHUNK", 1000)
+    small = kmeans_1d(x, 16, max_iter=50, labels_dtype=torch.int8)
+    assert small.labels.dtype == torch.int8 and torch.equal(small.labels.long(), ref.labels)
+    assert torch.equal(small.centroids, ref.centroids) and small.iterations == ref.iterations
+    direct = float(((torch.from_numpy(x).double() - ref.centroids.double()[ref.labels]) ** 2).sum())
+    assert small.inertia == pytest.approx(direct, rel=1e-9)
+
+
+def test_assign_1d_temporaries_are_bounded_by_the_chunk(monkeypatch):
+    x = _values(400_000)
+    centroids = np.linspace(x.min(), x.max(), 16).astype(np.float32)
+    monkeypatch.setattr(kmeans, "ASSIGN_CHUNK", 1 << 14)
+    tracemalloc.start()
+    try:
+        labels = assign_1d(x, centroids, dtype=np.int8)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # output (1 byte a value) + the 2**16-bucket table (~2.2 MB) + chunk temporaries; unchunked: ~9 MB more
+    assert peak < labels.nbytes + 3_500_000
+    assert np.array_equal(labels, assign_1d(x, centroids))
+
+
+@pytest.mark.parametrize("bits", [3, 4, 8])
+def test_kmeans_codebook_compact_indices_decode_like_int64(monkeypatch, bits):
+    w = torch.from_numpy(_values(6000)).reshape(60, 100)
+    w[::7, ::3] = 0.0
+    q = kmeans_codebook(w, bits)
+    assert q.indices.dtype == index_dtype(bits) and int(q.indices.min()) == -1
+    wide = decode_indices(q.indices.long(), q.codebook.detach())
+    monkeypatch.setattr(codes, "DECODE_CHUNK", 333)
+    with torch.no_grad():
+        assert torch.equal(q(w), wide) and torch.equal(q.codes().decode(), wide)
+    assert torch.equal(q(w), wide)  # autograd path (trainable codebook)
+
+
+def test_kmeans_codebook_unpruned_equals_pruned_path():
+    w = torch.from_numpy(_values(5000))
+    dense = kmeans_codebook(w, 4)
+    w2 = torch.cat([w, torch.zeros(3)])
+    sparse = kmeans_codebook(w2, 4)
+    assert torch.equal(dense.indices, sparse.indices[:-3]) and torch.equal(dense.codebook, sparse.codebook)
+
+
+def test_codebook_weight_rejects_indices_wider_than_bits():
+    from netpress.quantize.codebook import CodebookWeight
+
+    with pytest.raises(ValueError):
+        CodebookWeight(torch.tensor([0, 4]), torch.zeros(4), bits=2)
+
+
+def test_check_finite_chunked_counts_every_bad_value(monkeypatch):
+    monkeypatch.setattr(base, "CHECK_CHUNK", 7)
+    w = torch.zeros(10, 10)
+    w[0, 0], w[5, 5], w[9, 9] = float("nan"), float("inf"), float("-inf")
+    with pytest.raises(ConfigError, match="3 NaN/Inf"):
+        base.check_finite("w", w)
+    base.check_finite("ok", torch.ones(10, 10))
+    base.check_finite("empty", torch.zeros(0))
