@@ -91,3 +91,29 @@ def test_check_finite_chunked_counts_every_bad_value(monkeypatch):
         base.check_finite("w", w)
     base.check_finite("ok", torch.ones(10, 10))
     base.check_finite("empty", torch.zeros(0))
+
+
+@pytest.mark.parametrize("spec", [
+    dict(bits=8, symmetric=False, granularity="channel", calibration="mse"),
+    dict(bits=4, symmetric=True, granularity="channel", axis=1, calibration="mse"),
+    dict(bits=3, symmetric=False, granularity="tensor", calibration="mse"),
+    dict(bits=5, symmetric=False, granularity="group", axis=1, group_size=16, calibration="mse"),
+])
+def test_uniform_calibration_and_codes_chunked_equal_one_block(monkeypatch, spec):
+    from netpress.quantize import calibration, uniform
+    from netpress.quantize.uniform import UniformSpec, calibrate, expand, quantize, uniform_codes
+
+    spec = UniformSpec(**spec)
+    w = torch.from_numpy(_values(37 * 64)).reshape(37, 64)
+    w[3, :5] = 0.0
+    scale, zp = calibrate(w, spec)
+    ref = uniform_codes(w, scale, zp, spec)
+    q = quantize(w, expand(scale, w, spec), expand(zp, w, spec), spec.qmin, spec.qmax)
+    assert torch.equal(ref.indices.long(), (q - spec.qmin).masked_fill(w == 0, -1))
+    assert ref.indices.dtype == index_dtype(spec.bits)
+    monkeypatch.setattr(calibration, "MSE_CHUNK", 100)
+    monkeypatch.setattr(uniform, "CODES_CHUNK", 100)
+    s2, z2 = calibrate(w, spec)
+    assert torch.equal(s2, scale) and torch.equal(z2, zp)
+    got = uniform_codes(w, s2, z2, spec)
+    assert torch.equal(got.indices, ref.indices) and torch.equal(got.decode(), ref.decode())
