@@ -117,3 +117,19 @@ def test_uniform_calibration_and_codes_chunked_equal_one_block(monkeypatch, spec
     assert torch.equal(s2, scale) and torch.equal(z2, zp)
     got = uniform_codes(w, s2, z2, spec)
     assert torch.equal(got.indices, ref.indices) and torch.equal(got.decode(), ref.decode())
+
+
+def test_decode_affine_never_changes_int32_indices():
+    """16-bit codes are int32, the decode's own width: it must add the offset into a copy, not the indices."""
+    from torch import nn
+
+    from netpress.quantize.uniform import UniformSpec, quantize_weights
+
+    torch.manual_seed(0)
+    lin = quantize_weights(nn.Linear(3, 2), UniformSpec(bits=16, symmetric=False, granularity="channel"),
+                           names=["weight"])
+    q = lin.parametrizations.weight[0]
+    before = q.indices.clone()
+    first = lin.weight.clone()
+    assert torch.equal(q.indices, before) and int(before.min()) >= 0 and torch.equal(lin.weight, first)
+    assert torch.equal(q.codes().decode(), first)

@@ -135,7 +135,8 @@ def decode_affine(indices: torch.Tensor, scale: torch.Tensor, zero_point: torch.
         view = moved.reshape(*moved.shape[:-1], moved.shape[-1] // group_size, group_size)
         s, off = scale.float().reshape(*view.shape[:-1], 1), offset.reshape(*view.shape[:-1], 1)
     wide = torch.int64 if offset.numel() and int(offset.abs().max()) >= 1 << 30 else torch.int32
-    out = view.to(wide).add_(off.to(wide)).float().mul_(s).masked_fill_(view < 0, 0.0)
+    wide_view = view.to(wide, copy=True)  # a copy: the offset must never be added into int32 indices in place
+    out = wide_view.add_(off.to(wide)).float().mul_(s).masked_fill_(view < 0, 0.0)
     if axis is not None and group_size:
         out = out.reshape(moved.shape).movedim(-1, axis)
     return out.contiguous()
