@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from netpress.encode.bits import as_symbols, histogram
 from netpress.encode.errors import NetpressFormatError, check
 
 MAX_VARINT_BYTES = 8
+ENCODE_BLOCK = 1 << 20  # symbols pushed per call (each block is widened to int32 on its own)
 
 
 def _model(counts: np.ndarray):
@@ -71,13 +73,14 @@ def encode(symbols: np.ndarray, alphabet: int) -> tuple[bytes, dict]:
     """
     import constriction
 
-    symbols = np.asarray(symbols, dtype=np.int32)
-    counts = np.bincount(symbols, minlength=alphabet)
+    symbols = as_symbols(symbols)
+    counts = histogram(symbols, alphabet)
     table = varints(counts)
     if len(symbols) == 0 or alphabet == 1:  # nothing to code: the histogram says it all
         return table, {"table_bytes": len(table)}
-    coder = constriction.stream.stack.AnsCoder()
-    coder.encode_reverse(symbols, _model(counts))
+    coder, model = constriction.stream.stack.AnsCoder(), _model(counts)
+    for a in reversed(range(0, len(symbols), ENCODE_BLOCK)):  # last block first: the stack decodes in order
+        coder.encode_reverse(symbols[a:a + ENCODE_BLOCK].astype(np.int32), model)
     payload = coder.get_compressed().astype("<u4").tobytes()
     return table + payload, {"table_bytes": len(table)}
 

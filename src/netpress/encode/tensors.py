@@ -57,7 +57,7 @@ def encode_codes(name: str, codes: Codes, sections: Sections, coder: str, book_d
     ``book_dtype``: ``auto`` (float16 codebook / scales when the decoded tensor stays bit-identical), ``float32``,
     or ``float16`` (always; lossy when the values are not float16-exact).
     """
-    idx = codes.indices.detach().cpu().reshape(-1).numpy().astype(np.int64, copy=False)
+    idx = _index_array(codes.indices)
     k = codes.levels
     if idx.size and (idx.min() < -1 or idx.max() >= k):
         raise ValueError(f"{name}: indices outside [-1, {k})")
@@ -128,12 +128,19 @@ def _encode_affine(name: str, codes: Codes, sections: Sections, book_dtype: str,
     return out
 
 
+def _index_array(indices: torch.Tensor) -> np.ndarray:
+    """Flat numpy indices in their own integer width (int8 codes stay 1 byte a value: no int64 copy)."""
+    idx = indices.detach().cpu().reshape(-1).numpy()
+    return idx if idx.dtype.kind == "i" else idx.astype(np.int64)
+
+
 def _value_symbols(pos: P.Positions, idx: np.ndarray, k: int) -> tuple[int, np.ndarray]:
     values = idx if pos.method == "dense" else idx[pos.entries]
     if pos.method == "dense" and (not values.size or values.min() >= 0):
         return k + 1, values
-    if pos.method in ("dense", "relative"):
-        return k + 1, np.where(values < 0, k, values)
+    if pos.method in ("dense", "relative"):  # symbol k (pruned) may not fit the indices' own width
+        wide = values.astype(np.promote_types(values.dtype, np.min_scalar_type(k)), copy=False)
+        return k + 1, np.where(values < 0, k, wide)
     return k, values
 
 
