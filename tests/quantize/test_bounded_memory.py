@@ -133,3 +133,20 @@ def test_decode_affine_never_changes_int32_indices():
     first = lin.weight.clone()
     assert torch.equal(q.indices, before) and int(before.min()) >= 0 and torch.equal(lin.weight, first)
     assert torch.equal(q.codes().decode(), first)
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 333])
+def test_narrow_index_gather_gradient_equals_int64_indexing(monkeypatch, chunk):
+    """Centroid fine-tuning through int8 indices gets exactly the gradient int64 indexing gives (same order)."""
+    monkeypatch.setattr(codes, "DECODE_CHUNK", chunk)
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(-1, 16, (40, 250), generator=g, dtype=torch.int8)
+    book = torch.randn(16, generator=g, requires_grad=True)
+    upstream = torch.randn(40, 250, generator=g)
+    grads = []
+    for ind in (idx, idx.long()):
+        out = decode_indices(ind, book)
+        out.backward(upstream)
+        grads.append((out.detach(), book.grad.clone()))
+        book.grad = None
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])

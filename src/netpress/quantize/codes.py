@@ -151,9 +151,7 @@ def decode_indices(indices: torch.Tensor, codebook: torch.Tensor, axis: int | No
         ext = torch.cat([codebook, codebook.new_zeros(1)])
         if indices.dtype in (torch.int64, torch.int32):
             return ext[indices]
-        if ext.requires_grad and torch.is_grad_enabled():
-            return ext[indices.int()]
-        return _gather_chunked(ext, indices)
+        return _NarrowGather.apply(ext, indices)
     pruned = indices < 0
     safe = indices.clamp_min(0).long()
     moved = safe.movedim(axis, 0)
@@ -162,15 +160,36 @@ def decode_indices(indices: torch.Tensor, codebook: torch.Tensor, axis: int | No
     return out.masked_fill(pruned, 0.0)
 
 
-def _gather_chunked(ext: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """``ext[indices]`` for narrow (int8/int16) indices, widened ``DECODE_CHUNK`` at a time (no full-size copy)."""
-    out = torch.empty(indices.shape, dtype=ext.dtype, device=ext.device)
-    flat, dst = indices.reshape(-1), out.view(-1)
+class _NarrowGather(torch.autograd.Function):
+    """``ext[indices]`` for narrow (int8/int16) indices, widened ``DECODE_CHUNK`` at a time (no full-size index
+    copy); the backward adds the gradient into ``ext`` chunk by chunk in index order, as ``ext[indices]`` does."""
+
+    @staticmethod
+    def forward(ctx, ext: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(indices)
+        ctx.size = ext.numel()
+        out = torch.empty(indices.shape, dtype=ext.dtype, device=ext.device)
+        dst = out.view(-1)
+        for start, part in _wide_chunks(indices, ext.numel()):
+            torch.index_select(ext, 0, part, out=dst[start:start + part.numel()])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (indices,) = ctx.saved_tensors
+        flat = grad.reshape(-1)
+        out = grad.new_zeros(ctx.size)
+        for start, part in _wide_chunks(indices, ctx.size):
+            out.index_add_(0, part, flat[start:start + part.numel()])
+        return out, None
+
+
+def _wide_chunks(indices: torch.Tensor, size: int):
+    """``(start, int32 chunk)`` of the flat indices; negative ones count from the end, as in ``ext[i]``."""
+    flat = indices.reshape(-1)
     for start in range(0, flat.numel(), DECODE_CHUNK):
         part = flat[start:start + DECODE_CHUNK].int()
-        part = torch.where(part < 0, part + ext.numel(), part)  # negative indices count from the end, as ext[i]
-        torch.index_select(ext, 0, part, out=dst[start:start + DECODE_CHUNK])
-    return out
+        yield start, torch.where(part < 0, part + size, part)
 
 
 def index_dtype(bits: int) -> torch.dtype:
