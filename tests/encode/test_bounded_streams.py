@@ -48,3 +48,42 @@ def test_ans_encode_of_int8_symbols_never_widens_the_whole_stream(monkeypatch):
     assert peak < 2 * len(data) + 1_000_000  # the payload (~0.5 MB here) + blocks; widened whole: 4-8 MB more
     assert np.array_equal(ans.decode(data, len(x), 16, params), x)
     assert huffman.encode(x, 16) == huffman.encode(x.astype(np.int64), 16)
+
+
+def _all_forms():
+    import torch
+
+    from netpress.quantize.codes import Codes
+
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(-1, 8, (37, 12), generator=g, dtype=torch.int8)
+    scale_r, scale_c = torch.rand(37, generator=g) + 0.1, torch.rand(12, generator=g) + 0.1
+    zp_r, zp_c = torch.randint(0, 8, (37,), generator=g), torch.randint(0, 8, (12,), generator=g)
+    return [
+        Codes(idx, torch.randn(8, generator=g), 3),
+        Codes(idx, torch.randn(37, 8, generator=g), 3, axis=0),
+        Codes(idx, torch.randn(12, 8, generator=g), 3, axis=1),
+        Codes(idx, None, 3, axis=0, scale=scale_r, zero_point=zp_r, qmin=-4),
+        Codes(idx, None, 3, axis=1, scale=scale_c, zero_point=zp_c),
+        Codes(idx, None, 3, axis=1, scale=torch.rand(37 * 3, generator=g),
+              zero_point=torch.zeros(37 * 3, dtype=torch.long), group_size=4),
+        Codes(idx, None, 3, axis=None, scale=torch.tensor([0.5]), zero_point=torch.tensor([2])),
+    ]
+
+
+@pytest.mark.parametrize("form", range(7))
+def test_row_blocks_decode_to_the_rows_of_the_whole_decode(monkeypatch, form):
+    import torch
+
+    from netpress.encode import tensors
+
+    codes = _all_forms()[form]
+    whole = codes.decode()
+    monkeypatch.setattr(tensors, "DECODE_BLOCK", 50)
+    blocks = list(tensors.row_blocks(codes))
+    assert len(blocks) == (1 if codes.group_size else 10)
+    assert torch.equal(torch.cat([b.decode() for _, b in blocks]), whole)
+    assert tensors.decodes_to(codes, whole) and tensors.same_decode(codes, codes)
+    off = whole.clone()
+    off[-1, -1] += 1.0
+    assert not tensors.decodes_to(codes, off) and not tensors.decodes_to(codes, whole[:-1])

@@ -80,7 +80,7 @@ def test_export_codes_decode_equals_effective_weight_exactly():
     net = share_weights(tiny_mlp(), 4, init="forgy")
     for name, codes in export_codes(net).items():
         w = net.get_submodule(name.rsplit(".", 1)[0]).weight
-        assert codes.bits == 4 and codes.method == "kmeans" and codes.indices.dtype == torch.int8  # compact: index_dtype(4)
+        assert codes.bits == 4 and codes.method == "kmeans" and codes.indices.dtype == torch.int8
         assert torch.equal(codes.decode(), w)
 
 

@@ -12,7 +12,8 @@ from netpress.encode import container
 from netpress.encode.errors import NetpressFormatError, check
 from netpress.encode.manifest import check_manifest
 from netpress.encode.streams import CODERS
-from netpress.encode.tensors import Reader, Sections, decode_entry, encode_codes, encode_raw, entry_shape
+from netpress.encode.tensors import (Reader, Sections, decode_entry, decodes_to, encode_codes, encode_raw,
+                                     entry_shape)
 from netpress.errors import ConfigError
 from netpress.quantize.codes import Codes
 from netpress.state import plain_names
@@ -123,8 +124,7 @@ def _codes_of(found) -> Codes | None:
 
 
 def _check_codes(name: str, c: Codes, tensor: torch.Tensor) -> None:
-    decoded = c.decode()
-    if tuple(decoded.shape) != tuple(tensor.shape) or not torch.equal(decoded, tensor.to(decoded.dtype)):
+    if not decodes_to(c, tensor):
         raise ConfigError(f"Codes for {name} do not reproduce the model's weights exactly; "
                           "re-export them from the quantized model")
 
