@@ -150,3 +150,21 @@ def test_narrow_index_gather_gradient_equals_int64_indexing(monkeypatch, chunk):
         grads.append((out.detach(), book.grad.clone()))
         book.grad = None
     assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 64])
+def test_kmeans_skip_zeros_equals_clustering_the_survivors(monkeypatch, chunk):
+    monkeypatch.setattr(kmeans, "ASSIGN_CHUNK", chunk)
+    x = _values(5000)
+    x[[0, 17, 2500, 4999]] = 0.0
+    x[[40, 41]] = -0.0
+    alive = x != 0
+    ref = kmeans_1d(x[alive], 8, max_iter=100)
+    got = kmeans_1d(x.copy(), 8, max_iter=100, labels_dtype=torch.int8, skip_zeros=True)
+    assert torch.equal(got.centroids, ref.centroids) and got.iterations == ref.iterations
+    assert got.inertia == ref.inertia
+    want = torch.full((5000,), -1, dtype=torch.int64)
+    want[torch.from_numpy(alive)] = ref.labels
+    assert torch.equal(got.labels.long(), want)
+    with pytest.raises(ConfigError):
+        kmeans_1d(np.array([0.0, 0.0, 1.0], np.float32), 2, skip_zeros=True)

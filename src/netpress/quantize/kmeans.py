@@ -67,7 +67,8 @@ class KMeansResult:
 
 
 def kmeans_1d(values: torch.Tensor | np.ndarray, k: int, init: str = "linear", max_iter: int = 300,
-              seed: int = 0, tol: float = 0.0, labels_dtype: torch.dtype = torch.int64) -> KMeansResult:
+              seed: int = 0, tol: float = 0.0, labels_dtype: torch.dtype = torch.int64,
+              skip_zeros: bool = False) -> KMeansResult:
     """Exact Lloyd k-means of 1-D data: one sort, prefix sums, O(k log n) per iteration.
 
     Args:
@@ -79,6 +80,8 @@ def kmeans_1d(values: torch.Tensor | np.ndarray, k: int, init: str = "linear", m
         tol: also stop when the summed squared centroid shift is <= ``tol * var(values)`` (scikit-learn's rule);
             0 runs until the assignment is unchanged or ``max_iter``.
         labels_dtype: integer dtype of the labels (a narrow one saves memory on large inputs).
+        skip_zeros: cluster only the nonzero values (exact zeros get label -1), exactly as if they were removed
+            first, without a copy of the survivors.
 
     Returns:
         :class:`KMeansResult`.
@@ -94,9 +97,11 @@ def kmeans_1d(values: torch.Tensor | np.ndarray, k: int, init: str = "linear", m
     init_fn = INITS.get(init)
     if not 1 <= k <= x.size:
         raise ConfigError(f"k-means needs 1 <= k <= {x.size} values, got k={k}")
-    if not np.isfinite(x).all():
+    if not all(np.isfinite(x[a:a + ASSIGN_CHUNK]).all() for a in range(0, x.size, ASSIGN_CHUNK)):
         raise ConfigError("k-means input contains NaN or Inf")
-    xs = np.sort(x)
+    xs = _drop_zeros(np.sort(x)) if skip_zeros else np.sort(x)
+    if k > xs.size:
+        raise ConfigError(f"k-means needs 1 <= k <= {xs.size} nonzero values, got k={k}")
     prefix = PrefixSums(xs)
     centroids = np.sort(np.asarray(init_fn(xs, k, np.random.default_rng(seed)), dtype=np.float64))
     threshold = tol * float(np.var(xs, dtype=np.float64)) if tol > 0 else -1.0
@@ -111,8 +116,22 @@ def kmeans_1d(values: torch.Tensor | np.ndarray, k: int, init: str = "linear", m
     cuts = _cuts(xs, centroids)
     centroids32 = centroids.astype(np.float32)
     labels = assign_1d(x, centroids32, dtype=torch.empty(0, dtype=labels_dtype).numpy().dtype)
+    if skip_zeros and xs.size < x.size:
+        for a in range(0, x.size, ASSIGN_CHUNK):
+            labels[a:a + ASSIGN_CHUNK][x[a:a + ASSIGN_CHUNK] == 0] = -1
     inertia = _inertia(prefix, cuts, centroids32.astype(np.float64))
     return KMeansResult(torch.from_numpy(centroids32), torch.from_numpy(labels), iterations, inertia, converged)
+
+
+def _drop_zeros(xs: np.ndarray) -> np.ndarray:
+    """Sorted values without their run of exact zeros, shifted left in place (chunk-sized temporaries only)."""
+    lo, hi = np.searchsorted(xs, 0.0, side="left"), np.searchsorted(xs, 0.0, side="right")
+    gap = int(hi - lo)
+    if gap:
+        for a in range(int(lo), xs.size - gap, ASSIGN_CHUNK):
+            b = min(a + ASSIGN_CHUNK, xs.size - gap)
+            xs[a:b] = xs[a + gap:b + gap]
+    return xs[:xs.size - gap]
 
 
 def _as_numpy(values: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
 from netpress.quantize.base import bits_per_tensor, check_finite, quantizer_of, remove_quantizer, selected_tensors
 from netpress.quantize.codebook import CodebookWeight, attach as _attach
-from netpress.quantize.codes import PRUNED, index_dtype
+from netpress.quantize.codes import index_dtype
 from netpress.quantize.kmeans import INITS, kmeans_1d
 
 
@@ -121,16 +121,9 @@ def kmeans_codebook(w: torch.Tensor, bits: int, init: str = "linear", iterations
         4
     """
     flat = w.detach().reshape(-1).float().cpu()
-    dtype = index_dtype(bits)
-    if int(torch.count_nonzero(flat)) == flat.numel():  # nothing pruned: no copy of the survivors, no scatter
-        result = kmeans_1d(flat, 2 ** bits, init=init, max_iter=iterations, seed=seed, labels_dtype=dtype)
-        indices = result.labels
-    else:
-        alive = flat != 0
-        result = kmeans_1d(flat[alive], 2 ** bits, init=init, max_iter=iterations, seed=seed, labels_dtype=dtype)
-        indices = torch.full(flat.shape, PRUNED, dtype=dtype)
-        indices[alive] = result.labels
-    return CodebookWeight(indices.reshape(w.shape).to(w.device), result.centroids.to(w.device), bits)
+    result = kmeans_1d(flat, 2 ** bits, init=init, max_iter=iterations, seed=seed, labels_dtype=index_dtype(bits),
+                       skip_zeros=True)  # zeros get label -1 (PRUNED)
+    return CodebookWeight(result.labels.reshape(w.shape).to(w.device), result.centroids.to(w.device), bits)
 
 
 @dataclasses.dataclass(frozen=True)
