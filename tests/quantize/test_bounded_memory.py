@@ -168,3 +168,18 @@ def test_kmeans_skip_zeros_equals_clustering_the_survivors(monkeypatch, chunk):
     assert torch.equal(got.labels.long(), want)
     with pytest.raises(ConfigError):
         kmeans_1d(np.array([0.0, 0.0, 1.0], np.float32), 2, skip_zeros=True)
+
+
+def test_kmeans_1d_skip_zeros_needs_one_sorted_copy_and_the_labels(monkeypatch):
+    x = _values(1_000_000)
+    x[::1000] = 0.0
+    monkeypatch.setattr(kmeans, "ASSIGN_CHUNK", 1 << 14)
+    tracemalloc.start()
+    try:
+        result = kmeans_1d(x, 16, max_iter=5, labels_dtype=torch.int8, skip_zeros=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # sorted float32 copy (4 B a value) + int8 labels + prefix sums + the 2**16-bucket table; no float64 copies
+    assert peak < 5 * x.size + 3_500_000
+    assert int((result.labels == -1).sum()) == 1000

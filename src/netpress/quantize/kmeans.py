@@ -125,10 +125,11 @@ def kmeans_1d(values: torch.Tensor | np.ndarray, k: int, init: str = "linear", m
 
 def _drop_zeros(xs: np.ndarray) -> np.ndarray:
     """Sorted values without their run of exact zeros, shifted left in place (chunk-sized temporaries only)."""
-    lo, hi = np.searchsorted(xs, 0.0, side="left"), np.searchsorted(xs, 0.0, side="right")
-    gap = int(hi - lo)
+    zero = np.zeros(1, dtype=xs.dtype)  # a float64 needle would make searchsorted widen all of xs
+    lo, hi = int(np.searchsorted(xs, zero, side="left")[0]), int(np.searchsorted(xs, zero, side="right")[0])
+    gap = hi - lo
     if gap:
-        for a in range(int(lo), xs.size - gap, ASSIGN_CHUNK):
+        for a in range(lo, xs.size - gap, ASSIGN_CHUNK):
             b = min(a + ASSIGN_CHUNK, xs.size - gap)
             xs[a:b] = xs[a + gap:b + gap]
     return xs[:xs.size - gap]
