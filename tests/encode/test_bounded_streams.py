@@ -87,3 +87,11 @@ def test_row_blocks_decode_to_the_rows_of_the_whole_decode(monkeypatch, form):
     off = whole.clone()
     off[-1, -1] += 1.0
     assert not tensors.decodes_to(codes, off) and not tensors.decodes_to(codes, whole[:-1])
+
+
+def test_narrow_decode_keeps_the_coders_width_and_the_values():
+    x = _symbols(50_000, k=16)
+    data, meta = encode_stream(x, 16, "ans")
+    meta = {"section": "s", **meta}
+    narrow, wide = decode_stream(data, meta, narrow=True), decode_stream(data, meta)
+    assert narrow.dtype == np.int32 and wide.dtype == np.int64 and np.array_equal(narrow, wide)

@@ -135,12 +135,13 @@ def test_decode_affine_never_changes_int32_indices():
     assert torch.equal(q.codes().decode(), first)
 
 
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.int32])
 @pytest.mark.parametrize("chunk", [1 << 20, 333])
-def test_narrow_index_gather_gradient_equals_int64_indexing(monkeypatch, chunk):
-    """Centroid fine-tuning through int8 indices gets exactly the gradient int64 indexing gives (same order)."""
+def test_narrow_index_gather_gradient_equals_int64_indexing(monkeypatch, chunk, dtype):
+    """Centroid fine-tuning through narrow indices gets exactly the gradient int64 indexing gives (same order)."""
     monkeypatch.setattr(codes, "DECODE_CHUNK", chunk)
     g = torch.Generator().manual_seed(0)
-    idx = torch.randint(-1, 16, (40, 250), generator=g, dtype=torch.int8)
+    idx = torch.randint(-1, 16, (40, 250), generator=g, dtype=dtype)
     book = torch.randn(16, generator=g, requires_grad=True)
     upstream = torch.randn(40, 250, generator=g)
     grads = []

@@ -86,7 +86,8 @@ def encode(symbols: np.ndarray, alphabet: int) -> tuple[bytes, dict]:
 
 
 def decode(data: bytes, count: int, alphabet: int, params: dict, section: str = "stream") -> np.ndarray:
-    """Decode ``count`` symbols written by :func:`encode`; inconsistencies raise :class:`NetpressFormatError`."""
+    """Decode ``count`` symbols written by :func:`encode` (an integer array, int32 from the coder);
+    inconsistencies raise :class:`NetpressFormatError`."""
     import constriction
 
     table_bytes = params.get("table_bytes")
@@ -103,12 +104,12 @@ def decode(data: bytes, count: int, alphabet: int, params: dict, section: str = 
         return np.zeros(count, dtype=np.int64)
     try:
         coder = constriction.stream.stack.AnsCoder(payload.view("<u4").astype(np.uint32))
-        out = np.asarray(coder.decode(_model(counts), count), dtype=np.int64)
+        out = as_symbols(coder.decode(_model(counts), count))  # the library's int32: not widened
         clean = coder.is_empty()
     except Exception as exc:  # the library rejects malformed payloads in its own ways
         raise NetpressFormatError(section, f"ANS payload does not decode ({exc})") from None
     check(clean, section, "ANS payload has leftover data")
-    check(bool(np.array_equal(np.bincount(out, minlength=alphabet)[:alphabet], counts)) and int(out.max()) < alphabet,
+    check(bool(np.array_equal(histogram(out, alphabet)[:alphabet], counts)) and int(out.max()) < alphabet,
           section, "decoded symbols do not match the histogram")
     return out
 

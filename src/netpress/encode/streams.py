@@ -75,7 +75,8 @@ def _applicable(coding: str, alphabet: int) -> bool:
     return alphabet <= (huffman.MAX_ALPHABET if coding == "huffman" else 1 << 20)
 
 
-def decode_stream(data: bytes, meta: dict, section: str = "stream", max_count: int | None = None) -> np.ndarray:
+def decode_stream(data: bytes, meta: dict, section: str = "stream", max_count: int | None = None,
+                  narrow: bool = False) -> np.ndarray:
     """Decode a stream; symbols are checked to lie in ``[0, alphabet)``.
 
     Args:
@@ -83,6 +84,7 @@ def decode_stream(data: bytes, meta: dict, section: str = "stream", max_count: i
         meta: the stream's manifest entry.
         section: name used in errors.
         max_count: the most symbols this stream may hold (checked before decoding).
+        narrow: return the coder's own integer width (e.g. int32 from ANS) instead of int64.
 
     Raises:
         NetpressFormatError: any inconsistency.
@@ -102,4 +104,4 @@ def decode_stream(data: bytes, meta: dict, section: str = "stream", max_count: i
     else:
         raise NetpressFormatError(section, f"unknown coding {coding!r}")
     check(count == 0 or int(out.max()) < alphabet, section, "symbol outside the alphabet")
-    return out
+    return out if narrow else out.astype(np.int64, copy=False)

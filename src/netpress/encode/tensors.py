@@ -334,12 +334,13 @@ def decode_codes(entry: dict, reader: Reader) -> torch.Tensor:
     meta = entry.get("values")
     check(isinstance(meta, dict) and meta.get("alphabet") == alphabet and meta.get("count") == len(entries),
           f"{name}/values", "value stream does not match the positions or codebook")
-    values = decode_stream(reader.get(meta.get("section"), f"{name}/values"), meta, f"{name}/values", len(entries))
+    values = decode_stream(reader.get(meta.get("section"), f"{name}/values"), meta, f"{name}/values", len(entries),
+                           narrow=True)
     values[values == k] = -1
     if method == "dense":
         idx = values
     else:
-        idx = np.full(int(np.prod(shape, dtype=np.int64)), -1, dtype=np.int64)
+        idx = np.full(int(np.prod(shape, dtype=np.int64)), -1, dtype=values.dtype)
         idx[entries] = values
     _check_kept(entry, int(np.count_nonzero(values >= 0)))
     indices = torch.from_numpy(idx).reshape(shape)

@@ -149,9 +149,9 @@ def decode_indices(indices: torch.Tensor, codebook: torch.Tensor, axis: int | No
     """
     if codebook.dim() == 1:  # index -1 reads the appended +0.0: no clamp or mask temporaries
         ext = torch.cat([codebook, codebook.new_zeros(1)])
-        if indices.dtype in (torch.int64, torch.int32):
+        if indices.dtype == torch.int64:
             return ext[indices]
-        return _NarrowGather.apply(ext, indices)
+        return _NarrowGather.apply(ext, indices)  # narrower indices (indexing would widen them all to int64)
     pruned = indices < 0
     safe = indices.clamp_min(0).long()
     moved = safe.movedim(axis, 0)
@@ -161,7 +161,7 @@ def decode_indices(indices: torch.Tensor, codebook: torch.Tensor, axis: int | No
 
 
 class _NarrowGather(torch.autograd.Function):
-    """``ext[indices]`` for narrow (int8/int16) indices, widened ``DECODE_CHUNK`` at a time (no full-size index
+    """``ext[indices]`` for narrow (int8/16/32) indices, widened ``DECODE_CHUNK`` at a time (no full-size index
     copy); the backward adds the gradient into ``ext`` chunk by chunk in index order, as ``ext[indices]`` does."""
 
     @staticmethod
