@@ -184,3 +184,18 @@ def test_kmeans_1d_skip_zeros_needs_one_sorted_copy_and_the_labels(monkeypatch):
     # sorted float32 copy (4 B a value) + int8 labels + prefix sums + the 2**16-bucket table; no float64 copies
     assert peak < 5 * x.size + 3_500_000
     assert int((result.labels == -1).sum()) == 1000
+
+
+@pytest.mark.parametrize("axis,group", [(None, 0), (0, 0), (1, 0), (1, 8), (0, 5)])
+def test_decode_affine_in_row_blocks_equals_one_block(monkeypatch, axis, group):
+    from netpress.quantize.codes import decode_affine, slice_count
+
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(-1, 16, (45, 16), generator=g, dtype=torch.int8)
+    n = slice_count((45, 16), axis, group)
+    scale, zp = torch.rand(n, generator=g) + 0.01, torch.randint(0, 16, (n,), generator=g)
+    whole = decode_affine(idx, scale, zp, -8, axis, group)
+    monkeypatch.setattr(codes, "DECODE_CHUNK", 40)
+    got = decode_affine(idx, scale, zp, -8, axis, group)
+    assert torch.equal(got, whole) and got.is_contiguous() and torch.equal(idx, idx.clone())
+    assert bool((got[idx < 0] == 0).all())

@@ -120,7 +120,8 @@ def decode_affine(indices: torch.Tensor, scale: torch.Tensor, zero_point: torch.
 
     The integer part is exact in any integer width, so the float32 result equals
     :func:`netpress.quantize.uniform.dequantize` of the same codes bit for bit. Slices broadcast without
-    materialising per-element scales (about 9 bytes of temporaries per element).
+    materialising per-element scales; per tensor and per channel the rows are decoded ``DECODE_CHUNK`` values at
+    a time into the output, so the temporaries stay chunk-sized.
     """
     shape = tuple(indices.shape)
     offset = qmin - zero_point.to(torch.int64)  # per slice: value = float(index + offset) * scale
@@ -135,11 +136,31 @@ def decode_affine(indices: torch.Tensor, scale: torch.Tensor, zero_point: torch.
         view = moved.reshape(*moved.shape[:-1], moved.shape[-1] // group_size, group_size)
         s, off = scale.float().reshape(*view.shape[:-1], 1), offset.reshape(*view.shape[:-1], 1)
     wide = torch.int64 if offset.numel() and int(offset.abs().max()) >= 1 << 30 else torch.int32
-    wide_view = view.to(wide, copy=True)  # a copy: the offset must never be added into int32 indices in place
-    out = wide_view.add_(off.to(wide)).float().mul_(s).masked_fill_(view < 0, 0.0)
-    if axis is not None and group_size:
-        out = out.reshape(moved.shape).movedim(-1, axis)
-    return out.contiguous()
+    if axis is None or not group_size:
+        return _affine_rows(view, s, off.to(wide), wide)
+    out = _affine_block(view, s, off.to(wide), wide)
+    return out.reshape(moved.shape).movedim(-1, axis).contiguous()
+
+
+def _affine_block(view: torch.Tensor, s: torch.Tensor, off: torch.Tensor, wide: torch.dtype) -> torch.Tensor:
+    # a copy first: the offset must never be added into int32 indices in place
+    return view.to(wide, copy=True).add_(off).float().mul_(s).masked_fill_(view < 0, 0.0)
+
+
+def _affine_rows(view: torch.Tensor, s: torch.Tensor, off: torch.Tensor, wide: torch.dtype) -> torch.Tensor:
+    """:func:`_affine_block` in blocks of rows (dim 0) written into one output; per-row scales are sliced."""
+    if view.dim() == 0 or view.numel() <= DECODE_CHUNK:
+        return _affine_block(view, s, off, wide).contiguous()
+    out = torch.empty(view.shape, dtype=torch.float32, device=view.device)
+    step = max(1, DECODE_CHUNK // max(1, view[0].numel()))
+    for r in range(0, view.shape[0], step):
+        out[r:r + step] = _affine_block(view[r:r + step], _rows(s, r, step), _rows(off, r, step), wide)
+    return out
+
+
+def _rows(t: torch.Tensor, start: int, step: int) -> torch.Tensor:
+    """Rows ``start:start + step`` of a per-row tensor; a tensor broadcast over the rows as it is."""
+    return t[start:start + step] if t.dim() and t.shape[0] > 1 else t
 
 
 def decode_indices(indices: torch.Tensor, codebook: torch.Tensor, axis: int | None = None) -> torch.Tensor:
