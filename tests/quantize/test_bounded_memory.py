@@ -153,10 +153,11 @@ def test_narrow_index_gather_gradient_equals_int64_indexing(monkeypatch, chunk, 
     assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
 
 
+@pytest.mark.parametrize("positive", [False, True])  # True: the zeros widen the range the bucket table spans
 @pytest.mark.parametrize("chunk", [1 << 20, 64])
-def test_kmeans_skip_zeros_equals_clustering_the_survivors(monkeypatch, chunk):
+def test_kmeans_skip_zeros_equals_clustering_the_survivors(monkeypatch, chunk, positive):
     monkeypatch.setattr(kmeans, "ASSIGN_CHUNK", chunk)
-    x = _values(5000)
+    x = np.abs(_values(5000)) + 3.0 if positive else _values(5000)
     x[[0, 17, 2500, 4999]] = 0.0
     x[[40, 41]] = -0.0
     alive = x != 0

@@ -153,7 +153,8 @@ def row_blocks(codes: Codes):
 
     for start in range(0, shape[0], step):
         rows = slice(start, start + step)
-        yield rows, dataclasses.replace(codes, indices=codes.indices[rows], codebook=cut(codes.codebook, rows),
+        book = cut(codes.codebook, rows) if codes.codebook is not None and codes.codebook.dim() == 2 else codes.codebook
+        yield rows, dataclasses.replace(codes, indices=codes.indices[rows], codebook=book,
                                         scale=cut(codes.scale, rows), zero_point=cut(codes.zero_point, rows))
 
 
