@@ -95,3 +95,21 @@ def test_narrow_decode_keeps_the_coders_width_and_the_values():
     meta = {"section": "s", **meta}
     narrow, wide = decode_stream(data, meta, narrow=True), decode_stream(data, meta)
     assert narrow.dtype == np.int32 and wide.dtype == np.int64 and np.array_equal(narrow, wide)
+
+
+@pytest.mark.parametrize("dtype,k,coder", [("int16", 256, "ans"), ("int8", 128, "huffman"), ("int8", 16, "auto")])
+def test_encode_codes_of_narrow_indices_writes_the_int64_bytes(dtype, k, coder):
+    import torch
+
+    from netpress.encode.tensors import Sections, encode_codes
+    from netpress.quantize.codes import Codes
+
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, k, (300, 40), generator=g)
+    idx[idx % 97 == 5] = -1  # a few pruned: the dense symbol k
+    out = []
+    for ind in (idx.to(getattr(torch, dtype)), idx):
+        sections = Sections()
+        entry = encode_codes("w", Codes(ind, torch.linspace(-1, 1, k), (k - 1).bit_length()), sections, coder)
+        out.append((entry, sections.items))
+    assert out[0] == out[1]

@@ -178,9 +178,10 @@ def _value_symbols(pos: P.Positions, idx: np.ndarray, k: int) -> tuple[int, np.n
     values = idx if pos.method == "dense" else idx[pos.entries]
     if pos.method == "dense" and (not values.size or values.min() >= 0):
         return k + 1, values
-    if pos.method in ("dense", "relative"):  # symbol k (pruned) may not fit the indices' own width
-        wide = values.astype(np.promote_types(values.dtype, np.min_scalar_type(k)), copy=False)
-        return k + 1, np.where(values < 0, k, wide)
+    if pos.method in ("dense", "relative"):  # symbol k = pruned, in the indices' own width where k fits it
+        if np.iinfo(values.dtype).max < k:
+            values = values.astype(np.int16 if k <= np.iinfo(np.int16).max else np.int32)
+        return k + 1, np.where(values < 0, values.dtype.type(k), values)
     return k, values
 
 
