@@ -113,3 +113,26 @@ def test_encode_codes_of_narrow_indices_writes_the_int64_bytes(dtype, k, coder):
         entry = encode_codes("w", Codes(ind, torch.linspace(-1, 1, k), (k - 1).bit_length()), sections, coder)
         out.append((entry, sections.items))
     assert out[0] == out[1]
+
+
+def test_save_without_computing_stored_code_weights_writes_the_checked_file(tmp_path, monkeypatch):
+    """k-means (trainable codebook) and uniform (frozen) weights skip the decode-and-compare; same file."""
+    import torch
+    from torch import nn
+
+    from netpress.encode import api
+    from netpress.quantize import UniformSpec, quantize_weights, share_weights
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5), nn.Linear(5, 5))
+    net[0].weight.data[0, :3] = 0.0
+    share_weights(net, 3, names=["0.weight"])
+    quantize_weights(net, UniformSpec(bits=4, granularity="channel"), names=["2.weight"])
+    assert api._stored(api._quantizer_inputs(net)["0.weight"])
+    fast = api.save(net, tmp_path / "fast.netp", coder="ans")
+    monkeypatch.setattr(api, "_stored", lambda found: False)
+    slow = api.save(net, tmp_path / "slow.netp", coder="ans")
+    assert (tmp_path / "fast.netp").read_bytes() == (tmp_path / "slow.netp").read_bytes()
+    assert fast["file_bytes"] == slow["file_bytes"]
+    frozen = {t["name"]: t.get("frozen") for t in api.read_manifest(tmp_path / "fast.netp")["tensors"]}
+    assert frozen["0.weight"] is None and frozen["2.weight"] is True

@@ -23,7 +23,13 @@ class WeightQuantizer(nn.Module):
 
     Subclasses implement ``codes(w)`` (the :class:`Codes` of the tensor this parametrization makes from its
     input ``w``) and ``forward(w)``, which must return values equal to ``codes(w).decode()``.
+
+    Attributes:
+        stored_codes: True when ``forward(w)`` is literally the decode of stored codes (``codes().decode()`` cast
+            to ``w``'s dtype, whatever ``w``), so a saver need not compute the weight to check its codes.
     """
+
+    stored_codes = False
 
     def codes(self, w: torch.Tensor) -> Codes:  # pragma: no cover - abstract
         raise NotImplementedError

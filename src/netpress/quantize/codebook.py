@@ -26,6 +26,8 @@ class CodebookWeight(WeightQuantizer):
         trainable: make the codebook a learnable Parameter (centroid fine-tuning), else a buffer.
     """
 
+    stored_codes = True
+
     def __init__(self, indices: torch.Tensor, codebook: torch.Tensor, bits: int, axis: int | None = None,
                  method: str = "kmeans", trainable: bool = True):
         super().__init__()

@@ -169,6 +169,8 @@ class AffineWeight(WeightQuantizer):
         codes: affine-form codes (integer indices, per-slice scale and zero point).
     """
 
+    stored_codes = True
+
     def __init__(self, codes: Codes):
         super().__init__()
         if not codes.affine:
