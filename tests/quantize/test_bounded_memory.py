@@ -200,3 +200,16 @@ def test_decode_affine_in_row_blocks_equals_one_block(monkeypatch, axis, group):
     got = decode_affine(idx, scale, zp, -8, axis, group)
     assert torch.equal(got, whole) and got.is_contiguous() and torch.equal(idx, idx.clone())
     assert bool((got[idx < 0] == 0).all())
+
+
+def test_inverse_cholesky_damping_in_one_copy_equals_adding_a_scaled_identity():
+    from netpress.obs import inverse_cholesky
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 64, generator=g)
+    h = 2 * x.T @ x / 500
+    h[3, 7] = h[7, 3] = -0.0
+    eye = torch.eye(64)
+    chol = torch.linalg.cholesky(h + 0.01 * h.diagonal().mean() * eye)
+    linv = torch.linalg.solve_triangular(chol, eye, upper=False)
+    assert torch.equal(inverse_cholesky(h, 0.01), torch.linalg.cholesky(linv.T @ linv, upper=True))
