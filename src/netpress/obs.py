@@ -31,14 +31,22 @@ def inverse_cholesky(hessian: torch.Tensor, percdamp: float) -> torch.Tensor:
     mean = hessian.diagonal().mean()
     damp = max(percdamp, 1e-8)
     for _ in range(4):
-        chol, info = torch.linalg.cholesky_ex(hessian + damp * mean * eye)
+        chol, info = torch.linalg.cholesky_ex(_damped(hessian, damp * mean))
         if int(info) == 0:
             linv = torch.linalg.solve_triangular(chol, eye, upper=False)  # (cholesky_inverse is slow on CPU)
+            del chol  # c x c matrices: keep at most three alive
             inv, info = torch.linalg.cholesky_ex(linv.T @ linv, upper=True)
             if int(info) == 0:
                 return inv
         damp *= 10
     raise ConfigError("input Hessian is not positive definite even with extra damping (NaN/Inf activations?)")
+
+
+def _damped(hessian: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``hessian + shift * I`` exactly (``+ 0.0`` off the diagonal, as the sum with ``shift * eye``), in one copy."""
+    out = hessian.clone().add_(0.0)  # -0.0 + 0.0 = +0.0, as in the sum
+    out.diagonal().add_(shift)
+    return out
 
 
 class Rounder:

@@ -80,7 +80,7 @@ def test_export_codes_decode_equals_effective_weight_exactly():
     net = share_weights(tiny_mlp(), 4, init="forgy")
     for name, codes in export_codes(net).items():
         w = net.get_submodule(name.rsplit(".", 1)[0]).weight
-        assert codes.bits == 4 and codes.method == "kmeans" and codes.indices.dtype == torch.int64
+        assert codes.bits == 4 and codes.method == "kmeans" and codes.indices.dtype == torch.int8
         assert torch.equal(codes.decode(), w)
 
 
@@ -106,7 +106,7 @@ def test_centroid_gradient_is_sum_of_weight_gradients():
     dense.weight.data.copy_(q.codes().decode())
     dense.bias.data.copy_(lin.bias.data)
     dense(x).pow(2).sum().backward()
-    expected = torch.zeros(4).index_add_(0, q.indices.reshape(-1), dense.weight.grad.reshape(-1))
+    expected = torch.zeros(4).index_add_(0, q.indices.reshape(-1).long(), dense.weight.grad.reshape(-1))
     assert torch.allclose(q.codebook.grad, expected, atol=1e-6)
     assert not torch.equal(w0, q.codes().decode())
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from netpress.encode.bits import as_symbols, histogram
 from netpress.encode.errors import NetpressFormatError, check
 
 MAX_VARINT_BYTES = 8
+ENCODE_BLOCK = 1 << 20  # symbols pushed per call (each block is widened to int32 on its own)
 
 
 def _model(counts: np.ndarray):
@@ -71,19 +73,21 @@ def encode(symbols: np.ndarray, alphabet: int) -> tuple[bytes, dict]:
     """
     import constriction
 
-    symbols = np.asarray(symbols, dtype=np.int32)
-    counts = np.bincount(symbols, minlength=alphabet)
+    symbols = as_symbols(symbols)
+    counts = histogram(symbols, alphabet)
     table = varints(counts)
     if len(symbols) == 0 or alphabet == 1:  # nothing to code: the histogram says it all
         return table, {"table_bytes": len(table)}
-    coder = constriction.stream.stack.AnsCoder()
-    coder.encode_reverse(symbols, _model(counts))
+    coder, model = constriction.stream.stack.AnsCoder(), _model(counts)
+    for a in reversed(range(0, len(symbols), ENCODE_BLOCK)):  # last block first: the stack decodes in order
+        coder.encode_reverse(symbols[a:a + ENCODE_BLOCK].astype(np.int32), model)
     payload = coder.get_compressed().astype("<u4").tobytes()
     return table + payload, {"table_bytes": len(table)}
 
 
 def decode(data: bytes, count: int, alphabet: int, params: dict, section: str = "stream") -> np.ndarray:
-    """Decode ``count`` symbols written by :func:`encode`; inconsistencies raise :class:`NetpressFormatError`."""
+    """Decode ``count`` symbols written by :func:`encode` (an integer array, int32 from the coder);
+    inconsistencies raise :class:`NetpressFormatError`."""
     import constriction
 
     table_bytes = params.get("table_bytes")
@@ -100,12 +104,12 @@ def decode(data: bytes, count: int, alphabet: int, params: dict, section: str = 
         return np.zeros(count, dtype=np.int64)
     try:
         coder = constriction.stream.stack.AnsCoder(payload.view("<u4").astype(np.uint32))
-        out = np.asarray(coder.decode(_model(counts), count), dtype=np.int64)
+        out = as_symbols(coder.decode(_model(counts), count))  # the library's int32: not widened
         clean = coder.is_empty()
     except Exception as exc:  # the library rejects malformed payloads in its own ways
         raise NetpressFormatError(section, f"ANS payload does not decode ({exc})") from None
     check(clean, section, "ANS payload has leftover data")
-    check(bool(np.array_equal(np.bincount(out, minlength=alphabet)[:alphabet], counts)) and int(out.max()) < alphabet,
+    check(bool(np.array_equal(histogram(out, alphabet)[:alphabet], counts)) and int(out.max()) < alphabet,
           section, "decoded symbols do not match the histogram")
     return out
 

@@ -12,7 +12,8 @@ from netpress.encode import container
 from netpress.encode.errors import NetpressFormatError, check
 from netpress.encode.manifest import check_manifest
 from netpress.encode.streams import CODERS
-from netpress.encode.tensors import Reader, Sections, decode_entry, encode_codes, encode_raw, entry_shape
+from netpress.encode.tensors import (Reader, Sections, decode_entry, decodes_to, encode_codes, encode_raw,
+                                     entry_shape)
 from netpress.errors import ConfigError
 from netpress.quantize.codes import Codes
 from netpress.state import plain_names
@@ -68,6 +69,14 @@ def save(model: nn.Module, path: str | os.PathLike, *, recipe: Any = None, metri
     quantized = _quantizer_inputs(model) if explicit is None else {}
     sections, entries = Sections(), []
     for name in names:
+        if explicit is None and _stored(quantized.get(name)):  # the weight is a decode of these very codes
+            c = _codes_of(quantized[name])
+            entries.append(encode_codes(name, c, sections, coder, codebook_dtype))
+            _mark_nonfinite(entries[-1], c.scale if c.codebook is None else c.codebook)
+            if not any(p.requires_grad for p in quantized[name][2].parameters()):  # what autograd would say
+                entries[-1]["frozen"] = True
+            del c
+            continue
         tensor, frozen = _plain_tensor(model, name)
         c = explicit.get(name) if explicit is not None else _codes_of(quantized.get(name))
         if c is None:
@@ -112,6 +121,15 @@ def _quantizer_inputs(model: nn.Module) -> dict:
     return quantized_tensors(model)
 
 
+def _stored(found) -> bool:
+    """A float32 weight whose last parametrization decodes stored codes: no need to compute it to check them."""
+    if found is None:
+        return False
+    module, attr, q, pos = found
+    plist = module.parametrizations[attr]
+    return q.stored_codes and pos == len(plist) - 1 and plist.original.dtype == torch.float32
+
+
 def _codes_of(found) -> Codes | None:
     if found is None:
         return None
@@ -123,8 +141,7 @@ def _codes_of(found) -> Codes | None:
 
 
 def _check_codes(name: str, c: Codes, tensor: torch.Tensor) -> None:
-    decoded = c.decode()
-    if tuple(decoded.shape) != tuple(tensor.shape) or not torch.equal(decoded, tensor.to(decoded.dtype)):
+    if not decodes_to(c, tensor):
         raise ConfigError(f"Codes for {name} do not reproduce the model's weights exactly; "
                           "re-export them from the quantized model")
 

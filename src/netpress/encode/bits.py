@@ -1,4 +1,4 @@
-"""Fixed-width bit packing (MSB first), vectorised with numpy."""
+"""Fixed-width bit packing (MSB first), vectorised with numpy; stream helpers with bounded temporaries."""
 from __future__ import annotations
 
 import numpy as np
@@ -55,3 +55,30 @@ def unpack(data: bytes | np.ndarray, count: int, width: int, section: str = "str
 def width_for(max_value: int) -> int:
     """Bits needed to store integers in ``[0, max_value]``."""
     return int(max_value).bit_length()
+
+
+HIST_BLOCK = 1 << 20  # symbols counted per pass (np.bincount widens its input to int64)
+
+
+def histogram(symbols: np.ndarray, alphabet: int) -> np.ndarray:
+    """``np.bincount(symbols, minlength=alphabet)`` (int64) counted ``HIST_BLOCK`` symbols at a time, so a narrow
+    symbol array is never widened whole.
+
+    Example:
+        >>> histogram(np.array([3, 3, 0], np.int8), 4).tolist()
+        [1, 0, 0, 2]
+    """
+    symbols = np.asarray(symbols)
+    counts = np.zeros(alphabet, dtype=np.int64)
+    for a in range(0, symbols.size, HIST_BLOCK):
+        part = np.bincount(symbols[a:a + HIST_BLOCK], minlength=alphabet)
+        if len(part) > len(counts):
+            counts = np.concatenate([counts, np.zeros(len(part) - len(counts), dtype=np.int64)])
+        counts[:len(part)] += part
+    return counts
+
+
+def as_symbols(symbols) -> np.ndarray:
+    """An integer 1-D array as is (any integer width: no widened copy); anything else as int64."""
+    arr = np.asarray(symbols)
+    return arr if arr.dtype.kind in "iu" else arr.astype(np.int64)

@@ -17,7 +17,7 @@ import heapq
 
 import numpy as np
 
-from netpress.encode.bits import pack, unpack, width_for
+from netpress.encode.bits import as_symbols, histogram, pack, unpack, width_for
 from netpress.encode.errors import check
 
 MAX_LEN = 16          # longest code the encoder makes (unless the alphabet needs more)
@@ -114,9 +114,9 @@ def encode(symbols: np.ndarray, alphabet: int, lengths: np.ndarray | None = None
         >>> decode(data, 4, 3, params).tolist()
         [0, 0, 1, 2]
     """
-    symbols = np.asarray(symbols, dtype=np.int64)
+    symbols = as_symbols(symbols)
     if lengths is None:
-        lengths = code_lengths(np.bincount(symbols, minlength=alphabet))
+        lengths = code_lengths(histogram(symbols, alphabet))
     codes = canonical_codes(lengths)
     chunk = pick_chunk(len(symbols))
     chunk_bits = _chunk_bits(symbols, lengths.astype(np.int64), chunk)
@@ -146,7 +146,7 @@ def _bitstream(symbols: np.ndarray, codes: np.ndarray, lengths: np.ndarray) -> b
     """Concatenate codewords MSB first, vectorised per block: each code lands in (at most) two big-endian 32-bit
     words."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    total = int(np.dot(np.bincount(symbols, minlength=len(lengths)), lengths)) if len(symbols) else 0
+    total = int(np.dot(histogram(symbols, len(lengths)), lengths)) if len(symbols) else 0
     if total == 0:
         return b""
     out = np.zeros((total + 31) // 32 + 1, dtype=np.float64)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from netpress.encode import ans, huffman
-from netpress.encode.bits import pack, unpack, width_for
+from netpress.encode.bits import as_symbols, histogram, pack, unpack, width_for
 from netpress.encode.errors import NetpressFormatError, check
 
 CODERS = ("huffman", "ans", "auto", "packed")  # packed: fixed-length indices, no entropy coding
@@ -18,7 +18,7 @@ CANDIDATES = {"huffman": ("packed", "huffman"), "ans": ("packed", "ans"), "auto"
 
 def entropy(symbols: np.ndarray, alphabet: int) -> float:
     """Empirical entropy in bits per symbol (0 for an empty stream)."""
-    counts = np.bincount(np.asarray(symbols, dtype=np.int64), minlength=alphabet)
+    counts = histogram(as_symbols(symbols), alphabet)
     n = counts.sum()
     p = counts[counts > 0] / max(n, 1)
     return float(-(p * np.log2(p)).sum()) if n else 0.0
@@ -26,7 +26,7 @@ def entropy(symbols: np.ndarray, alphabet: int) -> float:
 
 def estimate(symbols: np.ndarray, alphabet: int, coder: str) -> tuple[str, int]:
     """The coding ``coder`` would pick for this stream and its approximate size in bytes."""
-    counts = np.bincount(np.asarray(symbols, dtype=np.int64), minlength=alphabet)
+    counts = histogram(as_symbols(symbols), alphabet)
     n = len(symbols)
     sizes = {"packed": (n * width_for(alphabet - 1) + 7) // 8}
     if "huffman" in CANDIDATES[coder] and alphabet <= huffman.MAX_ALPHABET:
@@ -56,7 +56,7 @@ def encode_stream(symbols: np.ndarray, alphabet: int, coder: str = "huffman") ->
         >>> decode_stream(data, meta).tolist()
         [3, 3, 3, 0]
     """
-    symbols = np.asarray(symbols, dtype=np.int64)
+    symbols = as_symbols(symbols)
     coding, _ = estimate(symbols, alphabet, coder)
     meta = {"count": int(len(symbols)), "alphabet": int(alphabet), "entropy": round(entropy(symbols, alphabet), 6)}
     if coding == "packed":
@@ -75,7 +75,8 @@ def _applicable(coding: str, alphabet: int) -> bool:
     return alphabet <= (huffman.MAX_ALPHABET if coding == "huffman" else 1 << 20)
 
 
-def decode_stream(data: bytes, meta: dict, section: str = "stream", max_count: int | None = None) -> np.ndarray:
+def decode_stream(data: bytes, meta: dict, section: str = "stream", max_count: int | None = None,
+                  narrow: bool = False) -> np.ndarray:
     """Decode a stream; symbols are checked to lie in ``[0, alphabet)``.
 
     Args:
@@ -83,6 +84,7 @@ def decode_stream(data: bytes, meta: dict, section: str = "stream", max_count: i
         meta: the stream's manifest entry.
         section: name used in errors.
         max_count: the most symbols this stream may hold (checked before decoding).
+        narrow: return the coder's own integer width (e.g. int32 from ANS) instead of int64.
 
     Raises:
         NetpressFormatError: any inconsistency.
@@ -102,4 +104,4 @@ def decode_stream(data: bytes, meta: dict, section: str = "stream", max_count: i
     else:
         raise NetpressFormatError(section, f"unknown coding {coding!r}")
     check(count == 0 or int(out.max()) < alphabet, section, "symbol outside the alphabet")
-    return out
+    return out if narrow else out.astype(np.int64, copy=False)

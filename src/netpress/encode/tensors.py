@@ -12,6 +12,9 @@ Two kinds:
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 import torch
 
@@ -35,6 +38,7 @@ FAST_LEVEL = 6
 PROBE_CHUNK, PROBE_CHUNKS = 1 << 16, 8
 WORTH = 0.97              # keep a compressed form only when it is at most this fraction of the plain bytes
 BOOK_DTYPES = ("auto", "float32", "float16")
+DECODE_BLOCK = 1 << 20    # values decoded per block when codes are compared (bounds the check's temporaries)
 DENSE_ABOVE = 0.9         # kept fraction above which sparse position methods cannot pay (skip building them)
 
 
@@ -57,7 +61,7 @@ def encode_codes(name: str, codes: Codes, sections: Sections, coder: str, book_d
     ``book_dtype``: ``auto`` (float16 codebook / scales when the decoded tensor stays bit-identical), ``float32``,
     or ``float16`` (always; lossy when the values are not float16-exact).
     """
-    idx = codes.indices.detach().cpu().reshape(-1).numpy().astype(np.int64, copy=False)
+    idx = _index_array(codes.indices)
     k = codes.levels
     if idx.size and (idx.min() < -1 or idx.max() >= k):
         raise ValueError(f"{name}: indices outside [-1, {k})")
@@ -75,7 +79,7 @@ def encode_codes(name: str, codes: Codes, sections: Sections, coder: str, book_d
         entry["affine"] = _encode_affine(name, codes, sections, book_dtype, coder)
     else:
         book = codes.codebook.detach().cpu().to(torch.float32).contiguous()
-        dtype = _float_dtype(book, book, lambda b: b, book_dtype)
+        dtype = _float_dtype(book, lambda half: torch.equal(half, book), book_dtype)
         section = sections.add(f"{name}/codebook", _le_bytes(book.to(dtype)))
         entry["codebook"] = {"shape": list(book.shape), "section": section}
         if dtype == torch.float16:
@@ -87,8 +91,8 @@ def encode_codes(name: str, codes: Codes, sections: Sections, coder: str, book_d
     return entry
 
 
-def _float_dtype(values: torch.Tensor, decoded: torch.Tensor, decode, book_dtype: str) -> torch.dtype:
-    """float16 when asked, or (``auto``) when ``decode(values as float16)`` equals ``decoded`` exactly."""
+def _float_dtype(values: torch.Tensor, same, book_dtype: str) -> torch.dtype:
+    """float16 when asked, or (``auto``) when ``same(values as float16)``: the decode does not change."""
     if book_dtype not in BOOK_DTYPES:
         raise ValueError(f"codebook dtype {book_dtype!r}; known: {', '.join(BOOK_DTYPES)}")
     half = values.to(torch.float16).to(torch.float32)
@@ -96,7 +100,7 @@ def _float_dtype(values: torch.Tensor, decoded: torch.Tensor, decode, book_dtype
         return torch.float32  # out of float16's range: float16 would change more than the rounding
     if book_dtype != "auto":
         return torch.float16 if book_dtype == "float16" else torch.float32
-    return torch.float16 if torch.equal(decode(half), decoded) else torch.float32
+    return torch.float16 if same(half) else torch.float32
 
 
 def _encode_affine(name: str, codes: Codes, sections: Sections, book_dtype: str, coder: str) -> dict:
@@ -104,17 +108,17 @@ def _encode_affine(name: str, codes: Codes, sections: Sections, book_dtype: str,
     zp = codes.zero_point.detach().cpu().to(torch.int64).reshape(-1)
     if zp.numel() and (zp.min() < -(1 << 31) or zp.max() >= 1 << 31):
         raise ValueError(f"{name}: zero points outside int32")
-    ind = codes.indices.detach().cpu()
+    cpu = dataclasses.replace(codes, indices=codes.indices.detach().cpu(), scale=scale, zero_point=zp)
 
-    def decode(s: torch.Tensor) -> torch.Tensor:
-        return decode_affine(ind, s, zp, codes.qmin, codes.axis, codes.group_size)
+    def same(half: torch.Tensor) -> bool:
+        return same_decode(cpu, dataclasses.replace(cpu, scale=half))
 
     if book_dtype == "float32":
         dtype = torch.float32
     elif book_dtype == "auto" and torch.equal(scale.half().float(), scale):
         dtype = torch.float16  # every scale is float16-exact: the decode cannot change
     else:
-        dtype = _float_dtype(scale, decode(scale), decode, book_dtype)
+        dtype = _float_dtype(scale, same, book_dtype)
     out = {"qmin": int(codes.qmin), "group_size": int(codes.group_size), "slices": int(scale.numel()),
            "scale": {"dtype": DTYPE_NAMES[dtype], "section": sections.add(f"{name}/scale", _le_bytes(scale.to(dtype)))}}
     levels = 1 << codes.bits
@@ -128,12 +132,56 @@ def _encode_affine(name: str, codes: Codes, sections: Sections, book_dtype: str,
     return out
 
 
+def _index_array(indices: torch.Tensor) -> np.ndarray:
+    """Flat numpy indices in their own integer width (int8 codes stay 1 byte a value: no int64 copy)."""
+    idx = indices.detach().cpu().reshape(-1).numpy()
+    return idx if idx.dtype.kind == "i" else idx.astype(np.int64)
+
+
+def row_blocks(codes: Codes):
+    """``(rows, Codes of those rows)`` for blocks of about ``DECODE_BLOCK`` values along dim 0, each decoding to
+    exactly those rows of ``codes.decode()``; the whole codes at once where slices do not split by rows (groups)."""
+    shape = tuple(codes.indices.shape)
+    step = max(1, DECODE_BLOCK // max(1, math.prod(shape[1:]))) if shape else 0
+    if not shape or codes.group_size or step >= shape[0]:
+        yield slice(None), codes
+        return
+    along = codes.axis is not None and codes.axis % len(shape) == 0  # per-slice values follow the rows
+
+    def cut(t: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
+        return t[rows] if along and t is not None else t
+
+    for start in range(0, shape[0], step):
+        rows = slice(start, start + step)
+        book = cut(codes.codebook, rows) if codes.codebook is not None and codes.codebook.dim() == 2 else codes.codebook
+        yield rows, dataclasses.replace(codes, indices=codes.indices[rows], codebook=book,
+                                        scale=cut(codes.scale, rows), zero_point=cut(codes.zero_point, rows))
+
+
+def decodes_to(codes: Codes, tensor: torch.Tensor) -> bool:
+    """Whether ``codes.decode()`` equals ``tensor`` exactly, decoded block by block (bounded memory)."""
+    if tuple(codes.indices.shape) != tuple(tensor.shape):
+        return False
+    for rows, block in row_blocks(codes):
+        decoded = block.decode()
+        if not torch.equal(decoded, tensor[rows].to(decoded.dtype)):
+            return False
+    return True
+
+
+def same_decode(a: Codes, b: Codes) -> bool:
+    """Whether two codes of one shape (e.g. differing in scale precision) decode to the same tensor, blockwise."""
+    return all(torch.equal(x.decode(), y.decode()) for (_, x), (_, y) in zip(row_blocks(a), row_blocks(b)))
+
+
 def _value_symbols(pos: P.Positions, idx: np.ndarray, k: int) -> tuple[int, np.ndarray]:
     values = idx if pos.method == "dense" else idx[pos.entries]
     if pos.method == "dense" and (not values.size or values.min() >= 0):
         return k + 1, values
-    if pos.method in ("dense", "relative"):
-        return k + 1, np.where(values < 0, k, values)
+    if pos.method in ("dense", "relative"):  # symbol k = pruned, in the indices' own width where k fits it
+        if np.iinfo(values.dtype).max < k:
+            values = values.astype(np.int16 if k <= np.iinfo(np.int16).max else np.int32)
+        return k + 1, np.where(values < 0, values.dtype.type(k), values)
     return k, values
 
 
@@ -288,12 +336,13 @@ def decode_codes(entry: dict, reader: Reader) -> torch.Tensor:
     meta = entry.get("values")
     check(isinstance(meta, dict) and meta.get("alphabet") == alphabet and meta.get("count") == len(entries),
           f"{name}/values", "value stream does not match the positions or codebook")
-    values = decode_stream(reader.get(meta.get("section"), f"{name}/values"), meta, f"{name}/values", len(entries))
+    values = decode_stream(reader.get(meta.get("section"), f"{name}/values"), meta, f"{name}/values", len(entries),
+                           narrow=True)
     values[values == k] = -1
     if method == "dense":
         idx = values
     else:
-        idx = np.full(int(np.prod(shape, dtype=np.int64)), -1, dtype=np.int64)
+        idx = np.full(int(np.prod(shape, dtype=np.int64)), -1, dtype=values.dtype)
         idx[entries] = values
     _check_kept(entry, int(np.count_nonzero(values >= 0)))
     indices = torch.from_numpy(idx).reshape(shape)

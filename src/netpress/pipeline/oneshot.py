@@ -468,9 +468,17 @@ def _plan(model: nn.Module, recipe: Recipe) -> list[tuple]:
 
 
 def _plain_floats(model: nn.Module) -> list[torch.Tensor]:
-    from netpress.prune.masks import plain_state_dict
+    """The float tensors of the plain state, a parametrized one as its original (same shape; nothing decoded)."""
+    from netpress.state import plain_names
 
-    return [v for v in plain_state_dict(model).values() if v.is_floating_point()]
+    state = model.state_dict(keep_vars=True)
+    out = []
+    for name in plain_names(model):
+        if name not in state:
+            mname, _, attr = name.rpartition(".")
+            state[name] = (model.get_submodule(mname) if mname else model).parametrizations[attr].original
+        out.append(state[name])
+    return [v for v in out if v.is_floating_point()]
 
 
 def _encode(result: OneshotResult, recipe: Recipe, out: Path) -> None:

@@ -23,7 +23,13 @@ class WeightQuantizer(nn.Module):
 
     Subclasses implement ``codes(w)`` (the :class:`Codes` of the tensor this parametrization makes from its
     input ``w``) and ``forward(w)``, which must return values equal to ``codes(w).decode()``.
+
+    Attributes:
+        stored_codes: True when ``forward(w)`` is literally the decode of stored codes (``codes().decode()`` cast
+            to ``w``'s dtype, whatever ``w``), so a saver need not compute the weight to check its codes.
     """
+
+    stored_codes = False
 
     def codes(self, w: torch.Tensor) -> Codes:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -36,10 +42,14 @@ def check_bits(bits: int, what: str = "bits") -> int:
     return bits
 
 
+CHECK_CHUNK = 1 << 20  # values per step of the input checks (bounds their temporaries)
+
+
 def check_finite(name: str, w: torch.Tensor) -> None:
-    """Raise :class:`ConfigError` if tensor ``name`` holds NaN or Inf."""
-    if not torch.isfinite(w).all():
-        bad = int((~torch.isfinite(w)).sum())
+    """Raise :class:`ConfigError` if tensor ``name`` holds NaN or Inf (checked in chunks: O(chunk) temporaries)."""
+    parts = w.detach().reshape(-1).split(CHECK_CHUNK)
+    if not all(bool(torch.isfinite(p).all()) for p in parts):
+        bad = sum(int((~torch.isfinite(p)).sum()) for p in parts)
         raise ConfigError(f"{name} contains {bad} NaN/Inf value(s); cannot quantize it")
 
 

@@ -23,6 +23,7 @@ from netpress.registry import Registry
 
 Calibrator = Callable[[torch.Tensor, "object"], tuple[torch.Tensor, torch.Tensor]]
 CALIBRATORS: Registry[Calibrator] = Registry("calibration")
+MSE_CHUNK = 1 << 17  # values per block of rows in the MSE range search
 
 
 @CALIBRATORS.register("minmax")
@@ -41,7 +42,19 @@ def percentile(x2d: torch.Tensor, spec) -> tuple[torch.Tensor, torch.Tensor]:
 
 @CALIBRATORS.register("mse")
 def mse(x2d: torch.Tensor, spec, grid: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """The clipping fraction (of the min-max range) minimising each slice's fake-quantization MSE."""
+    """The clipping fraction (of the min-max range) minimising each slice's fake-quantization MSE.
+
+    Slices are searched ``MSE_CHUNK`` values' worth of rows at a time (the search is per row, so the result is
+    the same; the temporaries stay a few chunks in size and in cache).
+    """
+    rows = max(1, MSE_CHUNK // max(x2d.shape[1], 1))
+    if x2d.shape[0] <= rows:
+        return _mse_rows(x2d, spec, grid)
+    parts = [_mse_rows(x2d[i:i + rows], spec, grid) for i in range(0, x2d.shape[0], rows)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def _mse_rows(x2d: torch.Tensor, spec, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
     lo0, hi0 = minmax(x2d, spec)
     best = torch.full_like(lo0, float("inf"))
     best_lo, best_hi = lo0.clone(), hi0.clone()

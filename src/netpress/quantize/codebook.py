@@ -10,14 +10,15 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from netpress.quantize.base import WeightQuantizer
-from netpress.quantize.codes import Codes, decode_indices
+from netpress.quantize.codes import Codes, decode_indices, index_dtype
 
 
 class CodebookWeight(WeightQuantizer):
     """Parametrization whose value is ``decode_indices(indices, codebook, axis)``, whatever its input.
 
     Args:
-        indices: int64, the weight's shape; -1 at pruned positions.
+        indices: integers in ``[-1, 2**bits)``, the weight's shape; -1 at pruned positions (stored in the
+            smallest signed type that holds them, :func:`~netpress.quantize.codes.index_dtype`).
         codebook: float values ``[k]`` (or ``[channels, k]`` with ``axis``).
         bits: bits per index.
         axis: channel axis of a 2-D codebook.
@@ -25,10 +26,14 @@ class CodebookWeight(WeightQuantizer):
         trainable: make the codebook a learnable Parameter (centroid fine-tuning), else a buffer.
     """
 
+    stored_codes = True
+
     def __init__(self, indices: torch.Tensor, codebook: torch.Tensor, bits: int, axis: int | None = None,
                  method: str = "kmeans", trainable: bool = True):
         super().__init__()
-        self.register_buffer("indices", indices.to(torch.int64))
+        if indices.numel() and (int(indices.min()) < -1 or int(indices.max()) >= 1 << bits):
+            raise ValueError(f"indices outside [-1, 2**{bits})")
+        self.register_buffer("indices", indices.to(index_dtype(bits)))
         if trainable:
             self.codebook = nn.Parameter(codebook.detach().clone().float())
         else:

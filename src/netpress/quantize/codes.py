@@ -12,6 +12,7 @@ import math
 import torch
 
 PRUNED = -1  # index of a weight that is exactly zero because it was pruned
+DECODE_CHUNK = 1 << 20  # indices gathered per step when narrow indices are decoded without autograd
 
 
 @dataclasses.dataclass
@@ -119,7 +120,8 @@ def decode_affine(indices: torch.Tensor, scale: torch.Tensor, zero_point: torch.
 
     The integer part is exact in any integer width, so the float32 result equals
     :func:`netpress.quantize.uniform.dequantize` of the same codes bit for bit. Slices broadcast without
-    materialising per-element scales (about 9 bytes of temporaries per element).
+    materialising per-element scales; per tensor and per channel the rows are decoded ``DECODE_CHUNK`` values at
+    a time into the output, so the temporaries stay chunk-sized.
     """
     shape = tuple(indices.shape)
     offset = qmin - zero_point.to(torch.int64)  # per slice: value = float(index + offset) * scale
@@ -134,10 +136,31 @@ def decode_affine(indices: torch.Tensor, scale: torch.Tensor, zero_point: torch.
         view = moved.reshape(*moved.shape[:-1], moved.shape[-1] // group_size, group_size)
         s, off = scale.float().reshape(*view.shape[:-1], 1), offset.reshape(*view.shape[:-1], 1)
     wide = torch.int64 if offset.numel() and int(offset.abs().max()) >= 1 << 30 else torch.int32
-    out = view.to(wide).add_(off.to(wide)).float().mul_(s).masked_fill_(view < 0, 0.0)
-    if axis is not None and group_size:
-        out = out.reshape(moved.shape).movedim(-1, axis)
-    return out.contiguous()
+    if axis is None or not group_size:
+        return _affine_rows(view, s, off.to(wide), wide)
+    out = _affine_block(view, s, off.to(wide), wide)
+    return out.reshape(moved.shape).movedim(-1, axis).contiguous()
+
+
+def _affine_block(view: torch.Tensor, s: torch.Tensor, off: torch.Tensor, wide: torch.dtype) -> torch.Tensor:
+    # a copy first: the offset must never be added into int32 indices in place
+    return view.to(wide, copy=True).add_(off).float().mul_(s).masked_fill_(view < 0, 0.0)
+
+
+def _affine_rows(view: torch.Tensor, s: torch.Tensor, off: torch.Tensor, wide: torch.dtype) -> torch.Tensor:
+    """:func:`_affine_block` in blocks of rows (dim 0) written into one output; per-row scales are sliced."""
+    if view.dim() == 0 or view.numel() <= DECODE_CHUNK:
+        return _affine_block(view, s, off, wide).contiguous()
+    out = torch.empty(view.shape, dtype=torch.float32, device=view.device)
+    step = max(1, DECODE_CHUNK // max(1, view[0].numel()))
+    for r in range(0, view.shape[0], step):
+        out[r:r + step] = _affine_block(view[r:r + step], _rows(s, r, step), _rows(off, r, step), wide)
+    return out
+
+
+def _rows(t: torch.Tensor, start: int, step: int) -> torch.Tensor:
+    """Rows ``start:start + step`` of a per-row tensor; a tensor broadcast over the rows as it is."""
+    return t[start:start + step] if t.dim() and t.shape[0] > 1 else t
 
 
 def decode_indices(indices: torch.Tensor, codebook: torch.Tensor, axis: int | None = None) -> torch.Tensor:
@@ -147,10 +170,49 @@ def decode_indices(indices: torch.Tensor, codebook: torch.Tensor, axis: int | No
     """
     if codebook.dim() == 1:  # index -1 reads the appended +0.0: no clamp or mask temporaries
         ext = torch.cat([codebook, codebook.new_zeros(1)])
-        return ext[indices if indices.dtype in (torch.int64, torch.int32) else indices.long()]
+        if indices.dtype == torch.int64:
+            return ext[indices]
+        return _NarrowGather.apply(ext, indices)  # narrower indices (indexing would widen them all to int64)
     pruned = indices < 0
     safe = indices.clamp_min(0).long()
     moved = safe.movedim(axis, 0)
     flat = moved.reshape(moved.shape[0], -1)
     out = torch.gather(codebook, 1, flat).reshape(moved.shape).movedim(0, axis)
     return out.masked_fill(pruned, 0.0)
+
+
+class _NarrowGather(torch.autograd.Function):
+    """``ext[indices]`` for narrow (int8/16/32) indices, widened ``DECODE_CHUNK`` at a time (no full-size index
+    copy); the backward adds the gradient into ``ext`` chunk by chunk in index order, as ``ext[indices]`` does."""
+
+    @staticmethod
+    def forward(ctx, ext: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(indices)
+        ctx.size = ext.numel()
+        out = torch.empty(indices.shape, dtype=ext.dtype, device=ext.device)
+        dst = out.view(-1)
+        for start, part in _wide_chunks(indices, ext.numel()):
+            torch.index_select(ext, 0, part, out=dst[start:start + part.numel()])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (indices,) = ctx.saved_tensors
+        flat = grad.reshape(-1)
+        out = grad.new_zeros(ctx.size)
+        for start, part in _wide_chunks(indices, ctx.size):
+            out.index_add_(0, part, flat[start:start + part.numel()])
+        return out, None
+
+
+def _wide_chunks(indices: torch.Tensor, size: int):
+    """``(start, int32 chunk)`` of the flat indices; negative ones count from the end, as in ``ext[i]``."""
+    flat = indices.reshape(-1)
+    for start in range(0, flat.numel(), DECODE_CHUNK):
+        part = flat[start:start + DECODE_CHUNK].int()
+        yield start, torch.where(part < 0, part + size, part)
+
+
+def index_dtype(bits: int) -> torch.dtype:
+    """The smallest signed integer type holding indices ``-1 .. 2**bits - 1``."""
+    return torch.int8 if bits <= 7 else torch.int16 if bits <= 15 else torch.int32

@@ -22,6 +22,7 @@ from netpress.errors import ConfigError
 from netpress.registry import Registry
 
 InitFn = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+ASSIGN_CHUNK = 1 << 20  # values labelled per step (bounds the temporaries of :func:`assign_1d`)
 INITS: Registry[InitFn] = Registry("k-means init")
 
 
@@ -52,7 +53,7 @@ class KMeansResult:
 
     Attributes:
         centroids: float32 ``[k]``, ascending (a cluster that became empty keeps its last centroid).
-        labels: int64 cluster index of each input value, in input order.
+        labels: cluster index of each input value, in input order (int64 unless ``labels_dtype`` says otherwise).
         iterations: Lloyd iterations run.
         inertia: sum of squared distances of the values to their centroids.
         converged: True when the assignment stopped changing before ``max_iter``.
@@ -66,7 +67,8 @@ class KMeansResult:
 
 
 def kmeans_1d(values: torch.Tensor | np.ndarray, k: int, init: str = "linear", max_iter: int = 300,
-              seed: int = 0, tol: float = 0.0) -> KMeansResult:
+              seed: int = 0, tol: float = 0.0, labels_dtype: torch.dtype = torch.int64,
+              skip_zeros: bool = False) -> KMeansResult:
     """Exact Lloyd k-means of 1-D data: one sort, prefix sums, O(k log n) per iteration.
 
     Args:
@@ -77,6 +79,9 @@ def kmeans_1d(values: torch.Tensor | np.ndarray, k: int, init: str = "linear", m
         seed: seed of random inits.
         tol: also stop when the summed squared centroid shift is <= ``tol * var(values)`` (scikit-learn's rule);
             0 runs until the assignment is unchanged or ``max_iter``.
+        labels_dtype: integer dtype of the labels (a narrow one saves memory on large inputs).
+        skip_zeros: cluster only the nonzero values (exact zeros get label -1), exactly as if they were removed
+            first, without a copy of the survivors.
 
     Returns:
         :class:`KMeansResult`.
@@ -92,9 +97,11 @@ def kmeans_1d(values: torch.Tensor | np.ndarray, k: int, init: str = "linear", m
     init_fn = INITS.get(init)
     if not 1 <= k <= x.size:
         raise ConfigError(f"k-means needs 1 <= k <= {x.size} values, got k={k}")
-    if not np.isfinite(x).all():
+    if not all(np.isfinite(x[a:a + ASSIGN_CHUNK]).all() for a in range(0, x.size, ASSIGN_CHUNK)):
         raise ConfigError("k-means input contains NaN or Inf")
-    xs = np.sort(x)
+    xs = _drop_zeros(np.sort(x)) if skip_zeros else np.sort(x)
+    if k > xs.size:
+        raise ConfigError(f"k-means needs 1 <= k <= {xs.size} nonzero values, got k={k}")
     prefix = PrefixSums(xs)
     centroids = np.sort(np.asarray(init_fn(xs, k, np.random.default_rng(seed)), dtype=np.float64))
     threshold = tol * float(np.var(xs, dtype=np.float64)) if tol > 0 else -1.0
@@ -108,9 +115,24 @@ def kmeans_1d(values: torch.Tensor | np.ndarray, k: int, init: str = "linear", m
         cuts = new_cuts
     cuts = _cuts(xs, centroids)
     centroids32 = centroids.astype(np.float32)
-    labels = assign_1d(x, centroids32)
-    inertia = _inertia(xs, prefix, cuts, centroids32.astype(np.float64))
+    labels = assign_1d(x, centroids32, dtype=torch.empty(0, dtype=labels_dtype).numpy().dtype)
+    if skip_zeros and xs.size < x.size:
+        for a in range(0, x.size, ASSIGN_CHUNK):
+            labels[a:a + ASSIGN_CHUNK][x[a:a + ASSIGN_CHUNK] == 0] = -1
+    inertia = _inertia(prefix, cuts, centroids32.astype(np.float64))
     return KMeansResult(torch.from_numpy(centroids32), torch.from_numpy(labels), iterations, inertia, converged)
+
+
+def _drop_zeros(xs: np.ndarray) -> np.ndarray:
+    """Sorted values without their run of exact zeros, shifted left in place (chunk-sized temporaries only)."""
+    zero = np.zeros(1, dtype=xs.dtype)  # a float64 needle would make searchsorted widen all of xs
+    lo, hi = int(np.searchsorted(xs, zero, side="left")[0]), int(np.searchsorted(xs, zero, side="right")[0])
+    gap = hi - lo
+    if gap:
+        for a in range(lo, xs.size - gap, ASSIGN_CHUNK):
+            b = min(a + ASSIGN_CHUNK, xs.size - gap)
+            xs[a:b] = xs[a + gap:b + gap]
+    return xs[:xs.size - gap]
 
 
 def _as_numpy(values: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -172,44 +194,61 @@ def _means(prefix: PrefixSums, cuts: np.ndarray, old: np.ndarray) -> np.ndarray:
     return np.sort(new)
 
 
-def _inertia(xs: np.ndarray, prefix: PrefixSums, cuts: np.ndarray, c: np.ndarray) -> float:
-    """sum (x - c)^2 = sum x^2 - sum_j (2 c_j S_j - n_j c_j^2), from the prefix sums in O(k) plus one dot."""
+def _inertia(prefix: PrefixSums, cuts: np.ndarray, c: np.ndarray) -> float:
+    """sum (x - c)^2 = sum x^2 - sum_j (2 c_j S_j - n_j c_j^2), from the prefix sums in O(k) (no float64 copy)."""
     counts = np.diff(cuts)
     at = prefix.at(cuts)
     sums = at[1:] - at[:-1]
-    total = float(np.dot(xs.astype(np.float64), xs))
+    total = float(prefix.at(cuts[-1:], squares=True)[0])
     return max(0.0, total - float((2 * c * sums - counts * c * c).sum()))
 
 
-def assign_1d(values: np.ndarray, centroids: np.ndarray, table_bits: int = 16) -> np.ndarray:
+def assign_1d(values: np.ndarray, centroids: np.ndarray, table_bits: int = 16, dtype=np.int64) -> np.ndarray:
     """Nearest centroid of each value (ascending float32 centroids), exactly, in O(n).
 
     A value's label is the number of midpoints ``<=`` it. The value range is cut into 2**table_bits equal
     buckets; a bucket (with a one-bucket margin either side for rounding) that holds no midpoint gives its label
-    directly from a table, and only the few values in the other buckets are located by binary search.
+    directly from a table, and only the few values in the other buckets are located by binary search. Values are
+    labelled ``ASSIGN_CHUNK`` at a time, so the temporaries stay small whatever the input size.
 
     Args:
         values: float32 1-D array.
         centroids: float32 ascending centroids.
         table_bits: log2 of the number of buckets.
+        dtype: integer dtype of the labels.
 
     Returns:
-        int64 labels in ``[0, k)``.
+        labels in ``[0, k)``.
 
     Example:
         >>> assign_1d(np.array([0.1, 0.9], np.float32), np.array([0.0, 1.0], np.float32))
         array([0, 1])
     """
     mids = _midpoints(centroids)
-    lo, hi = float(values.min()), float(values.max())
-    if mids.size == 0 or hi <= lo:
-        return np.searchsorted(mids, values, side="right").astype(np.int64)
+    out = np.empty(values.shape, dtype=dtype)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    table = _bucket_table(mids, lo, hi, table_bits) if mids.size and hi > lo else None
+    for start in range(0, values.size, ASSIGN_CHUNK):
+        part = values[start:start + ASSIGN_CHUNK]
+        if table is None:
+            out[start:start + ASSIGN_CHUNK] = np.searchsorted(mids, part, side="right")
+        else:
+            out[start:start + ASSIGN_CHUNK] = _assign_chunk(part, mids, lo, *table)
+    return out
+
+
+def _bucket_table(mids: np.ndarray, lo: float, hi: float, table_bits: int) -> tuple[np.ndarray, np.float32, int]:
+    """Label of each bucket of the value range (-1 where a midpoint is within a bucket of it), its scale, count."""
     buckets = 1 << table_bits
     scale = np.float32(buckets / (hi - lo))
     edges = lo + np.arange(-1, buckets + 3, dtype=np.float64) / float(scale)
     below = np.searchsorted(mids, edges[:-3], side="right")       # count at the bucket's left margin
     above = np.searchsorted(mids, edges[3:], side="left")          # count just under its right margin
-    table = np.where(below == above, below, -1).astype(np.int16)
+    return np.where(below == above, below, -1).astype(np.int16), scale, buckets
+
+
+def _assign_chunk(values: np.ndarray, mids: np.ndarray, lo: float, table: np.ndarray, scale: np.float32,
+                  buckets: int) -> np.ndarray:
     bucket = np.multiply(np.subtract(values, np.float32(lo)), scale).astype(np.int32)
     np.clip(bucket, 0, buckets, out=bucket)
     labels = np.take(table, bucket).astype(np.int64)

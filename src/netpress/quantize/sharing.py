@@ -2,8 +2,8 @@
 
 Each selected tensor's nonzero weights are clustered into k = 2**bits shared values with the fast 1-D k-means
 (:func:`~netpress.quantize.kmeans.kmeans_1d`); weights that are exactly zero (pruned) get index ``-1`` and stay
-exactly zero. The tensor becomes a :class:`CodebookWeight` parametrization: an int64 ``indices`` buffer and a
-float ``codebook`` :class:`~torch.nn.Parameter`, whose forward is ``decode_indices(indices, codebook)``.
+exactly zero. The tensor becomes a :class:`CodebookWeight` parametrization: a compact integer ``indices`` buffer
+and a float ``codebook`` :class:`~torch.nn.Parameter`, whose forward is ``decode_indices(indices, codebook)``.
 
 Fine-tuning the centroids is then ordinary training: the gather in ``decode_indices`` sends each centroid the
 sum of the gradients of the weights that share it, and the assignments (a buffer) never change.
@@ -20,7 +20,7 @@ from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
 from netpress.quantize.base import bits_per_tensor, check_finite, quantizer_of, remove_quantizer, selected_tensors
 from netpress.quantize.codebook import CodebookWeight, attach as _attach
-from netpress.quantize.codes import PRUNED
+from netpress.quantize.codes import index_dtype
 from netpress.quantize.kmeans import INITS, kmeans_1d
 
 
@@ -95,7 +95,7 @@ def share_weights(model: nn.Module, bits: int | dict[str, int], *, init: str = "
 
 def _check_shareable(name: str, w: torch.Tensor, k: int) -> None:
     check_finite(name, w)
-    survivors = int((w != 0).sum())
+    survivors = int(torch.count_nonzero(w))
     if k > survivors:
         raise ConfigError(f"{name}: k={k} shared values but only {survivors} nonzero weights; use fewer bits "
                           f"or exclude it")
@@ -121,11 +121,9 @@ def kmeans_codebook(w: torch.Tensor, bits: int, init: str = "linear", iterations
         4
     """
     flat = w.detach().reshape(-1).float().cpu()
-    alive = flat != 0
-    result = kmeans_1d(flat[alive], 2 ** bits, init=init, max_iter=iterations, seed=seed)
-    indices = torch.full(flat.shape, PRUNED, dtype=torch.int64)
-    indices[alive] = result.labels
-    return CodebookWeight(indices.reshape(w.shape).to(w.device), result.centroids.to(w.device), bits)
+    result = kmeans_1d(flat, 2 ** bits, init=init, max_iter=iterations, seed=seed, labels_dtype=index_dtype(bits),
+                       skip_zeros=True)  # zeros get label -1 (PRUNED)
+    return CodebookWeight(result.labels.reshape(w.shape).to(w.device), result.centroids.to(w.device), bits)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,9 +25,10 @@ from netpress.quantize.base import (WeightQuantizer, check_finite, per_name, qua
 from netpress.quantize.affine import dequantize, fake_quantize, qparams, quantize  # noqa: F401  (public here too)
 from netpress.quantize.calibration import CALIBRATORS
 from netpress.quantize.codebook import CodebookWeight, attach
-from netpress.quantize.codes import PRUNED, Codes, decode_affine, expand_slices
+from netpress.quantize.codes import PRUNED, Codes, decode_affine, expand_slices, index_dtype
 
 GRANULARITIES = ("tensor", "channel", "group")
+CODES_CHUNK = 1 << 20  # values per block of slices when weights are turned into integer codes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,8 +133,7 @@ def uniform_codes(w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor
         >>> torch.equal(codes.decode(), fake_quantize(w, expand(s, w, spec), expand(z, w, spec), spec.qmin, spec.qmax))
         True
     """
-    q = quantize(w, expand(scale, w, spec), expand(zero_point, w, spec), spec.qmin, spec.qmax)
-    indices = (q - spec.qmin).masked_fill(w == 0, PRUNED)
+    indices = _indices(w, scale, zero_point, spec)
     if spec.granularity == "tensor":
         levels = torch.arange(spec.qmin, spec.qmax + 1, dtype=torch.int64)
         book = dequantize(levels, scale.reshape(()), zero_point.reshape(()))
@@ -143,12 +143,33 @@ def uniform_codes(w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor
                  group_size=spec.group_size if spec.granularity == "group" else 0, qmin=spec.qmin)
 
 
+def _indices(w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, spec: UniformSpec) -> torch.Tensor:
+    """``quantize(w) - qmin`` (-1 at exact zeros) in :func:`index_dtype`; per tensor or per channel, blocks of
+    ``CODES_CHUNK`` values' worth of slices at a time (the same elementwise ops, bounded temporaries)."""
+    if spec.granularity == "group" or w.dim() == 0:
+        q = quantize(w, expand(scale, w, spec), expand(zero_point, w, spec), spec.qmin, spec.qmax)
+        return (q - spec.qmin).masked_fill(w == 0, PRUNED).to(index_dtype(spec.bits))
+    axis = 0 if spec.granularity == "tensor" else _axis(w, spec)
+    per_slice = scale.reshape(-1).numel() > 1
+    out = torch.empty(w.shape, dtype=index_dtype(spec.bits), device=w.device)
+    step = max(1, CODES_CHUNK // max(w.numel() // max(w.shape[axis], 1), 1))
+    for start in range(0, w.shape[axis], step):
+        part = w.narrow(axis, start, min(step, w.shape[axis] - start))
+        s, z = (scale.reshape(-1)[start:start + step], zero_point.reshape(-1)[start:start + step]) if per_slice \
+            else (scale, zero_point)
+        q = quantize(part, expand(s, part, spec), expand(z, part, spec), spec.qmin, spec.qmax)
+        out.narrow(axis, start, part.shape[axis]).copy_((q - spec.qmin).masked_fill_(part == 0, PRUNED))
+    return out
+
+
 class AffineWeight(WeightQuantizer):
     """Frozen parametrization whose value is the affine :class:`Codes` it holds (``codes.decode()``).
 
     Args:
         codes: affine-form codes (integer indices, per-slice scale and zero point).
     """
+
+    stored_codes = True
 
     def __init__(self, codes: Codes):
         super().__init__()
@@ -167,11 +188,6 @@ class AffineWeight(WeightQuantizer):
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return decode_affine(self.indices, self.scale, self.zero_point, self.qmin, self.axis,
                              self.group_size).to(w.dtype)
-
-
-def index_dtype(bits: int) -> torch.dtype:
-    """The smallest signed integer type holding indices ``-1 .. 2**bits - 1``."""
-    return torch.int8 if bits <= 7 else torch.int16 if bits <= 15 else torch.int32
 
 
 def frozen_quantizer(codes: Codes) -> WeightQuantizer:
