@@ -136,3 +136,21 @@ def test_save_without_computing_stored_code_weights_writes_the_checked_file(tmp_
     assert fast["file_bytes"] == slow["file_bytes"]
     frozen = {t["name"]: t.get("frozen") for t in api.read_manifest(tmp_path / "fast.netp")["tensors"]}
     assert frozen["0.weight"] is None and frozen["2.weight"] is True
+
+
+def test_relative_positions_and_gap_width_in_blocks_equal_one_block(monkeypatch):
+    from netpress.encode import positions as P
+
+    rng = np.random.default_rng(7)
+    kept = np.flatnonzero(rng.random(5000) < 0.3)
+    kept = np.concatenate([kept, [9000, 70000]])  # long jumps: fillers across block edges
+    whole = {b: P.relative(kept, b) for b in (1, 3, 8)}
+    best = P.best_gap_bits(kept, 5)
+    monkeypatch.setattr(P, "BLOCK", 7)
+    assert P.best_gap_bits(kept, 5) == best
+    for b, ref in whole.items():
+        blocked = P.relative(kept, b)
+        assert np.array_equal(blocked.entries, ref.entries)
+        assert np.array_equal(blocked.streams["gaps"][0], ref.streams["gaps"][0])
+    codes = P.relative(kept, 3)
+    assert codes.streams["gaps"][0].dtype == np.uint16 and int(codes.streams["gaps"][0].max()) < 8

@@ -47,9 +47,23 @@ def best_gap_bits(kept: np.ndarray, value_bits: int) -> int:
     """
     if len(kept) == 0:
         return 1
-    d = np.diff(np.concatenate(([-1], kept)))
-    costs = [(int(np.sum((d + (1 << b) - 1) >> b)) * (b + value_bits), b) for b in range(1, MAX_GAP_BITS + 1)]
-    return min(costs)[1]
+    entries = np.zeros(MAX_GAP_BITS + 1, dtype=np.int64)
+    for d in _gap_blocks(kept):
+        for b in range(1, MAX_GAP_BITS + 1):
+            entries[b] += int(np.sum((d + (1 << b) - 1) >> b))
+    return min((int(entries[b]) * (b + value_bits), b) for b in range(1, MAX_GAP_BITS + 1))[1]
+
+
+BLOCK = 1 << 20  # kept positions per block: bounds the temporaries of the gap computations
+
+
+def _gap_blocks(kept: np.ndarray):
+    """``diff([-1, *kept])`` in blocks of :data:`BLOCK` (int64)."""
+    prev = -1
+    for start in range(0, len(kept), BLOCK):
+        block = np.asarray(kept[start:start + BLOCK], dtype=np.int64)
+        yield np.diff(block, prepend=prev)
+        prev = int(block[-1])
 
 
 def relative(kept: np.ndarray, b: int) -> Positions:
@@ -66,14 +80,25 @@ def relative(kept: np.ndarray, b: int) -> Positions:
         >>> relative(np.array([1, 4, 20]), 3).entries.tolist()   # 12 is a filler
         [1, 4, 12, 20]
     """
-    kept = np.asarray(kept, dtype=np.int64)
-    prev = np.concatenate(([-1], kept[:-1]))
+    entries, gaps, last = [], [], -1
+    for start in range(0, len(kept), BLOCK):  # blocks: each needs only the previous block's last position
+        block = np.asarray(kept[start:start + BLOCK], dtype=np.int64)
+        e = _with_fillers(block, last, b)
+        entries.append(e)
+        gaps.append((np.diff(e, prepend=last) - 1).astype(np.uint16 if b <= 16 else np.int64))
+        last = int(block[-1])
+    entries = np.concatenate(entries) if entries else np.empty(0, dtype=np.int64)
+    gaps = np.concatenate(gaps) if gaps else np.empty(0, dtype=np.uint16)
+    return Positions("relative", {"b": b}, {"gaps": (gaps, 1 << b)}, entries)
+
+
+def _with_fillers(kept: np.ndarray, last: int, b: int) -> np.ndarray:
+    """``kept`` with a filler every ``2**b`` positions of a longer jump (the jump before the first from ``last``)."""
+    prev = np.concatenate(([last], kept[:-1]))
     fillers = (kept - prev - 1) >> b
     owner = np.repeat(np.arange(len(kept)), fillers + 1)
     step = np.arange(len(owner)) - np.repeat(np.cumsum(fillers + 1) - fillers - 1, fillers + 1)
-    entries = np.where(step < fillers[owner], prev[owner] + ((step + 1) << b), kept[owner])
-    gaps = np.diff(np.concatenate(([-1], entries))) - 1
-    return Positions("relative", {"b": b}, {"gaps": (gaps, 1 << b)}, entries)
+    return np.where(step < fillers[owner], prev[owner] + ((step + 1) << b), kept[owner])
 
 
 def csr(kept: np.ndarray, shape: tuple[int, ...]) -> Positions:
@@ -92,7 +117,7 @@ def _matrix(shape: tuple[int, ...]) -> tuple[int, int]:
 
 def bitmask(kept: np.ndarray, numel: int) -> Positions:
     """One bit per position."""
-    mask = np.zeros(numel, dtype=np.int64)
+    mask = np.zeros(numel, dtype=np.uint8)
     mask[kept] = 1
     return Positions("bitmask", {}, {"mask": (mask, 2)}, np.asarray(kept, dtype=np.int64))
 
@@ -104,11 +129,20 @@ def dense(numel: int) -> Positions:
 
 def candidates(kept: np.ndarray, shape: tuple[int, ...], value_bits: int) -> list[Positions]:
     """Every applicable method for these kept positions (relative with its best ``b``)."""
+    return [make() for make in candidate_makers(kept, shape, value_bits)]
+
+
+def candidate_makers(kept: np.ndarray, shape: tuple[int, ...], value_bits: int, dense_entries: bool = True) -> list:
+    """:func:`candidates` as functions that build one each, in the same order, so a caller can keep only the
+    best built so far (each candidate holds arrays as long as the tensor). ``dense_entries=False``: the dense
+    candidate lists no entries (a caller that knows every position carries a value)."""
     numel = int(np.prod(shape, dtype=np.int64))
-    out = [dense(numel), bitmask(kept, numel), relative(kept, best_gap_bits(kept, value_bits))]
+    no_entries = Positions("dense", {}, {}, np.empty(0, dtype=np.int64))
+    makers = [(lambda: dense(numel)) if dense_entries else (lambda: no_entries), lambda: bitmask(kept, numel),
+              lambda: relative(kept, best_gap_bits(kept, value_bits))]
     if numel and _matrix(shape)[1] >= 1:
-        out.append(csr(kept, shape))
-    return out
+        makers.append(lambda: csr(kept, shape))
+    return makers
 
 
 def stream_limits(method: str, params: dict, numel: int) -> dict[str, int]:

@@ -71,7 +71,7 @@ def encode_codes(name: str, codes: Codes, sections: Sections, coder: str, book_d
         best, kept = P.Positions("dense", {}, {}, np.empty(0, dtype=np.int64)), None
     else:
         kept = np.flatnonzero(idx >= 0)
-        best = min(P.candidates(kept, shape, codes.bits), key=lambda c: _codes_cost(c, idx, k, coder))
+        best = _cheapest_positions(P.candidate_makers(kept, shape, codes.bits, dense_entries=False), idx, k, coder)
         n_kept = len(kept)
     entry = {"name": name, "kind": "codes", "shape": list(shape), "dtype": "float32", "bits": int(codes.bits),
              "axis": codes.axis, "method": codes.method, "kept": int(n_kept)}
@@ -89,6 +89,18 @@ def encode_codes(name: str, codes: Codes, sections: Sections, coder: str, book_d
     del idx, kept
     entry["values"] = _add_stream(f"{name}/values", values, alphabet, sections, coder)
     return entry
+
+
+def _cheapest_positions(makers: list, idx: np.ndarray, k: int, coder: str) -> P.Positions:
+    """The first candidate of least coded size, building one at a time (bounded memory)."""
+    best, best_cost = None, None
+    for make in makers:
+        cand = make()
+        cost = _codes_cost(cand, idx, k, coder)
+        if best is None or cost < best_cost:
+            best, best_cost = cand, cost
+        del cand
+    return best
 
 
 def _float_dtype(values: torch.Tensor, same, book_dtype: str) -> torch.dtype:
