@@ -78,7 +78,7 @@ def test_alternating_symbols_cost_almost_nothing():
 
 
 def test_quantized_tables_sum_to_m_and_keep_every_used_symbol():
-    for counts in ([1, 0, 10 ** 9], [1] * 4096, [5], [0, 0, 1], list(range(300))):
+    for counts in ([1, 0, 10 ** 9], [1] * 4096, [5], [0, 0, 1], list(range(300)), [10 ** 6] + [1] * 4095):
         f = context.quantize(np.array(counts))
         assert f.sum() == M and np.all((f > 0) == (np.array(counts) > 0))
 
@@ -197,12 +197,18 @@ def test_absurd_context_tables_are_refused():
     cases = {"sum": (cmap, bad), "dup": (np.r_[cmap[:-1], cmap[0]], rows), "outside": (np.r_[cmap[:-1], k], rows),
              "huge": (cmap, np.where(rows == rows.max(), 1 << 50, rows))}
     zero = rows.copy()
-    zero[1] = 0  # a used context without a table
+    zero[0] += zero[1]
+    zero[1] = 0  # a used context without counts (the total still right)
     cases["empty row"] = (cmap, zero)
     ctx0 = rows.copy()
-    ctx0[0] = 0  # context 0 (every lane start) must have a table
+    ctx0[1] += ctx0[0]
+    ctx0[0] = 0  # context 0 (every lane start) must have counts
     cases["empty context 0"] = (cmap, ctx0)
-    messages = {"sum": "sum to", "empty context 0": "sum to", "empty row": "without a table"}
+    swapped = rows.copy()
+    swapped[1, [0, 1]] = swapped[1, [1, 0]]  # same total, other model: the payload no longer fits
+    cases["swapped"] = (cmap, swapped)
+    messages = {"sum": "do not sum", "huge": "do not sum", "empty context 0": "context 0",
+                "empty row": "without a table"}
     for label, (c, r) in cases.items():
         bad_data, bad_params = _rebuild(params, data, c, r)
         with pytest.raises(NetpressFormatError, match=messages.get(label)):
@@ -228,9 +234,11 @@ def test_states_below_the_interval_and_flipped_bits_are_refused():
 def test_decode_is_bounded_by_the_section_before_any_step(monkeypatch):
     """A huge count on a few bytes needs more lane states than the section holds: refused before decoding."""
     x, k, data, params = _stream()
+    cmap, rows = _map_and_rows(params, data, k)
+    rows[0, 0] += 10 ** 9 - len(x)  # counts that agree with the huge count
     monkeypatch.setattr(context, "_unrans", lambda *a: pytest.fail("decoding started"))
     with pytest.raises(NetpressFormatError, match="lane states"):
-        _decode(data, 10 ** 9, k, params)
+        _decode(*_rebuild(params, data, cmap, rows)[:1], 10 ** 9, k, _rebuild(params, data, cmap, rows)[1])
 
 
 def test_a_certain_symbol_decodes_fast_for_any_count():
@@ -255,3 +263,17 @@ def test_bad_context_parameters_in_a_file_are_typed_one_line_errors(tmp_path):
         assert "\n" not in str(err.value)
         with pytest.raises(NetpressFormatError, match="context count"):  # the manifest check, before any section
             check_manifest(split(edit(blob, change))[0])
+
+
+def test_counts_that_quantize_alike_must_still_match_the_symbols():
+    """With 2**17 symbols, counts [4a+1, 4b+1, 4c-2] quantize like [4a, 4b, 4c] (c largest): the payload decodes
+    cleanly, only the count check sees the table is not this stream's."""
+    want = [32_000, 32_000, 67_072]
+    x = np.random.default_rng(9).permutation(np.repeat(np.arange(3), want))
+    data, params = context.encode(x, 3)
+    cmap, rows = _map_and_rows(params, data, 3)
+    assert params["contexts"] == 1 and rows.tolist() == [want]
+    other = [want[0] + 1, want[1] + 1, want[2] - 2]
+    assert np.array_equal(context.quantize(np.array(other)), context.quantize(np.array(want)))
+    with pytest.raises(NetpressFormatError, match="do not match the context counts"):
+        _decode(*_rebuild(params, data, cmap, [other])[:1], len(x), 3, _rebuild(params, data, cmap, [other])[1])

@@ -1,12 +1,13 @@
 """Context-adaptive coding: order-1 context model (the previous symbol) with per-context tables, interleaved rANS.
 
 Two passes: the encoder counts symbol pairs, picks which previous symbols earn a context of their own (the rest
-share context 0), and stores one 15-bit frequency table per context in the section. The decoder never adapts,
-so every step is an integer table lookup, vectorised across lanes.
+share context 0), and stores each context's symbol counts in the section; both sides quantize them to 15-bit
+frequencies (:func:`quantize`, integer arithmetic). The decoder never adapts, so every step is an integer table
+lookup, vectorised across lanes.
 
 Section layout (manifest parameters: ``count``, ``alphabet``, ``contexts`` = m, ``table_bytes``):
     map        m - 1 unsigned LEB128 varints: the previous symbols that select contexts 1 .. m-1
-    tables     m * alphabet varints: each context's frequencies, summing to 2**15 (or all 0: unused context)
+    tables     m * alphabet varints: each context's symbol counts (all summing to ``count``)
     states     lanes * uint32 little-endian: each lane's final rANS state
     words      uint16 little-endian renormalisation words, in decode order
 
@@ -57,7 +58,7 @@ def choose_map(symbols: np.ndarray, alphabet: int) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (joint / n_p[:, None]) / (marginal / marginal.sum())
         gain = np.where(joint > 0, joint * np.log2(ratio), 0.0).sum(1)
-    cost = 8 * (alphabet + 2 * (joint > 0).sum(1) + 2)  # a table row in bits (zeros 1 byte, used ~3)
+    cost = 8 * (alphabet + (joint >= 128).sum(1) + (joint >= 1 << 14).sum(1) + 1)  # a row of count varints, bits
     net = gain - cost
     order = np.argsort(-net, kind="stable")
     keep = order[net[order] > 0][:MAX_CONTEXTS - 1]
@@ -75,7 +76,12 @@ def contexts_of(symbols: np.ndarray, cmap: np.ndarray, alphabet: int) -> np.ndar
 
 
 def quantize(counts: np.ndarray) -> np.ndarray:
-    """Frequencies summing to ``M`` (every used symbol >= 1) from a row of counts; all zeros stay zeros."""
+    """Frequencies summing to ``M`` (every used symbol >= 1) from a row of counts; all zeros stay zeros.
+
+    ``f = max(floor(counts * M / n), 1)`` for used symbols; a shortfall goes to the (first) most frequent symbol;
+    an excess is taken from the largest frequencies first (stable order), each kept >= 1. Integer-only, so a
+    decoder reproduces it exactly.
+    """
     counts = np.asarray(counts, dtype=np.int64)
     n = int(counts.sum())
     if n == 0:
@@ -83,12 +89,12 @@ def quantize(counts: np.ndarray) -> np.ndarray:
     f = counts * M // n
     f[(counts > 0) & (f == 0)] = 1
     excess = int(f.sum()) - M
-    while excess > 0:  # take from the largest entries, never below 1
-        j = int(np.argmax(f))
-        take = min(excess, int(f[j]) - 1)
-        f[j] -= take
-        excess -= take
-    f[int(np.argmax(counts))] -= excess  # excess <= 0 here: the most frequent symbol gets the rest
+    if excess > 0:
+        order = np.argsort(-f, kind="stable")
+        room = f[order] - 1
+        f[order] -= np.clip(excess - (np.cumsum(room) - room), 0, room)
+    else:
+        f[int(np.argmax(counts))] -= excess
     return f
 
 
@@ -119,7 +125,7 @@ def encode(symbols: np.ndarray, alphabet: int, cmap: np.ndarray | None = None) -
     counts = np.bincount(ctx * alphabet + x, minlength=m * alphabet).reshape(m, alphabet)
     freq = np.stack([quantize(row) for row in counts])
     cum = np.cumsum(freq, axis=1) - freq
-    table = varints(cmap) + varints(freq.reshape(-1))
+    table = varints(cmap) + varints(counts.reshape(-1))
     states, words = _rans(x, (ctx * alphabet + x), freq.reshape(-1), cum.reshape(-1))
     data = table + states.astype("<u4").tobytes() + words.astype("<u2").tobytes()
     return data, {"contexts": m, "table_bytes": len(table)}
@@ -158,7 +164,7 @@ def decode(data: bytes, count: int, alphabet: int, params: dict, section: str = 
         check(len(data) == 0 and m == 1, section, "a stream with one possible symbol has no data")
         return np.zeros(count, dtype=np.int64)
     raw = np.frombuffer(data, dtype=np.uint8)
-    cmap, freq = _tables(raw[:table_bytes], m, alphabet, section)
+    cmap, counts = _tables(raw[:table_bytes], m, alphabet, count, section)
     lanes = lanes_for(count)
     rest = len(raw) - table_bytes - 4 * lanes
     check(rest >= 0 and rest % 2 == 0, section, f"{len(raw) - table_bytes} bytes after the tables do not hold "
@@ -166,22 +172,25 @@ def decode(data: bytes, count: int, alphabet: int, params: dict, section: str = 
     state = raw[table_bytes:table_bytes + 4 * lanes].view("<u4").astype(np.int64)
     check(bool(np.all(state >= LOW)), section, "rANS state below its interval")
     words = raw[table_bytes + 4 * lanes:].view("<u2").astype(np.int64)
-    return _unrans(state, words, cmap, freq, count, alphabet, section)
+    out = _unrans(state, words, cmap, np.stack([quantize(row) for row in counts]), count, alphabet, section)
+    got = np.bincount(contexts_of(out, cmap, alphabet) * alphabet + out, minlength=m * alphabet)
+    check(bool(np.array_equal(got, counts.reshape(-1))), section, "decoded symbols do not match the context counts")
+    return out
 
 
-def _tables(raw: np.ndarray, m: int, alphabet: int, section: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validated context map and frequency tables (``m x alphabet``)."""
+def _tables(raw: np.ndarray, m: int, alphabet: int, count: int, section: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validated context map and count tables (``m x alphabet``)."""
     cmap, used = read_varints(raw, m - 1, section)
     check(bool(np.all(cmap < alphabet)) and len(np.unique(cmap)) == m - 1, section,
           "context map names a symbol twice or outside the alphabet")
     check(len(raw) - used >= m * alphabet, section, "context tables are truncated")
-    freq, more = read_varints(raw[used:], m * alphabet, section)
+    counts, more = read_varints(raw[used:], m * alphabet, section)
     check(used + more == len(raw), section, "context table length mismatch")
-    freq = freq.reshape(m, alphabet)
-    sums = freq.sum(1)
-    check(bool(np.all((sums == M) | (sums == 0))) and int(sums[0]) == M, section,
-          f"a context's frequencies must sum to {M} (context 0 always, others or 0)")
-    return cmap, freq
+    check(bool(np.all(counts <= count)) and int(counts.sum()) == count, section,
+          f"context counts do not sum to the stream's {count} symbols")
+    counts = counts.reshape(m, alphabet)
+    check(int(counts[0].sum()) > 0, section, "context 0 (every lane's start) has no counts")
+    return cmap, counts
 
 
 def _unrans(state: np.ndarray, words: np.ndarray, cmap: np.ndarray, freq: np.ndarray, count: int, alphabet: int,
@@ -231,5 +240,5 @@ def estimated_bytes(symbols: np.ndarray, alphabet: int) -> int:
     n = counts.sum(1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         bits = float(np.where(counts > 0, -counts * np.log2(counts / np.maximum(n, 1)), 0.0).sum())
-    table = len(varints(cmap)) + m * alphabet + 2 * int((counts > 0).sum())
+    table = len(varints(cmap)) + len(varints(counts.reshape(-1)))
     return table + 4 * lanes_for(len(x)) + 2 * (int(bits) // 16 + 1)
