@@ -91,7 +91,7 @@ def quantize(counts: np.ndarray) -> np.ndarray:
     excess = int(f.sum()) - M
     if excess > 0:
         order = np.argsort(-f, kind="stable")
-        room = f[order] - 1
+        room = np.maximum(f[order] - 1, 0)  # unused symbols (0) give nothing
         f[order] -= np.clip(excess - (np.cumsum(room) - room), 0, room)
     else:
         f[int(np.argmax(counts))] -= excess
