@@ -278,3 +278,13 @@ def test_counts_that_quantize_alike_must_still_match_the_symbols():
     assert np.array_equal(context.quantize(np.array(other)), context.quantize(np.array(want)))
     with pytest.raises(NetpressFormatError, match="do not match the context counts"):
         _decode(*_rebuild(params, data, cmap, [other])[:1], len(x), 3, _rebuild(params, data, cmap, [other])[1])
+
+
+def test_recipes_accept_the_context_coder():
+    from netpress.errors import NetpressError
+    from netpress.pipeline.recipe import parse_recipe
+
+    recipe = parse_recipe({"stages": [{"encode": {"coder": "context"}}]})
+    assert recipe.stages[0].hparams.coder == "context"
+    with pytest.raises(NetpressError, match="coder"):
+        parse_recipe({"stages": [{"encode": {"coder": "contexts"}}]})
