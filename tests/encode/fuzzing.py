@@ -19,7 +19,7 @@ from netpress.encode import load_state
 from netpress.errors import NetpressError
 
 VALUES = [0, -1, 1, 2, 3, 7, 8, 16, 255, 1 << 16, 1 << 20, 1 << 31, 1 << 40, 1 << 63, 10 ** 30, -(1 << 31), 0.5,
-          1e300, None, True, False, "", "x", "none", "zstd", "huffman", "ans", "packed", "relative", "csr",
+          1e300, None, True, False, "", "x", "none", "zstd", "huffman", "ans", "packed", "context", "relative", "csr",
           "bitmask", "dense", "\ud800", [], [1], [0, 0], [1, 4096, 4096], {}, {"a": 1}]
 KINDS = ("bytes", "section", "manifest")
 REINTERPRET = ("dtype", "shape", "axis", "name")  # manifest fields that may legitimately change what loads

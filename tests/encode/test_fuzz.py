@@ -6,8 +6,9 @@ import random
 import pytest
 
 import netpress
+from encode_helpers import runs_model
 from fuzzing import KINDS, run_case
-from netpress.encode import load_state
+from netpress.encode import load_state, read_manifest
 from netpress.prune.masks import plain_state_dict
 
 CASES = 240          # per file, split evenly over the three kinds
@@ -18,17 +19,21 @@ def _registry_load(path):
     return plain_state_dict(netpress.load(path))
 
 
-@pytest.mark.parametrize("which", ["registry", "user"])
+@pytest.mark.parametrize("which", ["registry", "user", "context"])
 def test_fuzz_every_case_is_typed_or_faithful(tmp_path, small_registry_model, user_model, which):
     path = tmp_path / "orig.netp"
     if which == "registry":
         netpress.save(small_registry_model, path, coder="huffman")
         load = _registry_load
+    elif which == "context":  # context-coded value streams (docs/format.md 4.4)
+        netpress.save(runs_model(), path, coder="context")
+        assert "context" in {t["values"]["coding"] for t in read_manifest(path)["tensors"] if t["kind"] == "codes"}
+        load = _registry_load
     else:
         netpress.save(user_model, path, coder="auto")
         load = load_state
     blob = path.read_bytes()
-    original = {k: v for k, v in (load(path) if which == "registry" else load(path)[0]).items()}
+    original = {k: v for k, v in (load(path) if which != "user" else load(path)[0]).items()}
     run = (lambda p: load(p)[0]) if which == "user" else load
     rng = random.Random(1234)
     outcomes = [run_case(tmp_path / "case.netp", blob, original, KINDS[i % 3], rng, run) for i in range(CASES)]

@@ -38,8 +38,9 @@ def save(model: nn.Module, path: str | os.PathLike, *, recipe: Any = None, metri
         path: the file to write.
         recipe: how the model was made (any JSON-able value), stored in the manifest.
         metrics: measured results (e.g. ``{'test_accuracy': 0.89}``), stored in the manifest.
-        coder: ``'huffman'`` (default), ``'ans'``, ``'auto'`` (smallest per stream) or ``'packed'`` (fixed-width
-            fields, no entropy coding: Deep Compression's P+Q stage).
+        coder: ``'huffman'`` (default), ``'ans'``, ``'context'`` (ANS or the context coder, whichever is smaller),
+            ``'auto'`` (smallest per stream) or ``'packed'`` (fixed-width fields, no entropy coding: Deep
+            Compression's P+Q stage).
         codes: explicit ``{plain_name: Codes}`` (default: ``export_codes(model)``).
         codebook_dtype: ``'auto'`` (float16 codebooks / scales where the decoded weights stay bit-identical),
             ``'float32'``, or ``'float16'`` (always; lossy: the file then decodes to float16-rounded values).

@@ -21,7 +21,7 @@ import zlib
 from pathlib import Path
 
 MAGIC = b"\x89NETP\r\n\x1a"
-MAJOR, MINOR = 1, 1  # 1.1: affine codes, float16 codebooks, zstd-planes, activation quantizers (docs/format.md)
+MAJOR, MINOR = 1, 2  # 1.1: affine codes, float16 codebooks, zstd-planes, activation quantizers; 1.2: context coding
 HEADER = struct.Struct("<8sHHIII")
 FLAG_ZSTD_MANIFEST = 1
 MAX_MANIFEST = 64 << 20

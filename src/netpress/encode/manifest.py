@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from netpress.encode.context import MAX_CONTEXTS
 from netpress.encode.errors import NetpressFormatError, check
 from netpress.encode.positions import METHODS
 from netpress.errors import ConfigError
@@ -117,6 +118,9 @@ def _check_stream(meta: object, where: str) -> None:
     check(isinstance(meta.get("coding"), str), where, f"bad coding {_short(meta.get('coding'))}")
     check(is_int(meta.get("count")), where, f"bad symbol count {_short(meta.get('count'))}")
     check(is_int(meta.get("alphabet"), 1), where, f"bad alphabet size {_short(meta.get('alphabet'))}")
+    if meta["coding"] == "context":  # parameters of the context coder (docs/format.md 4.4)
+        check(is_int(meta.get("contexts"), 1, MAX_CONTEXTS), where, f"bad context count {_short(meta.get('contexts'))}")
+        check(is_int(meta.get("table_bytes")), where, f"bad table size {_short(meta.get('table_bytes'))}")
     entropy = meta.get("entropy")
     check(entropy is None or (isinstance(entropy, (int, float)) and not isinstance(entropy, bool)), where,
           "entropy must be a number")

@@ -1,4 +1,5 @@
-"""One integer stream -> one section: fixed-width packing, canonical Huffman or ANS, whichever is smallest.
+"""One integer stream -> one section: fixed-width packing, canonical Huffman, ANS or the context coder, whichever
+is smallest.
 
 A stream's manifest entry: ``{"section", "coding", "count", "alphabet", ...coding parameters, "entropy"}``
 (``entropy``: empirical bits per symbol, for reports only).
@@ -7,13 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from netpress.encode import ans, huffman
+from netpress.encode import ans, context, huffman
 from netpress.encode.bits import as_symbols, histogram, pack, unpack, width_for
 from netpress.encode.errors import NetpressFormatError, check
 
-CODERS = ("huffman", "ans", "auto", "packed")  # packed: fixed-length indices, no entropy coding
-CANDIDATES = {"huffman": ("packed", "huffman"), "ans": ("packed", "ans"), "auto": ("packed", "huffman", "ans"),
-              "packed": ("packed",)}
+CODERS = ("huffman", "ans", "auto", "packed", "context")  # packed: fixed-length indices, no entropy coding
+CANDIDATES = {"huffman": ("packed", "huffman"), "ans": ("packed", "ans"),
+              "auto": ("packed", "huffman", "ans", "context"), "packed": ("packed",),
+              "context": ("packed", "ans", "context")}  # context: kept only where it beats ANS
+TRY_ALL = ("auto", "context")  # coders whose entropy-coded candidates are all encoded, the smallest kept
+ENCODERS = {"huffman": huffman.encode, "ans": ans.encode, "context": context.encode}
 
 
 def entropy(symbols: np.ndarray, alphabet: int) -> float:
@@ -36,6 +40,8 @@ def estimate(symbols: np.ndarray, alphabet: int, coder: str) -> tuple[str, int]:
         sizes["huffman"] = table + chunks + (huffman.encoded_bits(counts, lengths) + 7) // 8
     if "ans" in CANDIDATES[coder] and alphabet <= 1 << 20:
         sizes["ans"] = ans.estimated_bytes(counts)
+    if "context" in CANDIDATES[coder] and _applicable("context", alphabet):
+        sizes["context"] = context.estimated_bytes(symbols, alphabet)
     best = min(sizes, key=lambda k: (sizes[k], k != "packed"))
     return best, sizes[best]
 
@@ -46,7 +52,8 @@ def encode_stream(symbols: np.ndarray, alphabet: int, coder: str = "huffman") ->
     Args:
         symbols: integers in ``[0, alphabet)``.
         alphabet: alphabet size (>= 1).
-        coder: ``'huffman'`` (packed or Huffman), ``'ans'`` (packed or ANS), ``'auto'`` (any), ``'packed'``.
+        coder: ``'huffman'`` (packed or Huffman), ``'ans'`` (packed or ANS), ``'auto'`` (any), ``'packed'``,
+            ``'context'`` (packed, ANS or the context coder: the context coder only where it is smaller).
 
     Returns:
         ``(section bytes, manifest entry without 'section')``.
@@ -61,9 +68,10 @@ def encode_stream(symbols: np.ndarray, alphabet: int, coder: str = "huffman") ->
     meta = {"count": int(len(symbols)), "alphabet": int(alphabet), "entropy": round(entropy(symbols, alphabet), 6)}
     if coding == "packed":
         return pack(symbols, width_for(alphabet - 1)), {"coding": "packed", **meta, "width": width_for(alphabet - 1)}
-    # 'auto': the estimates are close calls between Huffman and ANS, so encode both and keep the smaller
-    tried = [coding] if coder != "auto" else [c for c in ("huffman", "ans") if _applicable(c, alphabet)]
-    options = [((huffman if c == "huffman" else ans).encode(symbols, alphabet), c) for c in tried]
+    # 'auto' / 'context': the estimates are close calls, so encode every candidate and keep the smallest
+    tried = [coding] if coder not in TRY_ALL else \
+        [c for c in CANDIDATES[coder] if c != "packed" and _applicable(c, alphabet)]
+    options = [(ENCODERS[c](symbols, alphabet), c) for c in tried]
     (data, params), coding = min(options, key=lambda o: len(o[0][0]))
     packed_len = (len(symbols) * width_for(alphabet - 1) + 7) // 8
     if packed_len <= len(data):
@@ -72,7 +80,7 @@ def encode_stream(symbols: np.ndarray, alphabet: int, coder: str = "huffman") ->
 
 
 def _applicable(coding: str, alphabet: int) -> bool:
-    return alphabet <= (huffman.MAX_ALPHABET if coding == "huffman" else 1 << 20)
+    return alphabet <= {"huffman": huffman.MAX_ALPHABET, "context": context.MAX_ALPHABET}.get(coding, 1 << 20)
 
 
 def decode_stream(data: bytes, meta: dict, section: str = "stream", max_count: int | None = None,
@@ -101,6 +109,8 @@ def decode_stream(data: bytes, meta: dict, section: str = "stream", max_count: i
         out = huffman.decode(data, count, alphabet, meta, section)
     elif coding == "ans":
         out = ans.decode(data, count, alphabet, meta, section)
+    elif coding == "context":
+        out = context.decode(data, count, alphabet, meta, section)
     else:
         raise NetpressFormatError(section, f"unknown coding {coding!r}")
     check(count == 0 or int(out.max()) < alphabet, section, "symbol outside the alphabet")

@@ -125,7 +125,7 @@ class OneshotQuantize(Hparams):
 
 @dataclasses.dataclass(frozen=True)
 class OneshotEncode(Hparams):
-    """Writing the ``.netp`` file; ``coder``: ``ans`` (default), ``huffman``, ``auto`` or ``packed``."""
+    """Writing the ``.netp`` file; ``coder``: ``ans`` (default), ``huffman``, ``context``, ``auto`` or ``packed``."""
 
     coder: str = "ans"
 

@@ -121,7 +121,8 @@ class QuantizeStage(Hparams):
 
 @dataclasses.dataclass(frozen=True)
 class EncodeStage(Hparams):
-    """Writing the ``.netp`` file. ``coder``: ``huffman`` (the paper), ``ans``, ``auto`` (smaller per stream), ``packed`` (fixed-length)."""
+    """Writing the ``.netp`` file. ``coder``: ``huffman`` (the paper), ``ans``, ``context`` (the context coder where
+    it beats ANS), ``auto`` (smallest per stream), ``packed`` (fixed-length)."""
 
     coder: str = "huffman"
 
