@@ -119,6 +119,8 @@ def worker(row: str, calib_n: int, eval_n: int, threads: int) -> dict:
     fp32 = 4 * sum(p.numel() for p in encoder.parameters())
     held_inputs = hf.TextInputs(held, tokenizer, batch_size=32)
     ref = hf.embed(encoder, held_inputs)
+    with torch.no_grad():  # page in every weight (safetensors maps them lazily): the baseline is the loaded model
+        sum(float(p.sum()) for p in encoder.parameters())
     before = rss_bytes()
     reset_peak()
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,7 +195,9 @@ def markdown(rows: list[dict], args) -> str:
              "", f"{args.calib} calibration sentences, {args.eval} held-out sentences (disjoint, eight topics, built "
              f"from templates); {args.threads} torch threads per row, one subprocess per row, {args.jobs} row(s) at a "
              f"time. Load average of the 2-core machine at the start: {args.load}; wall times grow with the load, CPU "
-             "seconds (all threads of the row's process) are the steadier figure.", "", head]
+             "seconds (all threads of the row's process) are the steadier figure. Peak RSS is measured over the "
+             "whole row (compress, write, reload with `netpress.hf.load`); the extra RSS is above the loaded model, "
+             "every weight paged in first (safetensors maps them lazily).", "", head]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['row']} | error: {r['error']} |" + " |" * 10)

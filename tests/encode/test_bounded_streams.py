@@ -154,3 +154,25 @@ def test_relative_positions_and_gap_width_in_blocks_equal_one_block(monkeypatch)
         assert np.array_equal(blocked.streams["gaps"][0], ref.streams["gaps"][0])
     codes = P.relative(kept, 3)
     assert codes.streams["gaps"][0].dtype == np.uint16 and int(codes.streams["gaps"][0].max()) < 8
+
+
+@pytest.mark.parametrize("coder", ["ans", "huffman", "packed"])
+def test_position_costs_from_block_histograms_equal_the_built_candidates(coder, monkeypatch):
+    from netpress.encode import positions as P
+    from netpress.encode import tensors as T
+
+    rng = np.random.default_rng(3)
+    shape, k = (40, 96), 16
+    patterns = {"iid 10%": rng.random(shape) < 0.1, "iid 70%": rng.random(shape) < 0.7,
+                "rows": np.repeat(rng.random((40, 1)) < 0.5, 96, 1), "runs": np.tile(np.arange(96) < 20, (40, 1))}
+    monkeypatch.setattr(P, "BLOCK", 33)  # several blocks per tensor
+    for name, keep in patterns.items():
+        idx = np.where(keep, rng.integers(0, k, shape), -1).reshape(-1).astype(np.int8)
+        kept = np.flatnonzero(idx >= 0)
+        built = P.candidates(kept, shape, 4)
+        for cand in built:
+            counted = T._counted_cost(cand.method, kept, shape, 4, idx, k, coder)
+            assert counted == T._codes_cost(cand, idx, k, coder), (name, cand.method)
+        best = T._cheapest_positions(kept, shape, 4, idx, k, coder)
+        reference = min(built, key=lambda c: T._codes_cost(c, idx, k, coder))
+        assert (best.method, best.params) == (reference.method, reference.params), name

@@ -81,3 +81,19 @@ def test_step_needs_uniform_per_channel_codes():
     with pytest.raises(ConfigError, match="step"):
         OneshotQuantize(method="kmeans", bits=4, step=0.5)
     assert OneshotQuantize(method="gptq", bits=8, step=0.5).step == 0.5
+
+
+@pytest.mark.parametrize("hp", [GPTQHparams(bits=3), GPTQHparams(bits=8, step=0.4),
+                                GPTQHparams(bits=4, granularity="group", group_size=8),
+                                GPTQHparams(bits=4, granularity="group", group_size=8, act_order=True)])
+def test_round_to_nearest_in_row_blocks_equals_column_by_column(hp):
+    from netpress.quantize.gptq import UniformRounder
+
+    w = laplace(37, 32, seed=9)
+    w[3, :5] = 0  # pruned weights stay zero
+    keep = w != 0
+    by_column = UniformRounder(w, None, hp, keep)
+    reference = torch.stack([by_column.column(j, w) for j in range(w.shape[1])], 1)
+    blocked = UniformRounder(w, None, hp, keep).nearest(w, block_rows=5)
+    assert torch.equal(blocked, reference)
+    assert torch.equal(gptq_codes(w, None, hp).decode(), reference)

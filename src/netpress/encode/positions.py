@@ -66,6 +66,39 @@ def _gap_blocks(kept: np.ndarray):
         prev = int(block[-1])
 
 
+def stream_counts(method: str, kept: np.ndarray, shape: tuple[int, ...], value_bits: int) -> tuple[dict, int]:
+    """What :func:`candidates`' ``method`` would produce, as histograms, computed in blocks without building it.
+
+    Returns:
+        ``({stream: (counts, length, alphabet)}, fillers)``: ``fillers`` are relative's extra entries (their
+        value is the "zero" symbol); 0 for the other methods. Equal to ``np.bincount`` of the built streams.
+    """
+    numel = int(np.prod(shape, dtype=np.int64))
+    n = len(kept)
+    if method == "dense":
+        return {}, 0
+    if method == "bitmask":
+        return {"mask": (np.array([numel - n, n], dtype=np.int64), numel, 2)}, 0
+    if method == "csr":
+        rows, cols = _matrix(shape)
+        per_row = np.zeros(rows, dtype=np.int64)
+        col_counts = np.zeros(cols, dtype=np.int64)
+        for start in range(0, n, BLOCK):
+            r, c = np.divmod(np.asarray(kept[start:start + BLOCK], dtype=np.int64), cols)
+            per_row += np.bincount(r, minlength=rows)
+            col_counts += np.bincount(c, minlength=cols)
+        return {"row_counts": (np.bincount(per_row, minlength=cols + 1), rows, cols + 1),
+                "cols": (col_counts, n, cols)}, 0
+    b = best_gap_bits(kept, value_bits)
+    gaps, fillers = np.zeros(1 << b, dtype=np.int64), 0
+    for d in _gap_blocks(kept):
+        f = (d - 1) >> b
+        fillers += int(f.sum())
+        gaps += np.bincount(d - 1 - (f << b), minlength=1 << b)
+    gaps[(1 << b) - 1] += fillers
+    return {"gaps": (gaps, n + fillers, 1 << b)}, fillers
+
+
 def relative(kept: np.ndarray, b: int) -> Positions:
     """Relative indices of ``kept`` in ``b`` bits, with filler entries where a jump exceeds ``2**b``.
 

@@ -30,8 +30,29 @@ def entropy(symbols: np.ndarray, alphabet: int) -> float:
 
 def estimate(symbols: np.ndarray, alphabet: int, coder: str) -> tuple[str, int]:
     """The coding ``coder`` would pick for this stream and its approximate size in bytes."""
-    counts = histogram(as_symbols(symbols), alphabet)
-    n = len(symbols)
+    sizes = _sizes(histogram(as_symbols(symbols), alphabet), len(symbols), alphabet, coder)
+    if "context" in CANDIDATES[coder] and _applicable("context", alphabet):
+        sizes["context"] = context.estimated_bytes(symbols, alphabet)
+    best = min(sizes, key=lambda k: (sizes[k], k != "packed"))
+    return best, sizes[best]
+
+
+def needs_sequence(coder: str) -> bool:
+    """Whether ``coder``'s size estimates need the symbols in order (else a histogram suffices)."""
+    return "context" in CANDIDATES[coder]
+
+
+def estimate_counts(counts: np.ndarray, n: int, alphabet: int, coder: str) -> tuple[str, int]:
+    """:func:`estimate` from the stream's histogram ``counts`` and length ``n`` (``coder`` must not
+    :func:`needs_sequence`)."""
+    if needs_sequence(coder):
+        raise ValueError(f"coder {coder!r} estimates from the symbol sequence, not a histogram")
+    sizes = _sizes(np.asarray(counts, dtype=np.int64), n, alphabet, coder)
+    best = min(sizes, key=lambda k: (sizes[k], k != "packed"))
+    return best, sizes[best]
+
+
+def _sizes(counts: np.ndarray, n: int, alphabet: int, coder: str) -> dict[str, int]:
     sizes = {"packed": (n * width_for(alphabet - 1) + 7) // 8}
     if "huffman" in CANDIDATES[coder] and alphabet <= huffman.MAX_ALPHABET:
         lengths = huffman.code_lengths(counts)
@@ -40,10 +61,7 @@ def estimate(symbols: np.ndarray, alphabet: int, coder: str) -> tuple[str, int]:
         sizes["huffman"] = table + chunks + (huffman.encoded_bits(counts, lengths) + 7) // 8
     if "ans" in CANDIDATES[coder] and alphabet <= 1 << 20:
         sizes["ans"] = ans.estimated_bytes(counts)
-    if "context" in CANDIDATES[coder] and _applicable("context", alphabet):
-        sizes["context"] = context.estimated_bytes(symbols, alphabet)
-    best = min(sizes, key=lambda k: (sizes[k], k != "packed"))
-    return best, sizes[best]
+    return sizes
 
 
 def encode_stream(symbols: np.ndarray, alphabet: int, coder: str = "huffman") -> tuple[bytes, dict]:

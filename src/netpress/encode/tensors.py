@@ -22,7 +22,9 @@ from netpress.encode import positions as P
 from netpress.encode.container import zstd_compress, zstd_decompress
 from netpress.encode.errors import check
 from netpress.encode.manifest import shape_of
-from netpress.encode.streams import decode_stream, encode_stream, estimate
+from netpress.encode.bits import histogram
+from netpress.encode.streams import (decode_stream, encode_stream, estimate, estimate_counts,
+                                      needs_sequence)
 from netpress.quantize.codes import Codes, decode_affine, decode_indices, slice_count
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -71,7 +73,7 @@ def encode_codes(name: str, codes: Codes, sections: Sections, coder: str, book_d
         best, kept = P.Positions("dense", {}, {}, np.empty(0, dtype=np.int64)), None
     else:
         kept = np.flatnonzero(idx >= 0)
-        best = _cheapest_positions(P.candidate_makers(kept, shape, codes.bits, dense_entries=False), idx, k, coder)
+        best = _cheapest_positions(kept, shape, codes.bits, idx, k, coder)
         n_kept = len(kept)
     entry = {"name": name, "kind": "codes", "shape": list(shape), "dtype": "float32", "bits": int(codes.bits),
              "axis": codes.axis, "method": codes.method, "kept": int(n_kept)}
@@ -91,16 +93,43 @@ def encode_codes(name: str, codes: Codes, sections: Sections, coder: str, book_d
     return entry
 
 
-def _cheapest_positions(makers: list, idx: np.ndarray, k: int, coder: str) -> P.Positions:
-    """The first candidate of least coded size, building one at a time (bounded memory)."""
-    best, best_cost = None, None
-    for make in makers:
-        cand = make()
-        cost = _codes_cost(cand, idx, k, coder)
-        if best is None or cost < best_cost:
-            best, best_cost = cand, cost
-        del cand
-    return best
+def _cheapest_positions(kept: np.ndarray, shape: tuple, bits: int, idx: np.ndarray, k: int,
+                        coder: str) -> P.Positions:
+    """The first position method of least coded size (positions + values). From histograms counted in blocks
+    where the coder's estimate needs no more (only the winner is built); else each candidate built in turn."""
+    makers = P.candidate_makers(kept, shape, bits, dense_entries=False)
+    if needs_sequence(coder):
+        best, best_cost = None, None
+        for make in makers:
+            cand = make()
+            cost = _codes_cost(cand, idx, k, coder)
+            if best is None or cost < best_cost:
+                best, best_cost = cand, cost
+            del cand
+        return best
+    methods = ["dense", "bitmask", "relative", "csr"][:len(makers)]
+    costs = [_counted_cost(m, kept, shape, bits, idx, k, coder) for m in methods]
+    return makers[costs.index(min(costs))]()
+
+
+def _counted_cost(method: str, kept: np.ndarray, shape: tuple, bits: int, idx: np.ndarray, k: int, coder: str) -> int:
+    """:func:`_codes_cost` of ``method`` from histograms (equal sizes, nothing as long as the tensor built)."""
+    streams, fillers = P.stream_counts(method, kept, shape, bits)
+    values = np.zeros(k + 1, dtype=np.int64)  # symbol k: a pruned position (dense) or a filler (relative)
+    if method == "dense":
+        for start in range(0, idx.size, P.BLOCK):
+            block = idx[start:start + P.BLOCK]
+            values[:k] += histogram(block[block >= 0], k)
+            values[k] += int(np.count_nonzero(block < 0))
+        alphabet, n = k + 1, idx.size
+    else:
+        for start in range(0, len(kept), P.BLOCK):
+            values[:k] += histogram(idx[kept[start:start + P.BLOCK]], k)
+        values[k] = fillers
+        alphabet, n = (k + 1, len(kept) + fillers) if method == "relative" else (k, len(kept))
+        values = values[:alphabet]
+    cost = estimate_counts(values, n, alphabet, coder)[1]
+    return cost + sum(estimate_counts(c, length, a, coder)[1] for c, length, a in streams.values())
 
 
 def _float_dtype(values: torch.Tensor, same, book_dtype: str) -> torch.dtype:

@@ -188,6 +188,20 @@ class UniformRounder(Rounder):
         q = fake_quantize(w[:, j], self.scale[:, g], self.zp[:, g], self.spec.qmin, self.spec.qmax)
         return q.to(w.dtype) * self.keep[:, j]
 
+    def nearest(self, w: torch.Tensor, block_rows: int = 4096) -> torch.Tensor:
+        """Round-to-nearest of all of ``w`` (no error feedback), in blocks of rows: equal to rounding it column
+        by column (per group the ranges are fitted on ``w`` itself, as the sweep would without feedback)."""
+        if self.dynamic:
+            width = self.hp.group_size
+            for g in range(w.shape[1] // width):
+                self._fit(g, w[:, g * width:(g + 1) * width], g * width)
+        out = torch.empty_like(w)
+        for r in range(0, w.shape[0], block_rows):
+            rows = slice(r, r + block_rows)
+            scale, zp = self.scale[rows][:, self.col_group], self.zp[rows][:, self.col_group]
+            out[rows] = fake_quantize(w[rows], scale, zp, self.spec.qmin, self.spec.qmax).to(w.dtype) * self.keep[rows]
+        return out
+
     def codes(self, q: torch.Tensor, shape: torch.Size) -> Codes:
         """The :class:`Codes` of the swept result ``q`` (matrix view) for a weight of ``shape``."""
         scale, zp = (self.scale.reshape(-1), self.zp.reshape(-1)) if self.group else (self.scale[:, 0], self.zp[:, 0])
@@ -259,7 +273,8 @@ def gptq_codes(w: torch.Tensor, hessian: torch.Tensor | None, hp: GPTQHparams = 
     else:
         rounder = UniformRounder(mat.to(dtype), hessian, hp, keep)
     if hessian is None:
-        q = torch.stack([rounder.column(j, mat.to(dtype)) for j in range(mat.shape[1])], 1)
+        q = rounder.nearest(mat.to(dtype)) if isinstance(rounder, UniformRounder) else \
+            torch.stack([rounder.column(j, mat.to(dtype)) for j in range(mat.shape[1])], 1)
     else:
         q = obs_sweep(mat, hessian, rounder, blocksize=hp.blocksize, percdamp=hp.percdamp, act_order=hp.act_order)
     if hp.method == "kmeans":
