@@ -129,9 +129,10 @@ def _pack(levels: torch.Tensor, bits: int) -> torch.Tensor:
     return pack4(levels) if bits == 4 else levels.to(torch.uint8)
 
 
-def _grid_step(book: torch.Tensor, counts: torch.Tensor, origin: torch.Tensor) -> torch.Tensor | None:
+def _grid_step(book: torch.Tensor, counts: torch.Tensor, origin: torch.Tensor,
+               partial: bool = False) -> torch.Tensor | None:
     """Per-row step ``s`` such that every valid ``(book - origin) / s`` is an integer (the smallest gap divided by
-    the smallest ``d <= 16`` that works), or None when some row has no such step."""
+    the smallest ``d <= 16`` that works), or None when some row has no such step (``partial``: NaN in those rows)."""
     k = book.shape[1]
     valid = torch.arange(k)[None, :] < counts[:, None]
     gaps = (book[:, 1:] - book[:, :-1]).masked_fill(~valid[:, 1:] | (book[:, 1:] == book[:, :-1]), float("inf"))
@@ -143,13 +144,16 @@ def _grid_step(book: torch.Tensor, counts: torch.Tensor, origin: torch.Tensor) -
         r = (book - origin[:, None]) / s[:, None]
         off = (r - torch.round(r)).abs().masked_fill(~valid, 0).amax(1)
         step = torch.where(torch.isnan(step) & (off <= 0.02), s, step)  # float error of the gap
-    if bool(torch.isnan(step).any()):
+    if bool(torch.isnan(step).any()) and not partial:
         return None
     q = torch.round((book - origin[:, None]) / step[:, None]).masked_fill(~valid, 0)
     refined = (q * (book - origin[:, None])).sum(1) / (q * q).sum(1).clamp_min(1e-30)  # least squares
     step = torch.where((q * q).sum(1) > 0, refined, step)
     err = ((q * step[:, None] + origin[:, None]) - book).abs().masked_fill(~valid, 0).amax(1)
-    return None if bool((err > EXACT_RTOL * book.abs().amax(1).clamp_min(1e-30)).any()) else step
+    off = ~(err <= EXACT_RTOL * book.abs().amax(1).clamp_min(1e-30))  # NaN rows count as off
+    if partial:
+        return step.masked_fill(off, float("nan"))
+    return None if bool(off.any()) else step
 
 
 def _affine(book: torch.Tensor, counts: torch.Tensor, max_bits: int):
@@ -175,26 +179,32 @@ class Int8:
 
 
 def int8_rows(w: torch.Tensor) -> Int8:
-    """Per-row symmetric int8 of ``w``: exact when ``w`` is on such a grid, else rounded (see ``Int8.error``)."""
+    """Per-row symmetric int8 of ``w``: rows on such a grid keep it exactly, the others are rounded (their worst
+    error is ``Int8.error``; ``Int8.exact`` when every row was on a grid).
+
+    Example:
+        >>> i8 = int8_rows(gptq_weight)      # 8-bit codes, zero point 0, one step per row
+        >>> i8.exact, torch.allclose(i8.q.float() * i8.scale[:, None], gptq_weight)
+        (True, True)
+    """
     w2 = rows_view(w)
     amax = w2.abs().amax(1)
     exact = _exact_grid(w2)
-    scale = exact if exact is not None else (amax / 127).clamp_min(1e-30)
+    on_grid = ~torch.isnan(exact)
+    scale = torch.where(on_grid, exact, (amax / 127).clamp_min(1e-30))
     q = torch.round(w2 / scale[:, None]).clamp(-128, 127)
     err = ((q * scale[:, None] - w2).abs().amax(1) / amax.clamp_min(1e-30)).masked_fill(amax == 0, 0.0)
-    return Int8(q.to(torch.int8), scale.float().clone(), float(err.max()) if err.numel() else 0.0, exact is not None)
+    err = err.masked_fill(on_grid, 0.0)  # float32 rounding of q * scale only
+    return Int8(q.to(torch.int8), scale.float().clone(), float(err.max()) if err.numel() else 0.0,
+                bool(on_grid.all()))
 
 
-def _exact_grid(w2: torch.Tensor) -> torch.Tensor | None:
-    """Per-row step of a grid through 0 with levels in [-128, 127] holding every value, or None."""
+def _exact_grid(w2: torch.Tensor) -> torch.Tensor:
+    """Per-row step of a grid through 0 with levels in [-128, 127] holding every value of the row; NaN in rows
+    that have none."""
     _ranks, book, counts = distinct_per_row(w2)
-    if int(counts.max()) > 255:
-        return None
     with_zero = torch.cat([book, torch.zeros(book.shape[0], 1)], 1).sort(1).values
-    step = _grid_step(with_zero, counts + 1, torch.zeros(book.shape[0]))
-    if step is None:
-        return None
+    step = _grid_step(with_zero, counts + 1, torch.zeros(book.shape[0]), partial=True)
     q = (book / step[:, None]).round()
-    if float(q.max()) > 127 or float(q.min()) < -128:
-        return None
-    return step
+    too_wide = (counts > 255) | (q.amax(1) > 127) | (q.amin(1) < -128)
+    return step.masked_fill(too_wide, float("nan"))
