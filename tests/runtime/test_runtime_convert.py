@@ -53,6 +53,10 @@ def test_chooser_picks_the_kind_the_timer_says_is_fastest():
 def test_chooser_breaks_near_ties_by_memory():
     assert choose({"dense": [1.00e-6, 10e-6], "int8": [1.05e-6, 10.2e-6]}, {"dense": 400, "int8": 100}, 0.1) == "int8"
     assert choose({"dense": [1e-6, 10e-6], "int8": [2e-6, 20e-6]}, {"dense": 400, "int8": 100}, 0.1) == "dense"
+    # a slower kind that saves almost nothing does not win (int8 vs 8-bit low-bit levels: same bytes)
+    assert choose({"int8": [1e-6, 10e-6], "lowbit": [1.05e-6, 10.2e-6]}, {"int8": 100, "lowbit": 95}, 0.1) == "int8"
+    assert choose({"int8": [1e-6, 1e-5], "lowbit": [5e-6, 5e-5]}, {"int8": 100, "lowbit": 95}, 0.1, [1e-3, 1e-3]) \
+        == "int8"
 
 
 def test_chooser_times_each_layer_at_its_real_input_shape_per_batch():
