@@ -79,19 +79,27 @@ class LowBit:
 
     def levels(self, rows: torch.Tensor | slice = slice(None)) -> torch.Tensor:
         """Integer levels of the selected rows (int64 ``[n, cols]``)."""
-        p = self.packed[rows]
-        return unpack4(p, self.cols) if self.bits == 4 else p.long()
+        return self._levels(rows).long()
 
     def dequantize(self, rows: torch.Tensor | slice = slice(None)) -> torch.Tensor:
         """Float32 values of the selected rows (only those rows are expanded)."""
-        q = self.levels(rows)
+        q = self._levels(rows)
         if self.codebook is not None:
-            return self.codebook[q]
-        return q.float() * self.scale[rows].unsqueeze(-1) + self.offset[rows].unsqueeze(-1)
+            return self.codebook[q.long()]
+        return torch.addcmul(_take(self.offset, rows)[:, None], q.float(), _take(self.scale, rows)[:, None])
+
+    def _levels(self, rows) -> torch.Tensor:
+        p = _take(self.packed, rows)
+        return unpack4(p, self.cols) if self.bits == 4 else p  # 8-bit: uint8, converted once by the caller
 
     def nbytes(self) -> int:
         extra = [t for t in (self.scale, self.offset, self.codebook) if t is not None]
         return self.packed.numel() + sum(4 * t.numel() for t in extra)
+
+
+def _take(t: torch.Tensor, rows: torch.Tensor | slice) -> torch.Tensor:
+    """Rows of ``t``: a slice is a view, an index tensor a gather (``index_select``: cheaper than indexing)."""
+    return t[rows] if isinstance(rows, slice) else t.index_select(0, rows)
 
 
 def lowbit(w: torch.Tensor, max_bits: int = 8) -> LowBit | None:
