@@ -1,7 +1,7 @@
 """Inference modules that execute from compressed weights, and the registry of kernel kinds per layer type.
 
 Kinds (``KERNELS``): ``dense`` (fp32, the decoded layer), ``int8`` (int8 weights with per-row scales; on CPU
-fbgemm's dynamic-activation int8 GEMM/conv, int32 accumulation), ``lowbit`` (4/8-bit indices or affine levels,
+fbgemm's dynamic-activation int8 GEMM/conv, int32 accumulation), ``lowbit`` (4/6/8-bit indices or affine levels,
 dequantized per tile of rows / per looked-up row), ``csr`` (sparse CSR weight). Each builder returns None when
 the kind does not apply to a layer (e.g. ``int8`` on an unquantized layer, or a re-quantization error above
 the tolerance).

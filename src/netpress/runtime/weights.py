@@ -1,11 +1,11 @@
-"""Weights kept compressed in memory: int8 rows with a per-row scale, and low-bit (4/8-bit) indices.
+"""Weights kept compressed in memory: int8 rows with a per-row scale, and low-bit (4/6/8-bit) indices.
 
 A quantized weight is viewed as rows (output channels for Linear/Conv, vocabulary rows for Embedding). Its
 representation is inferred from the dense effective values, so it is exact by construction:
 
 - ``LowBit``: per-row affine levels ``w = q * scale + offset`` (uniform grids; exact to float32 rounding, 1e-6
   relative), or indices into a shared codebook (k-means, <= 256 entries; bit-exact). 4-bit levels are packed two
-  per byte.
+  per byte, 6-bit levels (17-64 per row) four per three bytes.
 - ``Int8``: symmetric int8 ``w = q * scale`` (zero point 0, what fbgemm's int8 kernels take). Exact when the
   row's values lie on an integer grid through 0 with levels in [-128, 127]; otherwise re-quantized, which is
   allowed only when the worst row error ``max|w - q*s| / max|w|`` is at most the caller's tolerance.
@@ -56,13 +56,35 @@ def unpack4(p: torch.Tensor, cols: int) -> torch.Tensor:
     return out[..., :cols].long()
 
 
+def pack6(q: torch.Tensor) -> torch.Tensor:
+    """Pack ``[rows, cols]`` levels in [0, 63] four per three bytes: ``[rows, 3 * n]`` uint8, ``n = ceil(cols / 4)``.
+
+    The 24-bit word ``j`` holds columns ``j, n + j, 2n + j, 3n + j`` (6 bits each); its three bytes are stored as
+    three planes of ``n`` bytes, so unpacking is byte arithmetic on contiguous slices.
+    """
+    q = q.to(torch.int32)
+    if q.shape[1] % 4:
+        q = torch.cat([q, q.new_zeros(q.shape[0], 4 - q.shape[1] % 4)], 1)
+    q0, q1, q2, q3 = q.chunk(4, 1)
+    word = q0 | (q1 << 6) | (q2 << 12) | (q3 << 18)
+    return torch.cat([word & 255, (word >> 8) & 255, word >> 16], 1).to(torch.uint8)
+
+
+def unpack6(p: torch.Tensor, cols: int) -> torch.Tensor:
+    """Inverse of :func:`pack6` (uint8 levels, ``[..., cols]``)."""
+    b0, b1, b2 = p.chunk(3, -1)
+    out = torch.cat([b0 & 63, (b0 >> 6) | ((b1 & 15) << 2), (b1 >> 4) | ((b2 & 3) << 4), b2 >> 2], -1)
+    return out[..., :cols]
+
+
 @dataclasses.dataclass
 class LowBit:
     """Row-wise low-bit weight. Exactly one of (``scale``, ``offset``) or ``codebook`` is set.
 
     Attributes:
-        packed: uint8 ``[rows, cols]`` (8-bit) or ``[rows, ceil(cols/2)]`` (4-bit, two per byte).
-        bits: 4 or 8.
+        packed: uint8 ``[rows, cols]`` (8-bit), ``[rows, 3 * ceil(cols/4)]`` (6-bit, four per three bytes) or
+            ``[rows, ceil(cols/2)]`` (4-bit, two per byte).
+        bits: 4, 6 or 8.
         cols: values per row.
         shape: the original weight shape.
         scale, offset: float32 ``[rows]``: ``w = q * scale + offset``.
@@ -90,7 +112,9 @@ class LowBit:
 
     def _levels(self, rows) -> torch.Tensor:
         p = _take(self.packed, rows)
-        return unpack4(p, self.cols) if self.bits == 4 else p  # 8-bit: uint8, converted once by the caller
+        if self.bits == 4:
+            return unpack4(p, self.cols)
+        return unpack6(p, self.cols) if self.bits == 6 else p  # uint8 (8-bit: as stored), converted by the caller
 
     def nbytes(self) -> int:
         extra = [t for t in (self.scale, self.offset, self.codebook) if t is not None]
@@ -130,11 +154,11 @@ def lowbit(w: torch.Tensor, max_bits: int = 8) -> LowBit | None:
 
 
 def _bits(k: int) -> int:
-    return 4 if k <= 16 else 8
+    return 4 if k <= 16 else 6 if k <= 64 else 8
 
 
 def _pack(levels: torch.Tensor, bits: int) -> torch.Tensor:
-    return pack4(levels) if bits == 4 else levels.to(torch.uint8)
+    return pack4(levels) if bits == 4 else pack6(levels) if bits == 6 else levels.to(torch.uint8)
 
 
 def _grid_step(book: torch.Tensor, counts: torch.Tensor, origin: torch.Tensor,
