@@ -62,6 +62,15 @@ def test_lowbit_kmeans_shared_codebook_bit_exact():
     assert torch.equal(lb.dequantize().reshape(lb.shape), lin.weight)
 
 
+def test_lowbit_picks_the_smaller_of_row_grid_and_shared_codebook():
+    torch.manual_seed(0)
+    values = torch.tensor([*range(15), 40]).float() * 0.1  # 16 values; on a grid per row, but 41 levels wide
+    w = values[torch.randint(0, 16, (64, 40))]
+    lb = lowbit(w)
+    assert lb.codebook is not None and lb.bits == 4  # 4-bit indices beat 6-bit levels + a scale/offset per row
+    assert torch.equal(lb.dequantize().reshape(lb.shape), w)
+
+
 def test_lowbit_refuses_unquantized_weights():
     assert lowbit(torch.randn(8, 300)) is None
 
