@@ -23,12 +23,14 @@ class RuntimeHparams(Hparams):
         batch_sizes: batch sizes of the default example inputs (registry models); the choice balances them.
         kinds: kernel kinds allowed (``dense`` is always the fallback).
         measure: time the kinds on this machine (False: the first applicable kind in ``kinds`` order).
-        slack: kinds within this fraction of the fastest count as equally fast; the smallest in memory wins.
+        slack: kinds within this fraction of the fastest count as equally fast; the smallest in memory wins
+            (when it saves at least ``plan.MIN_SAVING`` of the fastest kind's bytes).
         model_slack: a layer's smaller kind also counts as equally fast when it costs at most this fraction of the
             whole model's measured time (e.g. a low-bit Embedding: microseconds in a model of milliseconds).
         fuse: time and, where faster, fuse int8 Linear siblings that read the same tensor (query/key/value).
             Off by default: on MiniLM the fused GEMM timed faster alone but the model ran ~15% slower end to end
-            (the split outputs are strided views that the attention code then copies).
+            (the split outputs are strided views that the attention code then copies); re-measured with fbgemm
+            per-tensor packing: still 2-5% slower end to end in CPU time at batch 1 and 32.
         requant_tol: the largest int8 re-quantization error allowed (``max|w - q*s| / max|w|`` per row) for a
             quantized weight that is not already on an int8 grid (k-means codebooks); 0 = exact only.
         repeats: timed calls per kind and input.
