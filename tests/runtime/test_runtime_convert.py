@@ -219,9 +219,12 @@ def test_siblings_reading_one_tensor_fuse_when_faster_and_match():
 
 def test_model_slack_lets_a_slightly_slower_smaller_kind_win():
     net, x = _attention(), torch.randn(2, 5, 32)
-    table = {"dense": 1.0, "int8": 1.5, "lowbit": 1.4, "model": 100.0}
+    table = {"dense": 1.0, "int8": 1.5, "lowbit": 1.4, "model": 200.0}  # budget 2.0: four layers x 0.4 fit
     assert all(k == "lowbit" for k in convert(net, example_inputs=[x], hp=FAST,
                                               timer=forced(table)).runtime_plan.choices().values())
+    table["model"] = 100.0  # budget 1.0, shared: the first two layers spend 0.8, the others stay fastest
+    kinds = convert(net, example_inputs=[x], hp=FAST, timer=forced(table)).runtime_plan.choices()
+    assert list(kinds.values()) == ["lowbit", "lowbit", "dense", "dense"]
     strict = RuntimeHparams(repeats=2, model_slack=0.0)
     assert all(k == "dense" for k in convert(net, example_inputs=[x], hp=strict,
                                              timer=forced(table)).runtime_plan.choices().values())
