@@ -2,9 +2,11 @@
 onnxruntime fp32 / int8, at batch 1 and 32; peak RSS and resident weight bytes; integer-only accuracy.
 
 Models: LeNet-300-100 and LeNet-5 (Fashion-MNIST dense baselines, 92% global magnitude pruning + 200-iteration
-retrain + 5-bit k-means, saved as .netp and loaded with ``runtime=``), all-MiniLM-L6-v2 (int8 per-channel Linear
-weights, 4-bit per-row embeddings; the pretrained-recipe work will replace this). Latencies are medians of
-interleaved rounds (every form once per round), one intra-op thread for every peer.
+retrain + 5-bit k-means, saved as .netp and loaded with ``runtime=``), all-MiniLM-L6-v2 (``compress_pretrained``
+with the ``pretrained-balanced`` recipe on 128 calibration sentences: GPTQ int8-capped codes, one step per tensor,
+for every Linear and Embedding weight; the .netp rebuilt with ``netpress.hf.load`` and converted). torch.ao
+dynamic int8 runs on both CPU engines (x86, fbgemm); the faster one is the peer in the targets. Latencies are
+medians of interleaved rounds (every form once per round), one intra-op thread for every peer.
 
     python bench/runtime.py [--rounds 200] [--mini-rounds 30]
 """
@@ -33,7 +35,7 @@ import netpress  # noqa: E402
 from netpress.data import load_data  # noqa: E402
 from netpress.encode import read_manifest  # noqa: E402
 from netpress.prune import prune  # noqa: E402
-from netpress.quantize import UniformSpec, quantize_weights, share_weights, strip_quantization  # noqa: E402
+from netpress.quantize import share_weights  # noqa: E402
 from netpress.runtime import (IntegerNet, Plan, RuntimeHparams, convert, export_onnx, integerize,  # noqa: E402
                               numpy_forward, resident_bytes)
 from netpress.runtime.integer import integer_forward  # noqa: E402
@@ -214,12 +216,38 @@ def mini_load():
     return AutoTokenizer.from_pretrained(folder), lambda: AutoModel.from_pretrained(folder).eval()
 
 
-def mini_compress(model: torch.nn.Module) -> torch.nn.Module:
-    linear = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
-    emb = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Embedding)]
-    quantize_weights(model, UniformSpec(bits=8, granularity="channel"), names=linear)
-    quantize_weights(model, UniformSpec(bits=4, granularity="channel", symmetric=False), names=emb)
-    return model
+MINI_RECIPE = "pretrained-balanced"
+
+
+def mini_compress(work: Path) -> Path:
+    """all-MiniLM-L6-v2 through ``compress_pretrained`` (the recipe, 128 calibration sentences) -> a .netp file."""
+    import netpress.hf as hf
+    from pretrained import model_folder, sentences
+
+    encoder, tokenizer = hf.load_folder(model_folder())
+    calib = hf.TextInputs(sentences(128, seed=1), tokenizer, batch_size=32)
+    path = work / "minilm.netp"
+    netpress.compress_pretrained(encoder, calib, MINI_RECIPE, out=path, quality=lambda m: {},
+                                 report=work / "minilm_report.md")
+    return path
+
+
+def mini_decoded(path: Path) -> tuple[torch.nn.Module, list[str]]:
+    """The decoded transformer (rebuilt from the file's config) as ``Hidden``, and its quantized weight names."""
+    import netpress.hf as hf
+
+    names = [n.replace("transformer.", "model.", 1) for n in quantized_names(path)]
+    return Hidden(hf.load(path).transformer), names
+
+
+def ao_int8(model: torch.nn.Module, engine: str) -> torch.nn.Module:
+    """torch.ao dynamic int8 (default qconfig of the engine), packed on ``engine``."""
+    before = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    finally:
+        torch.backends.quantized.engine = before
 
 
 class Hidden(torch.nn.Module):
@@ -245,23 +273,25 @@ def bench_minilm(work: Path, rounds: int, hp: RuntimeHparams) -> dict:
     enc = {b: tok(sents[:b], return_tensors="pt", padding=True) for b in (1, 32)}
     args = {b: tuple(enc[b][k] for k in MINI_NAMES) for b in (1, 32)}
     fp32 = Hidden(fresh())
-    compressed = Hidden(mini_compress(fresh()))
-    decoded = Hidden(strip_quantization(mini_compress(fresh())))
-    fast = convert(compressed, example_inputs=[args[1], args[32]], hp=hp)
+    path = mini_compress(work)
+    decoded, names = mini_decoded(path)
+    fast = convert(decoded, names, example_inputs=[args[1], args[32]], hp=hp)
     fast.runtime_plan.save(work / "minilm.plan.json")
-    ao = torch.ao.quantization.quantize_dynamic(Hidden(fresh()), {torch.nn.Linear}, dtype=torch.qint8)
+    ao = ao_int8(Hidden(fresh()), "x86")
+    ao_fbgemm = ao_int8(Hidden(fresh()), "fbgemm")
     with torch.inference_mode():  # reference outputs before any export touches the models
         ref, got, base, q = decoded(*args[32]), fast(*args[32]), fp32(*args[32]), ao(*args[32])
     dyn = {n: {0: "batch", 1: "seq"} for n in MINI_NAMES} | {"output": {0: "batch", 1: "seq"}}
     onnx_fp32 = work / "minilm.onnx"
     onnx_fp32.write_bytes(torch_export(fp32, args[1], MINI_NAMES, dyn).SerializeToString())
     ort_int8(str(onnx_fp32), str(work / "minilm.int8.onnx"))
-    qdq = export_onnx(compressed, args[1], work / "minilm.qdq.onnx", input_names=MINI_NAMES, dynamic_axes=dyn)
-    forms = {"torch fp32": fp32, "torch.ao dynamic int8": ao, "netpress runtime": fast,
+    qdq = export_onnx(decoded, args[1], work / "minilm.qdq.onnx", codes=names, input_names=MINI_NAMES,
+                      dynamic_axes=dyn)
+    forms = {"torch fp32": fp32, "torch.ao dynamic int8": ao, AO_FBGEMM: ao_fbgemm, "netpress runtime": fast,
              "onnxruntime fp32": ort_session(str(onnx_fp32)),
              "onnxruntime int8 (quantize_dynamic)": ort_session(str(work / "minilm.int8.onnx")),
              "onnxruntime netpress QDQ": ort_session(str(work / "minilm.qdq.onnx"))}
-    sizes = {"torch fp32": resident_bytes(fp32), "torch.ao dynamic int8": ao_bytes(ao),
+    sizes = {"torch fp32": resident_bytes(fp32), "torch.ao dynamic int8": ao_bytes(ao), AO_FBGEMM: ao_bytes(ao_fbgemm),
              "netpress runtime": resident_bytes(fast), "onnxruntime fp32": onnx_fp32.stat().st_size,
              "onnxruntime int8 (quantize_dynamic)": (work / "minilm.int8.onnx").stat().st_size,
              "onnxruntime netpress QDQ": (work / "minilm.qdq.onnx").stat().st_size}
@@ -282,7 +312,8 @@ def bench_minilm(work: Path, rounds: int, hp: RuntimeHparams) -> dict:
             "max_abs_diff_vs_decoded": float((got - ref).abs().max()), "max_abs_hidden": float(ref.abs().max()),
             "min_cosine": {"netpress runtime vs decoded": cos(got, ref), "decoded (compressed) vs fp32": cos(ref, base),
                            "torch.ao int8 vs fp32": cos(q, base), "netpress QDQ in onnxruntime vs decoded": cos(ort, ref)},
-            "qdq_requant_error": qdq["max_error"], "plan": fast.runtime_plan.rows()}
+            "qdq_requant_error": qdq["max_error"], "plan": fast.runtime_plan.rows(), "file_bytes": path.stat().st_size,
+            "recipe": f"compress_pretrained(..., '{MINI_RECIPE}'), 128 calibration sentences (bench/pretrained.py)"}
 
 
 # ---------------------------------------------------------------- peak RSS, one process per form
@@ -294,9 +325,9 @@ def rss_child(model: str, form: str, work: Path) -> dict:
         enc = tok(mini_sentences(32), return_tensors="pt", padding=True)
         args = tuple(enc[k] for k in MINI_NAMES)
         if form == "netpress runtime":
-            m = convert(Hidden(mini_compress(fresh())), plan=Plan.load(work / "minilm.plan.json"))
-        elif form == "torch.ao dynamic int8":
-            m = torch.ao.quantization.quantize_dynamic(Hidden(fresh()), {torch.nn.Linear}, dtype=torch.qint8)
+            m = convert(*mini_decoded(work / "minilm.netp"), plan=Plan.load(work / "minilm.plan.json"))
+        elif form in ("torch.ao dynamic int8", AO_FBGEMM):
+            m = ao_int8(Hidden(fresh()), "fbgemm" if form == AO_FBGEMM else "x86")
         elif form == "torch fp32":
             m = Hidden(fresh())
         else:
@@ -326,13 +357,14 @@ def rss_child(model: str, form: str, work: Path) -> dict:
 
 ONNX_FILES = {"onnxruntime fp32": "{}.onnx", "onnxruntime int8 (quantize_dynamic)": "{}.int8.onnx",
               "onnxruntime netpress QDQ": "{}.qdq.onnx"}
-FORMS = ["torch fp32", "torch.ao dynamic int8", "netpress runtime", *ONNX_FILES]
+AO_FBGEMM = "torch.ao dynamic int8 (fbgemm engine)"  # MiniLM only: the same quantize_dynamic packed by fbgemm
+FORMS = ["torch fp32", "torch.ao dynamic int8", AO_FBGEMM, "netpress runtime", *ONNX_FILES]
 
 
 def peak_rss(models: list[str], work: Path) -> dict:
     out = {}
     for model in models:
-        for form in FORMS:
+        for form in [f for f in FORMS if model == "minilm" or f != AO_FBGEMM]:
             cmd = [sys.executable, __file__, "--rss-child", model, form, "--work", str(work)]
             res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
             lines = res.stdout.strip().splitlines()
@@ -352,8 +384,9 @@ def targets(results: dict) -> dict:
     if "minilm" in results:
         r = results["minilm"]
         for b in (1, 32):
-            t[f"minilm: faster than torch.ao dynamic int8 at batch {b}"] = (
-                r["latency_ms"][b]["netpress runtime"] < r["latency_ms"][b]["torch.ao dynamic int8"])
+            lat = r["latency_ms"][b]
+            ao = min(lat[k] for k in ("torch.ao dynamic int8", AO_FBGEMM) if k in lat)
+            t[f"minilm: faster than torch.ao dynamic int8 (faster engine) at batch {b}"] = lat["netpress runtime"] < ao
         sizes = r["resident_bytes"]
         t["minilm: resident weights <= 1/4 of fp32"] = sizes["netpress runtime"] <= sizes["torch fp32"] / 4
     return t
@@ -367,7 +400,7 @@ def markdown(results: dict, rss: dict, tg: dict) -> str:
     for model, r in results.items():
         lines += [f"## {model}", "", f"`{r['command']}`, load average at start {r['load_average_at_start']}.", "", "| form | batch 1 ms | batch 32 ms | x fp32 (b1 / b32) | resident weight bytes | "
                   "peak RSS MiB | RSS after MiB |", "|---|---|---|---|---|---|---|"]
-        for form in FORMS:
+        for form in [f for f in FORMS if f in r["latency_ms"][1]]:
             l1, l32 = r["latency_ms"][1][form], r["latency_ms"][32][form]
             f1, f32 = r["latency_ms"][1]["torch fp32"], r["latency_ms"][32]["torch fp32"]
             m = rss.get(model, {}).get(form, {})
@@ -386,6 +419,7 @@ def markdown(results: dict, rss: dict, tg: dict) -> str:
             lines.append("")
         else:
             cos = ", ".join(f"{k} {v:.5f}" for k, v in r["min_cosine"].items())
+            lines += [f"Recipe: {r.get('recipe', '?')}; file {r.get('file_bytes', 0):,} bytes.", ""]
             lines += [f"{r['tokens_per_sentence']} tokens per sentence. Sentence embeddings (mean pooled), min cosine "
                       f"over 32 sentences: {cos}. Runtime vs decoded last_hidden_state: max |diff| "
                       f"{r['max_abs_diff_vs_decoded']:.3f} (values up to {r['max_abs_hidden']:.1f}).", ""]

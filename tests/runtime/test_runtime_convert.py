@@ -53,6 +53,10 @@ def test_chooser_picks_the_kind_the_timer_says_is_fastest():
 def test_chooser_breaks_near_ties_by_memory():
     assert choose({"dense": [1.00e-6, 10e-6], "int8": [1.05e-6, 10.2e-6]}, {"dense": 400, "int8": 100}, 0.1) == "int8"
     assert choose({"dense": [1e-6, 10e-6], "int8": [2e-6, 20e-6]}, {"dense": 400, "int8": 100}, 0.1) == "dense"
+    # a slower kind that saves almost nothing does not win (int8 vs 8-bit low-bit levels: same bytes)
+    assert choose({"int8": [1e-6, 10e-6], "lowbit": [1.05e-6, 10.2e-6]}, {"int8": 100, "lowbit": 95}, 0.1) == "int8"
+    assert choose({"int8": [1e-6, 1e-5], "lowbit": [5e-6, 5e-5]}, {"int8": 100, "lowbit": 95}, 0.1, [1e-3, 1e-3]) \
+        == "int8"
 
 
 def test_chooser_times_each_layer_at_its_real_input_shape_per_batch():
@@ -215,9 +219,12 @@ def test_siblings_reading_one_tensor_fuse_when_faster_and_match():
 
 def test_model_slack_lets_a_slightly_slower_smaller_kind_win():
     net, x = _attention(), torch.randn(2, 5, 32)
-    table = {"dense": 1.0, "int8": 1.5, "lowbit": 1.4, "model": 100.0}
+    table = {"dense": 1.0, "int8": 1.5, "lowbit": 1.4, "model": 200.0}  # budget 2.0: four layers x 0.4 fit
     assert all(k == "lowbit" for k in convert(net, example_inputs=[x], hp=FAST,
                                               timer=forced(table)).runtime_plan.choices().values())
+    table["model"] = 100.0  # budget 1.0, shared: the first two layers spend 0.8, the others stay fastest
+    kinds = convert(net, example_inputs=[x], hp=FAST, timer=forced(table)).runtime_plan.choices()
+    assert list(kinds.values()) == ["lowbit", "lowbit", "dense", "dense"]
     strict = RuntimeHparams(repeats=2, model_slack=0.0)
     assert all(k == "dense" for k in convert(net, example_inputs=[x], hp=strict,
                                              timer=forced(table)).runtime_plan.choices().values())

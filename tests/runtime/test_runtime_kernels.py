@@ -10,7 +10,7 @@ from torch import nn
 from netpress.quantize import UniformSpec, quantize_weights, share_weights, strip_quantization
 from netpress.runtime import kernels
 from netpress.runtime.kernels import LayerInfo, build
-from netpress.runtime.weights import int8_rows, lowbit, pack4, unpack4
+from netpress.runtime.weights import int8_rows, lowbit, pack4, pack6, unpack4, unpack6
 
 warnings.filterwarnings("ignore", message=".*(Sparse|deprecated).*")
 
@@ -37,7 +37,15 @@ def test_pack4_round_trip_odd_width():
     assert pack4(q).shape == (5, 4)
 
 
-@pytest.mark.parametrize("bits,expect_bits", [(4, 4), (8, 8)])
+@pytest.mark.parametrize("cols", [1, 5, 8, 385])
+def test_pack6_round_trip(cols):
+    q = torch.randint(0, 64, (3, cols))
+    assert torch.equal(unpack6(pack6(q), cols).long(), q)
+    assert pack6(q).shape == (3, 3 * -(-cols // 4))
+    assert torch.equal(unpack6(pack6(q)[[2, 0]], cols).long(), q[[2, 0]])  # any gathered rows
+
+
+@pytest.mark.parametrize("bits,expect_bits", [(4, 4), (6, 6), (8, 8)])
 def test_lowbit_is_exact_for_uniform_per_channel(bits, expect_bits):
     torch.manual_seed(0)
     lin = _quantized(nn.Linear(40, 24), bits=bits, granularity="channel", symmetric=False)
@@ -52,6 +60,15 @@ def test_lowbit_kmeans_shared_codebook_bit_exact():
     lb = lowbit(lin.weight)
     assert lb.codebook is not None and lb.codebook.numel() <= 32
     assert torch.equal(lb.dequantize().reshape(lb.shape), lin.weight)
+
+
+def test_lowbit_picks_the_smaller_of_row_grid_and_shared_codebook():
+    torch.manual_seed(0)
+    values = torch.tensor([*range(15), 40]).float() * 0.1  # 16 values; on a grid per row, but 41 levels wide
+    w = values[torch.randint(0, 16, (64, 40))]
+    lb = lowbit(w)
+    assert lb.codebook is not None and lb.bits == 4  # 4-bit indices beat 6-bit levels + a scale/offset per row
+    assert torch.equal(lb.dequantize().reshape(lb.shape), w)
 
 
 def test_lowbit_refuses_unquantized_weights():

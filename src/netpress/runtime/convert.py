@@ -23,12 +23,16 @@ class RuntimeHparams(Hparams):
         batch_sizes: batch sizes of the default example inputs (registry models); the choice balances them.
         kinds: kernel kinds allowed (``dense`` is always the fallback).
         measure: time the kinds on this machine (False: the first applicable kind in ``kinds`` order).
-        slack: kinds within this fraction of the fastest count as equally fast; the smallest in memory wins.
-        model_slack: a layer's smaller kind also counts as equally fast when it costs at most this fraction of the
-            whole model's measured time (e.g. a low-bit Embedding: microseconds in a model of milliseconds).
+        slack: kinds within this fraction of the fastest count as equally fast; the smallest in memory wins
+            (when it saves at least ``plan.MIN_SAVING`` of the fastest kind's bytes).
+        model_slack: a layer's smaller kind also counts as equally fast when its extra time fits in a budget of
+            this fraction of the whole model's measured time, shared by all layers in order (e.g. a low-bit
+            Embedding: microseconds in a model of milliseconds; a tiny table saving bytes nobody needs does not
+            get the budget left after the big one).
         fuse: time and, where faster, fuse int8 Linear siblings that read the same tensor (query/key/value).
             Off by default: on MiniLM the fused GEMM timed faster alone but the model ran ~15% slower end to end
-            (the split outputs are strided views that the attention code then copies).
+            (the split outputs are strided views that the attention code then copies); re-measured with fbgemm
+            per-tensor packing: still 2-5% slower end to end in CPU time at batch 1 and 32.
         requant_tol: the largest int8 re-quantization error allowed (``max|w - q*s| / max|w|`` per row) for a
             quantized weight that is not already on an int8 grid (k-means codebooks); 0 = exact only.
         repeats: timed calls per kind and input.
@@ -129,7 +133,8 @@ class _Call(nn.Module):
 
 def _model_allowance(model: nn.Module, inputs: list, hp: RuntimeHparams, measure: Timer, cache: TimingCache,
                      machine: str) -> list[float]:
-    """Seconds a layer may spend over its fastest kind to save memory: ``model_slack`` of the model's time."""
+    """Seconds the layers together may spend over their fastest kinds to save memory: ``model_slack`` of the
+    model's time (one budget per input, used up in layer order)."""
     n_params = sum(p.numel() for p in model.parameters())
     out = []
     for x in inputs:
@@ -187,11 +192,20 @@ def _choose_layer(name, module, xs, info, hp, want, timer, cache, machine, allow
         seconds = {k: [] for k in built}
     else:
         seconds = _seconds(built, xs, module, hp, timer, cache, machine)
-        kind = choose(seconds, {k: resident_bytes(m) for k, m in built.items()}, hp.slack, allowance)
+        sizes = {k: resident_bytes(m) for k, m in built.items()}
+        kind = choose(seconds, sizes, hp.slack, allowance)
+        if allowance is not None and kind != choose(seconds, sizes, hp.slack):
+            _spend(allowance, seconds, kind)
     resident = {k: resident_bytes(m) for k, m in built.items()}
     layer = LayerPlan(name, type(module).__name__, list(module.weight.shape), [list(x.shape) for x in xs], kind,
                       seconds, resident, float(getattr(built[kind], "error", 0.0)))
     return layer, built[kind]
+
+
+def _spend(allowance: list[float], seconds: dict[str, list[float]], kind: str) -> None:
+    """Charge a kind chosen only thanks to the allowance (its time over the fastest kind) to the shared budget."""
+    for i in range(len(allowance)):
+        allowance[i] = max(0.0, allowance[i] - (seconds[kind][i] - min(v[i] for v in seconds.values())))
 
 
 def _seconds(built, xs, module, hp, timer, cache, machine) -> dict[str, list[float]]:

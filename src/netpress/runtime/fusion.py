@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from netpress.runtime.kernels import REDUCE_RANGE, _qint8
+from netpress.runtime.kernels import REDUCE_RANGE, prepack
 from netpress.runtime.weights import Int8, int8_rows
 
 
@@ -29,7 +29,7 @@ class FusedInt8Group(nn.Module):
         scale = torch.cat([w.scale for w in weights])
         bias = None if all(b is None for b in biases) else torch.cat(
             [b if b is not None else torch.zeros(n) for b, n in zip(biases, self.sizes)])
-        self._packed = torch.ops.quantized.linear_prepack(_qint8(Int8(q, scale, 0.0, True)), bias)
+        self._packed = prepack(Int8(q, scale, 0.0, True), bias)
         self._bytes = q.numel() + 16 * len(scale) + (0 if bias is None else 4 * bias.numel())
         self._x = None
         self._outs: tuple = ()

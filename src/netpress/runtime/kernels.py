@@ -1,7 +1,7 @@
 """Inference modules that execute from compressed weights, and the registry of kernel kinds per layer type.
 
 Kinds (``KERNELS``): ``dense`` (fp32, the decoded layer), ``int8`` (int8 weights with per-row scales; on CPU
-fbgemm's dynamic-activation int8 GEMM/conv, int32 accumulation), ``lowbit`` (4/8-bit indices or affine levels,
+fbgemm's dynamic-activation int8 GEMM/conv, int32 accumulation), ``lowbit`` (4/6/8-bit indices or affine levels,
 dequantized per tile of rows / per looked-up row), ``csr`` (sparse CSR weight). Each builder returns None when
 the kind does not apply to a layer (e.g. ``int8`` on an unquantized layer, or a re-quantization error above
 the tolerance).
@@ -46,11 +46,32 @@ class LayerInfo:
     min_sparsity: float = 0.5
 
 
+# fbgemm's own packing: on the x86 engine (torch's default) the same per-channel int8 GEMM ran 1.1-1.3x slower
+PACK_ENGINE = "fbgemm" if "fbgemm" in torch.backends.quantized.supported_engines else None
+SAME_SCALE_RTOL = 1e-6  # rows whose steps agree this closely share one per-tensor scale
+
+
 def _qint8(i8: Int8, axis: int = 0) -> torch.Tensor:
-    zp = torch.zeros(i8.scale.numel(), dtype=torch.int64)
+    """The int8 weight as a quantized tensor: per-tensor when every row has the same step (one scale in the GEMM
+    epilogue, as for codes with one step per tensor), else per-row."""
+    s = i8.scale.double()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return torch._make_per_channel_quantized_tensor(i8.q.reshape(i8.q.shape), i8.scale.double(), zp, axis)
+        if s.numel() and float(s.max() - s.min()) <= SAME_SCALE_RTOL * float(s.abs().max()):
+            return torch._make_per_tensor_quantized_tensor(i8.q, float(s.mean()), 0)
+        zp = torch.zeros(s.numel(), dtype=torch.int64)
+        return torch._make_per_channel_quantized_tensor(i8.q, s, zp, axis)
+
+
+def prepack(i8: Int8, bias: torch.Tensor | None):
+    """The packed weight ``quantized::linear_dynamic`` takes (packed by fbgemm where the build has it)."""
+    engine = torch.backends.quantized.engine
+    try:
+        if PACK_ENGINE:
+            torch.backends.quantized.engine = PACK_ENGINE
+        return torch.ops.quantized.linear_prepack(_qint8(i8), bias)
+    finally:
+        torch.backends.quantized.engine = engine
 
 
 class Int8Linear(nn.Module):
@@ -73,7 +94,7 @@ class Int8Linear(nn.Module):
             self.register_buffer("scale", i8.scale.to(linear.weight.device))
             self.register_buffer("bias", bias)
         else:
-            self._packed = torch.ops.quantized.linear_prepack(_qint8(i8), bias)
+            self._packed = prepack(i8, bias)
             self._bytes = i8.q.numel() + 16 * self.out_features + (0 if bias is None else 4 * bias.numel())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +122,7 @@ class Int8Conv2d(nn.Module):
         self.kernel_size, self.stride, self.padding, self.dilation = (conv.kernel_size, conv.stride, conv.padding,
                                                                       conv.dilation)
         bias = None if conv.bias is None else conv.bias.detach().float().clone()
-        self._packed = torch.ops.quantized.linear_prepack(_qint8(i8), bias)
+        self._packed = prepack(i8, bias)
         self._bytes = i8.q.numel() + 16 * self.out_channels + (0 if bias is None else 4 * bias.numel())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

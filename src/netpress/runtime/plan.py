@@ -110,10 +110,14 @@ def median_seconds(modules: dict[str, nn.Module], x: torch.Tensor, repeats: int 
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+MIN_SAVING = 0.1  # a slower kind wins on memory only when it saves at least this fraction of the fastest's bytes
+
+
 def choose(seconds: dict[str, list[float]], resident: dict[str, int], slack: float,
            allowance: list[float] | None = None) -> str:
     """The kind with the best summed latency ratio; among kinds within ``slack`` of it (or costing at most
-    ``allowance[i]`` seconds more than the best at every input ``i``), the smallest in memory.
+    ``allowance[i]`` seconds more than the best at every input ``i``) that save at least ``MIN_SAVING`` of its
+    resident bytes, the smallest in memory.
 
     Example:
         >>> choose({"dense": [2e-6], "int8": [1e-6]}, {"dense": 400, "int8": 100}, slack=0.1)
@@ -123,10 +127,11 @@ def choose(seconds: dict[str, list[float]], resident: dict[str, int], slack: flo
     n = len(next(iter(seconds.values())))
     best = [min(seconds[k][i] for k in kinds) for i in range(n)]
     score = {k: sum(seconds[k][i] / max(best[i], 1e-12) for i in range(n)) / n for k in kinds}
-    top = min(score.values())
+    fastest = min(kinds, key=lambda k: (score[k], resident[k]))
     cheap = [k for k in kinds if allowance and all(seconds[k][i] - best[i] <= allowance[i] for i in range(n))]
-    near = [k for k in kinds if score[k] <= top * (1 + slack) or k in cheap]
-    return min(near, key=lambda k: (resident[k], score[k]))
+    near = [k for k in kinds if (score[k] <= score[fastest] * (1 + slack) or k in cheap)
+            and resident[k] <= (1 - MIN_SAVING) * resident[fastest]]
+    return min(near, key=lambda k: (resident[k], score[k])) if near else fastest
 
 
 class TimingCache:
