@@ -138,10 +138,12 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="drop rows of earlier invocations instead of merging")
     args = ap.parse_args()
     rows, peers, commands = _earlier(args.fresh)
+    fresh: set[tuple[str, str]] = set()
     for name in args.models.split(","):
         dense = dense_run(name)
         for recipe_name in args.recipes.split(","):
             row = run_recipe(name, recipe_name, dense)
+            fresh.add((name, recipe_name))
             rows = [r for r in rows if (r["model"], r["recipe"]) != (name, recipe_name)] + [row]
             print(f"{name} {recipe_name}: {row['ratio']:.1f}x, drop {row['drop_pt']:.2f} pt", flush=True)
         dc = next((r for r in rows if r["model"] == name and r["recipe"] == "deep-compression"), None)
@@ -149,6 +151,8 @@ def main() -> None:
             steps = args.peer_retrain or _retrain_length("deep-compression")
             peer = {**torch_baseline(name, dense, dc["layer_sparsity"], steps), "retrain": steps}
             peers = [p for p in peers if p["model"] != name] + [peer]
+    if all((r["model"], r["recipe"]) in fresh for r in rows):  # every row is this run's: no earlier invocation
+        commands = []
     commands.append(" ".join(sys.argv))
     order = {"lenet300": 0, "lenet5": 1}
     rows.sort(key=lambda r: (order.get(r["model"], 9), r["recipe"]))
