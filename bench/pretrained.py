@@ -125,13 +125,21 @@ def worker(row: str, calib_n: int, eval_n: int, threads: int) -> dict:
     reset_peak()
     with tempfile.TemporaryDirectory() as tmp:
         start, cpu = time.perf_counter(), time.process_time()
-        size, embed = COMPRESSORS[row.split(":")[0]](row, encoder, tokenizer, calib, Path(tmp))
+        size, load = COMPRESSORS[row.split(":")[0]](row, encoder, tokenizer, calib, Path(tmp))
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         peak = peak_bytes()
+        del encoder  # the reload is measured on its own: a fresh process would hold only what it builds
+        import gc
+        gc.collect()
+        load_before = rss_bytes()
+        reset_peak()
+        embed = load()
+        load_peak = peak_bytes()
         new = embed(held_inputs)
     return {"row": row, "bytes": size, "fp32_bytes": fp32, "ratio": fp32 / size, "compress_seconds": seconds, "compress_cpu_seconds": cpu,
             "peak_rss_bytes": peak, "rss_before_bytes": before, "peak_over_fp32": peak / fp32,
-            "extra_rss_over_fp32": (peak - before) / fp32, **hf.compare_embeddings(ref, new)}
+            "extra_rss_over_fp32": (peak - before) / fp32, "load_extra_rss_over_fp32": (load_peak - load_before) / fp32,
+            **hf.compare_embeddings(ref, new)}
 
 
 def _netpress(row, encoder, tokenizer, calib, tmp: Path):
@@ -142,8 +150,10 @@ def _netpress(row, encoder, tokenizer, calib, tmp: Path):
     out = tmp / "m.netp"
     netpress.compress_pretrained(encoder, hf.TextInputs(calib, tokenizer, batch_size=32), recipe, out=out,
                                  quality=lambda m: {}, report=tmp / "r.md")
-    loaded = hf.load(out)  # rebuilt from the stored config: what a user gets
-    return out.stat().st_size, lambda inputs: hf.embed(loaded, inputs)
+    def load():
+        loaded = hf.load(out)  # rebuilt from the stored config: what a user gets
+        return lambda inputs: hf.embed(loaded, inputs)
+    return out.stat().st_size, load
 
 
 def _torch_int8(row, encoder, tokenizer, calib, tmp: Path):
@@ -153,7 +163,7 @@ def _torch_int8(row, encoder, tokenizer, calib, tmp: Path):
 
     q = torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8)
     torch.save(q.state_dict(), tmp / "q.pt")
-    return (tmp / "q.pt").stat().st_size, lambda inputs: hf.embed(q, inputs)
+    return (tmp / "q.pt").stat().st_size, lambda: (lambda inputs: hf.embed(q, inputs))
 
 
 def _ort_int8(row, encoder, tokenizer, calib, tmp: Path):
@@ -172,7 +182,7 @@ def _ort_int8(row, encoder, tokenizer, calib, tmp: Path):
     def embed(inputs):
         return torch.cat([torch.from_numpy(session.run(None, {k: b[k].numpy() for k in names})[0]) for b in inputs])
 
-    return (tmp / "q.onnx").stat().st_size, embed
+    return (tmp / "q.onnx").stat().st_size, lambda: embed
 
 
 COMPRESSORS = {**{r: _netpress for r in RECIPES}, "yaml": _netpress, "torch-int8": _torch_int8,
@@ -190,21 +200,24 @@ def run_row(row: str, args) -> dict:
 
 def markdown(rows: list[dict], args) -> str:
     head = ("| row | bytes | ratio vs fp32 | cosine mean | cosine min | NN agreement | Spearman | compress s (wall) | "
-            "compress CPU s | peak RSS MB | peak / fp32 | extra RSS / fp32 |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "compress CPU s | peak RSS MB | peak / fp32 | extra RSS / fp32 | reload extra RSS / fp32 |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [f"# One-shot compression of all-MiniLM-L6-v2 (22.7M parameters, fp32 {rows[0].get('fp32_bytes', 0):,} B)",
              "", f"{args.calib} calibration sentences, {args.eval} held-out sentences (disjoint, eight topics, built "
              f"from templates); {args.threads} torch threads per row, one subprocess per row, {args.jobs} row(s) at a "
              f"time. Load average of the 2-core machine at the start: {args.load}; wall times grow with the load, CPU "
              "seconds (all threads of the row's process) are the steadier figure. Peak RSS is measured over the "
-             "whole row (compress, write, reload with `netpress.hf.load`); the extra RSS is above the loaded model, "
-             "every weight paged in first (safetensors maps them lazily).", "", head]
+             "compression (compress and write the file); the extra RSS is above the loaded model, every weight paged "
+             "in first (safetensors maps them lazily). The reload (`netpress.hf.load` of the file, the original "
+             "model freed) is measured on its own, above the process's RSS before it.", "", head]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['row']} | error: {r['error']} |" + " |" * 10)
+            lines.append(f"| {r['row']} | error: {r['error']} |" + " |" * 11)
             continue
         lines.append(f"| {r['row']} | {r['bytes']:,} | {r['ratio']:.2f}x | {r['cosine_mean']:.4f} | {r['cosine_min']:.4f} "
                      f"| {r['nn_agreement']:.3f} | {r['spearman']:.4f} | {r['compress_seconds']:.1f} | {r['compress_cpu_seconds']:.1f} | "
-                     f"{r['peak_rss_bytes'] / 2**20:.0f} | {r['peak_over_fp32']:.2f} | {r['extra_rss_over_fp32']:.2f} |")
+                     f"{r['peak_rss_bytes'] / 2**20:.0f} | {r['peak_over_fp32']:.2f} | {r['extra_rss_over_fp32']:.2f} | "
+                     f"{r.get('load_extra_rss_over_fp32', float('nan')):.2f} |")
     lines += ["", "Targets:"]
     ok = [r for r in rows if "error" not in r]
     for ratio, cos in TARGETS:
