@@ -29,6 +29,13 @@ def test_compress_inspect_evaluate_decompress(tiny_folder, calib_file, tmp_path,
     assert shown["file_bytes"] == out.stat().st_size
     assert shown["recipe"]["architecture"]["config"]["hidden_size"] == 32
     assert main(["inspect", str(out)]) == 0 and f"{tiny_folder.name} (bert)" in capsys.readouterr().out
+    plan = run_json(capsys, "inspect", str(out), "--runtime")  # timed on random token ids of the stored vocab
+    assert 0 < plan["resident_bytes"] < plan["dense_bytes"]
+    assert main(["inspect", str(out), "--runtime"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    kinds = {r[0]: r[3] for r in rows if len(r) > 3 and r[0].startswith("transformer.")}
+    assert kinds["transformer.encoder.layer.0.attention.self.query"] in ("dense", "int8", "lowbit")
+    assert "transformer.embeddings.word_embeddings" in kinds
 
     measured = run_json(capsys, "evaluate", str(out), "--hf", str(tiny_folder), "--text", str(held))
     assert measured["cosine_mean"] == pytest.approx(made["cosine_mean"], abs=1e-6)  # same held-out sentences

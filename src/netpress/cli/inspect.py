@@ -60,8 +60,28 @@ def _table_row(t: dict) -> dict:
 def _run_runtime(args) -> int:
     from netpress.runtime import RuntimeHparams, inspect_runtime
 
-    r = inspect_runtime(args.path, RuntimeHparams(cache=args.runtime_cache))
+    hp = RuntimeHparams(cache=args.runtime_cache)
+    r = inspect_runtime(args.path, hp, **_hf_inputs(args.path, hp.batch_sizes))
     head = (f"runtime plan on {r['machine']} (us per call at batch {'/'.join(map(str, r['batch_sizes']))}); "
             f"resident weights {r['resident_bytes']:,} B vs dense {r['dense_bytes']:,} B")
     common.emit({k: v for k, v in r.items() if k != "layers"}, args.json, head + "\n" + common.table(r["layers"]))
     return 0
+
+
+def _hf_inputs(path: str, batch_sizes, tokens: int = 32) -> dict:
+    """For a Hugging Face file: the rebuilt architecture and random token ids (``tokens`` per sentence) to time
+    its layers on; nothing for a registry model (its input_shape serves)."""
+    import torch
+
+    from netpress.encode import read_manifest
+    from netpress.hf.files import architecture
+    from netpress.hf.model import from_spec
+
+    spec = architecture(read_manifest(path, verify=False))
+    if spec is None:
+        return {}
+    vocab = int(spec["config"].get("vocab_size", 1000))
+    g = torch.Generator().manual_seed(0)
+    inputs = [{"input_ids": torch.randint(vocab, (b, tokens), generator=g),
+               "attention_mask": torch.ones(b, tokens, dtype=torch.long)} for b in batch_sizes]
+    return {"model": from_spec(spec), "example_inputs": inputs}

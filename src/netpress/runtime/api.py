@@ -86,12 +86,17 @@ def for_file(model: nn.Module, manifest: dict, runtime: Any) -> nn.Module:
     return convert(model, names, plan=Plan.load(text))
 
 
-def inspect_runtime(path: str | os.PathLike, hp: RuntimeHparams = RuntimeHparams()) -> dict:
+def inspect_runtime(path: str | os.PathLike, hp: RuntimeHparams = RuntimeHparams(), *,
+                    model: nn.Module | None = None, example_inputs: list | None = None) -> dict:
     """The measured per-layer plan of a ``.netp`` file on this machine, and resident bytes dense vs runtime.
 
     Args:
-        path: a ``.netp`` file of a registry model (example inputs come from its ``input_shape``).
+        path: a ``.netp`` file.
         hp: see :class:`RuntimeHparams` (``cache`` to reuse timings).
+        model: the module to decode into (required for models not from the registry, e.g. an architecture rebuilt
+            by :func:`netpress.hf.load`'s ``from_spec``).
+        example_inputs: one input per batch size to time the layers on (default: random inputs of a registry
+            model's ``input_shape``).
 
     Returns:
         ``{'machine', 'batch_sizes', 'layers': [plan row], 'plan': Plan.to_dict(), 'dense_bytes', 'resident_bytes'}``.
@@ -100,11 +105,12 @@ def inspect_runtime(path: str | os.PathLike, hp: RuntimeHparams = RuntimeHparams
         >>> inspect_runtime("net.netp")["layers"][0]["kind"]
         'csr'
     """
-    from netpress.encode import load as decode
+    from netpress.encode import load as decode, read_manifest
     from netpress.runtime.memory import resident_bytes
 
-    dense = decode(path)
-    fast = load(path, runtime=hp)
+    dense = decode(path, model)
+    names = [t["name"] for t in read_manifest(path, verify=False).get("tensors", []) if t.get("kind") == "codes"]
+    fast = convert(dense, names, hp=hp, example_inputs=example_inputs)  # a copy: ``dense`` stays as decoded
     plan = fast.runtime_plan
     return {"machine": plan.machine, "batch_sizes": list(hp.batch_sizes), "layers": plan.rows(),
             "plan": plan.to_dict(), "dense_bytes": resident_bytes(dense), "resident_bytes": resident_bytes(fast)}
