@@ -30,7 +30,7 @@ def test_compress_inspect_evaluate_decompress(tiny_folder, calib_file, tmp_path,
     assert shown["recipe"]["architecture"]["config"]["hidden_size"] == 32
     assert main(["inspect", str(out)]) == 0 and f"{tiny_folder.name} (bert)" in capsys.readouterr().out
     plan = run_json(capsys, "inspect", str(out), "--runtime")  # timed on random token ids of the stored vocab
-    assert 0 < plan["resident_bytes"] < plan["dense_bytes"]
+    assert 0 < plan["resident_bytes"] <= plan["dense_bytes"]  # tiny layers may all stay dense: timing decides
     assert main(["inspect", str(out), "--runtime"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     kinds = {r[0]: r[3] for r in rows if len(r) > 3 and r[0].startswith("transformer.")}
