@@ -171,7 +171,7 @@ def test_position_costs_from_block_histograms_equal_the_built_candidates(coder, 
         kept = np.flatnonzero(idx >= 0)
         built = P.candidates(kept, shape, 4)
         for cand in built:
-            counted = T._counted_cost(cand.method, kept, shape, 4, idx, k, coder)
+            counted = T._counted_cost(cand.method, kept, shape, P.best_gap_bits(kept, 4), idx, k, coder)
             assert counted == T._codes_cost(cand, idx, k, coder), (name, cand.method)
         best = T._cheapest_positions(kept, shape, 4, idx, k, coder)
         reference = min(built, key=lambda c: T._codes_cost(c, idx, k, coder))

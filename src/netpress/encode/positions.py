@@ -66,8 +66,9 @@ def _gap_blocks(kept: np.ndarray):
         prev = int(block[-1])
 
 
-def stream_counts(method: str, kept: np.ndarray, shape: tuple[int, ...], value_bits: int) -> tuple[dict, int]:
-    """What :func:`candidates`' ``method`` would produce, as histograms, computed in blocks without building it.
+def stream_counts(method: str, kept: np.ndarray, shape: tuple[int, ...], gap_bits: int) -> tuple[dict, int]:
+    """What :func:`candidates`' ``method`` would produce, as histograms, computed in blocks without building it
+    (``gap_bits``: relative's gap width, from :func:`best_gap_bits`).
 
     Returns:
         ``({stream: (counts, length, alphabet)}, fillers)``: ``fillers`` are relative's extra entries (their
@@ -89,7 +90,7 @@ def stream_counts(method: str, kept: np.ndarray, shape: tuple[int, ...], value_b
             col_counts += np.bincount(c, minlength=cols)
         return {"row_counts": (np.bincount(per_row, minlength=cols + 1), rows, cols + 1),
                 "cols": (col_counts, n, cols)}, 0
-    b = best_gap_bits(kept, value_bits)
+    b = gap_bits
     gaps, fillers = np.zeros(1 << b, dtype=np.int64), 0
     for d in _gap_blocks(kept):
         f = (d - 1) >> b
@@ -162,19 +163,19 @@ def dense(numel: int) -> Positions:
 
 def candidates(kept: np.ndarray, shape: tuple[int, ...], value_bits: int) -> list[Positions]:
     """Every applicable method for these kept positions (relative with its best ``b``)."""
-    return [make() for make in candidate_makers(kept, shape, value_bits)]
+    return [make() for make in candidate_makers(kept, shape, best_gap_bits(kept, value_bits)).values()]
 
 
-def candidate_makers(kept: np.ndarray, shape: tuple[int, ...], value_bits: int, dense_entries: bool = True) -> list:
-    """:func:`candidates` as functions that build one each, in the same order, so a caller can keep only the
-    best built so far (each candidate holds arrays as long as the tensor). ``dense_entries=False``: the dense
-    candidate lists no entries (a caller that knows every position carries a value)."""
+def candidate_makers(kept: np.ndarray, shape: tuple[int, ...], gap_bits: int, dense_entries: bool = True) -> dict:
+    """:func:`candidates` as ``{method: function that builds it}``, in the same order, so a caller can build only
+    the one it needs (each holds arrays as long as the tensor). ``gap_bits``: relative's gap width.
+    ``dense_entries=False``: the dense candidate lists no entries (every position carries a value)."""
     numel = int(np.prod(shape, dtype=np.int64))
     no_entries = Positions("dense", {}, {}, np.empty(0, dtype=np.int64))
-    makers = [(lambda: dense(numel)) if dense_entries else (lambda: no_entries), lambda: bitmask(kept, numel),
-              lambda: relative(kept, best_gap_bits(kept, value_bits))]
+    makers = {"dense": (lambda: dense(numel)) if dense_entries else (lambda: no_entries),
+              "bitmask": lambda: bitmask(kept, numel), "relative": lambda: relative(kept, gap_bits)}
     if numel and _matrix(shape)[1] >= 1:
-        makers.append(lambda: csr(kept, shape))
+        makers["csr"] = lambda: csr(kept, shape)
     return makers
 
 

@@ -97,24 +97,25 @@ def _cheapest_positions(kept: np.ndarray, shape: tuple, bits: int, idx: np.ndarr
                         coder: str) -> P.Positions:
     """The first position method of least coded size (positions + values). From histograms counted in blocks
     where the coder's estimate needs no more (only the winner is built); else each candidate built in turn."""
-    makers = P.candidate_makers(kept, shape, bits, dense_entries=False)
+    gap_bits = P.best_gap_bits(kept, bits)
+    makers = P.candidate_makers(kept, shape, gap_bits, dense_entries=False)
     if needs_sequence(coder):
         best, best_cost = None, None
-        for make in makers:
+        for make in makers.values():
             cand = make()
             cost = _codes_cost(cand, idx, k, coder)
             if best is None or cost < best_cost:
                 best, best_cost = cand, cost
             del cand
         return best
-    methods = ["dense", "bitmask", "relative", "csr"][:len(makers)]
-    costs = [_counted_cost(m, kept, shape, bits, idx, k, coder) for m in methods]
-    return makers[costs.index(min(costs))]()
+    costs = {m: _counted_cost(m, kept, shape, gap_bits, idx, k, coder) for m in makers}
+    return makers[min(costs, key=costs.get)]()  # the first of least cost, as min() over a list
 
 
-def _counted_cost(method: str, kept: np.ndarray, shape: tuple, bits: int, idx: np.ndarray, k: int, coder: str) -> int:
+def _counted_cost(method: str, kept: np.ndarray, shape: tuple, gap_bits: int, idx: np.ndarray, k: int,
+                  coder: str) -> int:
     """:func:`_codes_cost` of ``method`` from histograms (equal sizes, nothing as long as the tensor built)."""
-    streams, fillers = P.stream_counts(method, kept, shape, bits)
+    streams, fillers = P.stream_counts(method, kept, shape, gap_bits)
     values = np.zeros(k + 1, dtype=np.int64)  # symbol k: a pruned position (dense) or a filler (relative)
     if method == "dense":
         for start in range(0, idx.size, P.BLOCK):
