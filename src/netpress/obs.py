@@ -63,6 +63,11 @@ class Rounder:
     def permute(self, perm: torch.Tensor) -> None:
         """Reorder per-column state to the swept column order."""
 
+    def nearest(self, w: torch.Tensor) -> torch.Tensor:
+        """Every column of ``w`` rounded with no error feedback (no Hessian): column by column; subclasses may
+        do it at once when that gives the same values."""
+        return torch.stack([self.column(j, w) for j in range(w.shape[1])], 1)
+
 
 def dead_inputs(w: torch.Tensor, hessian: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Hessian with dead inputs (zero diagonal) made regular, and W with their columns zeroed (they never

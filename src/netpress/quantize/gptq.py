@@ -133,7 +133,8 @@ def step_range(w: torch.Tensor, spec: UniformSpec, step: float) -> tuple[torch.T
     """
     wf = w.float()
     lo, hi = wf.amin(1).clamp(max=0), wf.amax(1).clamp(min=0)
-    base = float(torch.tensor(step * float(wf.std()) if wf.numel() > 1 else step).clamp_min(2.0 ** -14).half())
+    std = float(wf.std()) if wf.numel() > 1 else 1.0
+    base = float(torch.tensor(max(step * std, 2.0 ** -14)).half())
     scale = torch.maximum(torch.full_like(lo, base), _half_up((hi - lo) / float(spec.qmax - spec.qmin)))
     middle = torch.full_like(lo, (spec.qmin + spec.qmax + 1) // 2)
     low_zp = spec.qmin - torch.round(lo / scale)   # the row's minimum lands on a code >= qmin
@@ -170,8 +171,12 @@ class UniformRounder(Rounder):
         if hp.step:
             self.scale[:, 0], self.zp[:, 0] = step_range(w, self.spec, hp.step)
         elif not self.dynamic:
-            for g in range(cols // width):
-                self._fit(g, w[:, g * width:(g + 1) * width], g * width)
+            self._fit_all(w)
+
+    def _fit_all(self, w: torch.Tensor) -> None:
+        width = w.shape[1] // self.scale.shape[1]
+        for g in range(self.scale.shape[1]):
+            self._fit(g, w[:, g * width:(g + 1) * width], g * width)
 
     def _fit(self, g: int, block: torch.Tensor, start: int) -> None:
         end = start + block.shape[1]
@@ -192,9 +197,7 @@ class UniformRounder(Rounder):
         """Round-to-nearest of all of ``w`` (no error feedback), in blocks of rows: equal to rounding it column
         by column (per group the ranges are fitted on ``w`` itself, as the sweep would without feedback)."""
         if self.dynamic:
-            width = self.hp.group_size
-            for g in range(w.shape[1] // width):
-                self._fit(g, w[:, g * width:(g + 1) * width], g * width)
+            self._fit_all(w)
         out = torch.empty_like(w)
         for r in range(0, w.shape[0], block_rows):
             rows = slice(r, r + block_rows)
@@ -273,8 +276,7 @@ def gptq_codes(w: torch.Tensor, hessian: torch.Tensor | None, hp: GPTQHparams = 
     else:
         rounder = UniformRounder(mat.to(dtype), hessian, hp, keep)
     if hessian is None:
-        q = rounder.nearest(mat.to(dtype)) if isinstance(rounder, UniformRounder) else \
-            torch.stack([rounder.column(j, mat.to(dtype)) for j in range(mat.shape[1])], 1)
+        q = rounder.nearest(mat.to(dtype))
     else:
         q = obs_sweep(mat, hessian, rounder, blocksize=hp.blocksize, percdamp=hp.percdamp, act_order=hp.act_order)
     if hp.method == "kmeans":
