@@ -29,6 +29,7 @@ from netpress.calibrate.stats import capture
 from netpress.errors import ConfigError
 from netpress.quantize.awq import search_scales
 from netpress.quantize.gptq import GPTQHparams
+from netpress.state import split_name
 
 PRODUCERS = (nn.LayerNorm, nn.Linear)
 
@@ -115,7 +116,7 @@ def awq_scale(model: nn.Module, inputs: Iterable[Any], grids: dict[str, GPTQHpar
     if not groups:
         return {}
     first = {p: consumers[names[0]] for p, names in groups.items()}
-    stats = capture(model, batches, {p: m for p, m in first.items()})
+    stats = capture(model, batches, first)
     reference = first_tensor(call_model(model, batches[0])).detach().float()
     report = {}
     for producer_name, names in groups.items():
@@ -131,15 +132,18 @@ def awq_scale(model: nn.Module, inputs: Iterable[Any], grids: dict[str, GPTQHpar
     return report
 
 
+def scalable(model: nn.Module, name: str) -> bool:
+    """Whether the tensor ``name`` is a plain (not parametrized) Linear weight: the only kind AWQ scales."""
+    module_name, attr = split_name(name)
+    module = model.get_submodule(module_name)
+    return attr == "weight" and isinstance(module, nn.Linear) and not hasattr(module, "parametrizations")
+
+
 def _consumers(model: nn.Module, grids: dict[str, GPTQHparams]) -> dict[str, nn.Linear]:
-    out = {}
-    for name in grids:
-        module_name, _, attr = name.rpartition(".")
-        module = model.get_submodule(module_name) if module_name else model
-        if attr != "weight" or not isinstance(module, nn.Linear) or hasattr(module, "parametrizations"):
-            raise ConfigError(f"AWQ scales plain Linear weights; {name!r} is not one")
-        out[name] = module
-    return out
+    bad = next((name for name in grids if not scalable(model, name)), None)
+    if bad is not None:
+        raise ConfigError(f"AWQ scales plain Linear weights; {bad!r} is not one")
+    return {name: model.get_submodule(split_name(name)[0]) for name in grids}
 
 
 @torch.no_grad()
@@ -158,4 +162,4 @@ def _tensors(producer: nn.Module, consumers: list[nn.Linear]) -> list[torch.Tens
     return [producer.weight] + ([producer.bias] if producer.bias is not None else []) + [c.weight for c in consumers]
 
 
-__all__ = ["PRODUCERS", "find_groups", "fold", "awq_scale"]
+__all__ = ["PRODUCERS", "find_groups", "fold", "awq_scale", "scalable"]

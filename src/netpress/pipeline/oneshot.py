@@ -213,24 +213,20 @@ def _gptq(method: str):
 
 
 def _awq(model: nn.Module, calib, per_tensor: dict) -> None:
-    from netpress.calibrate.awq import awq_scale
+    from netpress.calibrate.awq import awq_scale, scalable
 
-    plain = {n: hp for n, hp in per_tensor.items() if _plain_linear(model, n)}
+    plain = {n: hp for n, hp in per_tensor.items() if scalable(model, n)}
     if plain:
         model.netpress_awq = awq_scale(model, calib, plain)
 
 
-def _plain_linear(model: nn.Module, name: str) -> bool:
-    module_name, _, attr = name.rpartition(".")
-    module = model.get_submodule(module_name) if module_name else model
-    return attr == "weight" and isinstance(module, nn.Linear) and not hasattr(module, "parametrizations")
-
-
 def _granularity(model: nn.Module, name: str, granularity: str, group_size: int) -> str:
     """``group`` where ``group_size`` divides the tensor's inputs into several groups, else ``channel``."""
+    from netpress.state import split_name
+
     if granularity != "group":
         return "channel"
-    module_name, _, attr = name.rpartition(".")
+    module_name, attr = split_name(name)
     w = getattr(model.get_submodule(module_name), attr)
     inputs = w[0].numel() if w.dim() > 1 else 0
     return "group" if w.dim() == 2 and inputs > group_size and inputs % group_size == 0 else "channel"
