@@ -102,6 +102,10 @@ def compress(
     ctx = Context(data=data, train_hp=train_hp or TrainingHparams(), folder=folder, device=device, progress=progress,
                   teacher=copy.deepcopy(model).eval() if any(s.kind == "distill" for s in recipe.stages) else None,
                   out=None if out is None else Path(out), recipe=recipe.to_dict())
+    if spends_budget(recipe):
+        if data.val is None or not len(data.val):
+            raise ConfigError(f"recipe {recipe.name} spends a validation-accuracy budget: give validation data")
+        ctx.reference_accuracy = evaluate(model, data.val).accuracy
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "recipe.json", json.dumps(recipe.to_dict(), indent=2) + "\n")
@@ -122,6 +126,12 @@ def compress(
 
         result.report = write_report(result, Path(report_dir), title, snapshots, layer)
     return result
+
+
+def spends_budget(recipe: Recipe) -> bool:
+    """Whether a stage decides by the validation accuracy against the model entering the pipeline."""
+    return any((s.kind == "prune" and s.hparams.schedule == "budget")
+               or (s.kind == "quantize" and isinstance(s.hparams.lam, list)) for s in recipe.stages)
 
 
 def _largest_layer(model: nn.Module) -> str:

@@ -23,8 +23,8 @@ from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
 from netpress.train import TrainingHparams
 
-SCHEDULES = ("oneshot", "iterative", "sensitivity")
-QUANT_METHODS = ("kmeans", "uniform", "sensitivity")
+SCHEDULES = ("oneshot", "iterative", "sensitivity", "budget")
+QUANT_METHODS = ("kmeans", "uniform", "sensitivity", "ecsq")
 
 
 class RecipeError(ConfigError):
@@ -50,16 +50,22 @@ class PruneStage(Hparams):
     """Pruning with retraining.
 
     Attributes:
-        schedule: ``iterative`` (``rounds`` prune-retrain rounds towards the targets, Han 2015), ``oneshot``, or
-            ``sensitivity`` (per-layer targets chosen from a sensitivity scan within ``accuracy_budget``).
-        sparsity: global target fraction of zeros (for layers not in ``layers``).
+        schedule: ``iterative`` (``rounds`` prune-retrain rounds towards the targets, Han 2015), ``oneshot``,
+            ``sensitivity`` (per-layer targets chosen from a sensitivity scan within ``accuracy_budget``), or
+            ``budget`` (prune ``prune_fraction`` of the surviving weights per round and retrain, for as long as the
+            validation accuracy stays within ``accuracy_budget`` of the model entering the pipeline; a round that
+            overspends is undone and retried with half the fraction, which grows back by 1.5x after each round
+            within budget; at most ``rounds`` rounds).
+        sparsity: global target fraction of zeros (for layers not in ``layers``); for ``budget``, the cap.
         layers: per-layer targets ``{name pattern, module type or kind ('conv', 'fc', 'embedding'): fraction}``
             (see :func:`layer_value`); a key that matches no layer is an error before any work.
         scope: ``global`` or ``local`` ranking for the layers that follow ``sparsity``.
         score: a registered pruning score.
         rounds: prune-retrain rounds (iterative).
         retrain: TrainingHparams overrides for each retraining (Han: lr / 10).
-        accuracy_budget: for ``sensitivity``: allowed accuracy drop per layer, a fraction (0.005 = 0.5 pt).
+        accuracy_budget: allowed accuracy drop, a fraction (0.005 = 0.5 pt): per layer for ``sensitivity``; for
+            ``budget``, the validation drop from the model entering the pipeline.
+        prune_fraction: for ``budget``: fraction of the surviving weights pruned per round.
     """
 
     schedule: str = "iterative"
@@ -70,6 +76,7 @@ class PruneStage(Hparams):
     rounds: int = 3
     retrain: dict = dataclasses.field(default_factory=dict)
     accuracy_budget: float = 0.005
+    prune_fraction: float = 0.4
 
     def validate(self) -> None:
         require(self.schedule in SCHEDULES, f"schedule: unknown {self.schedule!r}; known: {', '.join(SCHEDULES)}")
@@ -82,6 +89,8 @@ class PruneStage(Hparams):
         require(self.score in SCORES, f"score: unknown {self.score!r}; known: {', '.join(SCORES.names())}")
         require(isinstance(self.rounds, int) and self.rounds >= 1, f"rounds: must be an integer >= 1, got {self.rounds!r}")
         require(0 < self.accuracy_budget < 1, f"accuracy_budget: must be in (0, 1), got {self.accuracy_budget!r}")
+        require(isinstance(self.prune_fraction, (int, float)) and 0 < self.prune_fraction < 1,
+                f"prune_fraction: must be a fraction in (0, 1), got {self.prune_fraction!r}")
         _check_overrides("retrain", self.retrain)
 
 
@@ -90,13 +99,20 @@ class QuantizeStage(Hparams):
     """Weight sharing / quantization with centroid fine-tuning.
 
     Attributes:
-        method: ``kmeans`` (Deep Compression), ``uniform``, or ``sensitivity`` (per-layer bits from a scan).
+        method: ``kmeans`` (Deep Compression), ``uniform``, ``sensitivity`` (per-layer bits from a scan), or
+            ``ecsq`` (entropy-constrained levels: each weight goes to the level minimising squared error plus
+            ``lam`` x its code length; ``bits`` caps the number of levels).
         bits: an int for every layer, or ``{name pattern, module type or kind ('conv', 'fc', 'embedding'): bits}``;
             a key that matches no layer is an error before any work.
         init: k-means centroid init: ``linear``, ``forgy`` (random) or ``density``.
         finetune: TrainingHparams overrides for centroid fine-tuning; ``{}`` = no fine-tuning.
         min_bits: lowest bit width tried by ``sensitivity``.
-        accuracy_budget: for ``sensitivity``: allowed accuracy drop per layer (fraction).
+        accuracy_budget: allowed accuracy drop (fraction): per layer for ``sensitivity``; for ``ecsq`` with a
+            list of ``lam``, the validation drop from the model entering the pipeline.
+        lam: for ``ecsq``: the rate weight relative to each tensor's weight variance (``lam * var(w)`` squared
+            units per bit; 0 = k-means), or a list searched in order, most aggressive first: the first whose
+            fine-tuned model stays within ``accuracy_budget`` is kept (the last one if none does).
+        biases: bits of per-tensor uniform codes for the biases of the quantized layers; 0 keeps them float.
     """
 
     method: str = "kmeans"
@@ -105,6 +121,8 @@ class QuantizeStage(Hparams):
     finetune: dict = dataclasses.field(default_factory=dict)
     min_bits: int = 2
     accuracy_budget: float = 0.003
+    lam: Any = 0.0
+    biases: int = 0
 
     def validate(self) -> None:
         require(self.method in QUANT_METHODS, f"method: unknown {self.method!r}; known: {', '.join(QUANT_METHODS)}")
@@ -116,6 +134,12 @@ class QuantizeStage(Hparams):
         require(self.init in INITS, f"init: must be one of {', '.join(INITS.names())}, got {self.init!r}")
         require(isinstance(self.min_bits, int) and 1 <= self.min_bits <= 8, f"min_bits: must be in 1-8, got {self.min_bits!r}")
         require(0 < self.accuracy_budget < 1, f"accuracy_budget: must be in (0, 1), got {self.accuracy_budget!r}")
+        lams = self.lam if isinstance(self.lam, list) else [self.lam]
+        require(bool(lams) and all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x < float("inf")
+                                   for x in lams), f"lam: must be a number >= 0 or a non-empty list of them, got {self.lam!r}")
+        require(isinstance(self.lam, (int, float)) or self.method == "ecsq", f"lam: a list is searched only by method ecsq")
+        require(isinstance(self.biases, int) and not isinstance(self.biases, bool) and 0 <= self.biases <= 16,
+                f"biases: must be 0 (float) or bits in 1-16, got {self.biases!r}")
         _check_overrides("finetune", self.finetune)
 
 
@@ -262,7 +286,7 @@ def _check_mappings(where: str, cls, options: dict) -> None:
             raise RecipeError(f"{where}.{f.name}: must be a mapping (name: value), got {type(value).__name__} {shown}")
 
 
-BUILTIN = ("deep-compression", "prune-only", "quantize-only", "max")
+BUILTIN = ("deep-compression", "prune-only", "quantize-only", "max", "budget")
 
 
 def load_recipe(ref: str | Path, builtin: tuple[str, ...] = BUILTIN,

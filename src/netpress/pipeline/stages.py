@@ -14,12 +14,13 @@ import torch
 from torch import nn
 
 from netpress.data import DataSplits
+from netpress.fileio import atomic_torch_save, atomic_write_text
 from netpress.prune.masks import plain_state_dict
 from netpress.prune.schedules import round_targets
 from netpress.pipeline.recipe import (DistillStage, EncodeStage, LowRankStage, PruneStage, QuantizeStage, layer_refs,
                                       layer_value)
 from netpress.registry import Registry
-from netpress.train import TrainingHparams, train
+from netpress.train import TrainingHparams, evaluate, train
 from netpress.train.trainer import LossFn, cross_entropy
 
 
@@ -38,6 +39,7 @@ class Context:
     recipe: dict | None = None
     metrics: dict = dataclasses.field(default_factory=dict)
     notes: dict = dataclasses.field(default_factory=dict)  # per-stage facts for the report (targets, bits, ...)
+    reference_accuracy: float | None = None  # validation accuracy of the model entering the pipeline (budgets)
 
     def stage_dir(self, index: int, kind: str) -> Path | None:
         return None if self.folder is None else self.folder / f"{index:02d}_{kind}"
@@ -68,6 +70,24 @@ def _retrain(model: nn.Module, ctx: Context, overrides: dict, folder: Path | Non
           progress=ctx.progress, desc=desc)
 
 
+MIN_FRACTION = 0.02  # a budget schedule stops once an overspending round would halve the fraction below this
+GROW = 1.5  # after a round within budget, the next prunes this much more (up to the recipe's fraction)
+
+
+def _read_record(round_dir: Path | None) -> dict | None:
+    path = None if round_dir is None else round_dir / "record.json"
+    return json.loads(path.read_text()) if path is not None and path.exists() else None
+
+
+def _records(folder: Path, prefix: str, start: int) -> list[dict]:
+    """The records of consecutive trial folders ``<prefix><start>``, ``<prefix><start+1>``, ... that finished."""
+    out, i = [], start
+    while (record := _read_record(folder / f"{prefix}{i}")) is not None:
+        out.append(record)
+        i += 1
+    return out
+
+
 def _targets(model: nn.Module, table: dict, default: float) -> dict[str, float]:
     return {r.name: float(layer_value(table, r, default)) for r in layer_refs(model)}
 
@@ -88,6 +108,8 @@ class PruneRunner(StageRunner):
     def run(self, model, ctx, folder):
         from netpress.prune import apply_masks, compute_masks
 
+        if self.hp.schedule == "budget":
+            return self._budget(model, ctx, folder)
         targets, overall = self._final_targets(model, ctx)
         rounds = 1 if self.hp.schedule == "oneshot" else self.hp.rounds
         ctx.notes["prune_targets"] = targets
@@ -106,6 +128,51 @@ class PruneRunner(StageRunner):
                 torch.save(model.state_dict(), round_dir / "state.pt")
                 (round_dir / "done").write_text("")
         return model
+
+    def _budget(self, model, ctx, folder):
+        """Prune-retrain rounds while the validation accuracy stays within the budget; an overspending round is
+        undone and the next one prunes half as much, a round within budget lets the next prune 1.5x as much (up to
+        ``prune_fraction``). Each finished round is recorded, so a rerun replays it."""
+        floor = ctx.reference_accuracy - self.hp.accuracy_budget
+        fraction, records = self.hp.prune_fraction, []
+        for r in range(1, self.hp.rounds + 1):
+            round_dir = None if folder is None else folder / f"round{r}"
+            record = _read_record(round_dir)
+            if record is None:
+                record = self._budget_round(model, ctx, round_dir, fraction, floor, f"budget round {r}")
+            elif record["accepted"]:
+                self._restore_round(model, round_dir)
+            records.append(record)
+            fraction = record["next_fraction"]
+            if record["stop"]:
+                break
+        ctx.notes["budget_rounds"] = records
+        return model
+
+    def _budget_round(self, model, ctx, round_dir, fraction: float, floor: float, desc: str) -> dict:
+        from netpress.prune import apply_masks, compute_masks
+        from netpress.prune.masks import masks_from_state_dict, sparsity
+
+        target = min(self.hp.sparsity, 1 - (1 - sparsity(model)) * (1 - fraction))
+        trial = copy.deepcopy(model)
+        apply_masks(trial, compute_masks(trial, target, score=self.hp.score, scope=self.hp.scope, data=ctx.data))
+        _retrain(trial, ctx, self.hp.retrain, round_dir, desc)
+        accuracy = evaluate(trial, ctx.data.val).accuracy
+        accepted = accuracy >= floor
+        next_fraction = min(self.hp.prune_fraction, fraction * GROW) if accepted else fraction / 2
+        record = {"sparsity": target, "fraction": fraction, "val_accuracy": accuracy, "floor": floor,
+                  "accepted": accepted, "next_fraction": next_fraction,
+                  "stop": (accepted and target >= self.hp.sparsity - 1e-9) or next_fraction < MIN_FRACTION}
+        if accepted:
+            state = trial.state_dict()
+            apply_masks(model, masks_from_state_dict(state))
+            model.load_state_dict(state)
+        if round_dir is not None:
+            round_dir.mkdir(parents=True, exist_ok=True)
+            if accepted:
+                atomic_torch_save(model.state_dict(), round_dir / "state.pt")
+            atomic_write_text(round_dir / "record.json", json.dumps(record, indent=2) + "\n")  # last: round done
+        return record
 
     def _final_targets(self, model, ctx) -> tuple[dict[str, float], float]:
         """Per-layer targets (layers the recipe names, or all with ``sensitivity``) and the overall target
@@ -127,9 +194,10 @@ class PruneRunner(StageRunner):
 
     def rebuild(self, model, state, folder, ctx):
         from netpress.prune import apply_masks
-
         from netpress.prune.masks import masks_from_state_dict
 
+        if ctx is not None and self.hp.schedule == "budget":
+            ctx.notes["budget_rounds"] = _records(folder, "round", start=1)
         return apply_masks(model, masks_from_state_dict(state))
 
 
@@ -142,12 +210,38 @@ class QuantizeRunner(StageRunner):
     def run(self, model, ctx, folder):
         bits = self._bits(model, ctx)
         ctx.notes["bits"] = bits
-        self._share(model, bits)
+        lams = self.hp.lam if isinstance(self.hp.lam, list) else [self.hp.lam]
+        lam = self._search_lam(model, ctx, folder, bits, lams) if len(lams) > 1 else lams[0]
+        ctx.notes["lam"] = lam
+        self._share(model, bits, lam)
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "bits.json").write_text(json.dumps(bits))
+            (folder / "lam.json").write_text(json.dumps(lam))
         _retrain(model, ctx, self.hp.finetune, None if folder is None else folder / "finetune", "centroid fine-tune")
         return model
+
+    def _search_lam(self, model, ctx, folder, bits: dict[str, int], lams: list[float]) -> float:
+        """The first ``lam`` (most aggressive first) whose fine-tuned model keeps the validation accuracy within
+        the budget; the last one if none does. Each tried value is recorded, so a rerun does not repeat it."""
+        floor = ctx.reference_accuracy - self.hp.accuracy_budget
+        tried = []
+        for i, lam in enumerate(lams):
+            trial_dir = None if folder is None else folder / f"lam{i}"
+            record = _read_record(trial_dir)
+            if record is None:
+                trial = copy.deepcopy(model)
+                self._share(trial, bits, lam)
+                _retrain(trial, ctx, self.hp.finetune, trial_dir, f"ecsq lam {lam:g}")
+                record = {"lam": lam, "val_accuracy": evaluate(trial, ctx.data.val).accuracy, "floor": floor}
+                if trial_dir is not None:
+                    trial_dir.mkdir(parents=True, exist_ok=True)
+                    atomic_write_text(trial_dir / "record.json", json.dumps(record, indent=2) + "\n")
+            tried.append(record)
+            if record["val_accuracy"] >= floor:
+                break
+        ctx.notes["lam_search"] = tried
+        return tried[-1]["lam"]
 
     def _bits(self, model, ctx) -> dict[str, int]:
         if self.hp.method != "sensitivity":
@@ -159,24 +253,56 @@ class QuantizeRunner(StageRunner):
         weights = plain_state_dict(model)
         return {n: _fit_bits(b, int((weights[n] != 0).sum())) for n, b in bits.items()}
 
-    def _share(self, model, bits: dict[str, int]) -> None:
+    def _share(self, model, bits: dict[str, int], lam: float = 0.0) -> None:
         from netpress.prune import strip
-        from netpress.quantize import share_weights
+        from netpress.quantize import UniformSpec, quantize_weights, share_weights
 
         strip(model)
         if self.hp.method == "uniform":  # per-channel affine codes at each tensor's bits
-            from netpress.quantize import UniformSpec, quantize_weights
-
             specs = {n: UniformSpec(bits=b, granularity="channel") for n, b in bits.items()}
             quantize_weights(model, specs, names=list(bits))
+        elif self.hp.method == "ecsq":
+            _ecsq(model, bits, lam)
         else:
             share_weights(model, bits=bits, init=self.hp.init)
+        if self.hp.biases:
+            sizes = {n: w.numel() for n, w in plain_state_dict(model).items()}
+            quantize_weights(model, {n: _one_scale(self.hp.biases, sizes[n]) for n in _biases(model, bits)})
 
     def rebuild(self, model, state, folder, ctx):
         bits = json.loads((folder / "bits.json").read_text())
-        ctx.notes["bits"] = bits
-        self._share(model, bits)
+        lam_file = folder / "lam.json"
+        lam = json.loads(lam_file.read_text()) if lam_file.exists() else 0.0
+        ctx.notes["bits"], ctx.notes["lam"] = bits, lam
+        if isinstance(self.hp.lam, list):
+            ctx.notes["lam_search"] = _records(folder, "lam", start=0)
+        self._share(model, bits, lam)
         return model
+
+
+def _ecsq(model: nn.Module, bits: dict[str, int], lam: float) -> None:
+    """ECSQ of each tensor with the rate weight scaled by the variance of its surviving weights."""
+    from netpress.quantize.ecsq import ecsq_weights
+
+    weights = plain_state_dict(model)
+    for name, b in bits.items():
+        alive = weights[name][weights[name] != 0]
+        scale = float(alive.var()) if alive.numel() > 1 else 0.0
+        ecsq_weights(model, b, lam * scale, names=[name])
+
+
+def _one_scale(bits: int, size: int):
+    """Uniform codes with one scale and zero point for the whole 1-D tensor (a single group: stored as an affine
+    pair, not a table of all ``2**bits`` levels)."""
+    from netpress.quantize import UniformSpec
+
+    return UniformSpec(bits=bits, granularity="group", axis=0, group_size=size)
+
+
+def _biases(model: nn.Module, weight_names) -> list[str]:
+    """Plain names of the biases of the modules owning ``weight_names``."""
+    state = plain_state_dict(model)
+    return [b for b in (n.rpartition(".")[0] + ".bias" for n in weight_names) if b in state]
 
 
 def _fit_bits(bits: int, alive: int) -> int:

@@ -1,0 +1,200 @@
+"""Budget-driven stages against planted oracles: the ``budget`` prune schedule stops where a planted
+accuracy-vs-sparsity curve crosses the floor, undoes overspending rounds and resumes without repeating work;
+the ECSQ rate search keeps the first rate weight within the budget and quantizes with it; 8-bit biases are stored
+as codes; the built-in ``budget`` recipe end to end on digits."""
+import copy
+import json
+
+import pytest
+import torch
+
+import netpress
+from netpress.data import load_data
+from netpress.encode import read_manifest
+from netpress.errors import ConfigError
+from netpress.models import build_model
+from netpress.pipeline import compress, load_recipe, parse_recipe
+from netpress.pipeline import stages as stages_module
+from netpress.pipeline.recipe import PruneStage, QuantizeStage
+from netpress.pipeline.stages import Context, PruneRunner, QuantizeRunner, _ecsq
+from netpress.prune.masks import plain_state_dict, sparsity
+from netpress.quantize import export_codes
+from netpress.train import TrainingHparams, evaluate, train
+
+REF = 0.9
+
+
+@pytest.fixture(scope="module")
+def trained():
+    data = load_data("synthetic")
+    model = build_model("lenet300", data.input_shape, data.num_classes, seed=0)
+    train(model, data, TrainingHparams(steps="2ep", batch_size=100, lr=0.05), device="cpu")
+    return model, data
+
+
+def _planted(knee: float, calls: list):
+    """Validation accuracy REF up to sparsity ``knee``, then falling 1 pt per 0.01 of sparsity."""
+    def fake_evaluate(model, dataset, **kw):
+        s = sparsity(model)
+        calls.append(s)
+        return type("R", (), {"accuracy": REF - max(0.0, s - knee)})()
+    return fake_evaluate
+
+
+def _ctx(data, folder=None):
+    return Context(data=data, train_hp=TrainingHparams(), folder=folder, device="cpu", reference_accuracy=REF)
+
+
+def _prune_budget(trained, monkeypatch, folder=None, calls=None, **hp):
+    model, data = trained
+    calls = [] if calls is None else calls
+    monkeypatch.setattr(stages_module, "evaluate", _planted(0.7, calls))
+    runner = PruneRunner(PruneStage(schedule="budget", scope="global", accuracy_budget=0.003, **hp))
+    ctx = _ctx(data, folder)
+    out = runner.run(copy.deepcopy(model), ctx, folder)
+    return out, ctx.notes["budget_rounds"], calls
+
+
+def test_budget_schedule_stops_at_the_planted_knee(trained, monkeypatch):
+    model, records, _ = _prune_budget(trained, monkeypatch, prune_fraction=0.4, rounds=20)
+    final = sparsity(model)
+    assert 0.69 <= final <= 0.703  # within the budget, and close to where the planted curve leaves it
+    accepted = [r for r in records if r["accepted"]]
+    assert accepted[-1]["sparsity"] == pytest.approx(final, abs=1e-3)
+    assert all(REF - r["val_accuracy"] <= 0.003 + 1e-12 for r in accepted)
+    assert any(not r["accepted"] for r in records)  # it overshot at least once (0.784) ...
+    for before, after in zip(records, records[1:]):  # ... each overshoot halved the next fraction, each success
+        grown = min(0.4, before["fraction"] * 1.5)   # grew it back by 1.5x up to the recipe's fraction
+        assert after["fraction"] == pytest.approx(grown if before["accepted"] else before["fraction"] / 2)
+
+
+def test_overspending_round_is_undone(trained, monkeypatch):
+    model, records, _ = _prune_budget(trained, monkeypatch, prune_fraction=0.4, rounds=3)
+    assert [r["accepted"] for r in records] == [True, True, False]  # 0.4, 0.64, then 0.784 > knee + budget
+    assert sparsity(model) == pytest.approx(0.64, abs=1e-3)
+
+
+def test_budget_schedule_respects_the_cap(trained, monkeypatch):
+    model, records, _ = _prune_budget(trained, monkeypatch, prune_fraction=0.4, rounds=20, sparsity=0.5)
+    assert sparsity(model) == pytest.approx(0.5, abs=1e-3) and records[-1]["stop"] and len(records) == 2
+
+
+def test_budget_schedule_resumes_without_repeating_rounds(trained, monkeypatch, tmp_path):
+    first, _, calls = _prune_budget(trained, monkeypatch, folder=tmp_path, prune_fraction=0.4, rounds=6)
+    assert len(calls) == 6
+    again, records, calls = _prune_budget(trained, monkeypatch, folder=tmp_path, prune_fraction=0.4, rounds=6)
+    assert calls == []  # every round replayed from its record
+    a, b = plain_state_dict(first), plain_state_dict(again)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "round6" / "record.json").read_text()) == records[-1]
+
+
+def _lam_search(trained, monkeypatch, verdicts, lams, folder=None):
+    model, data = trained
+    seen = []
+
+    def scripted(m, dataset, **kw):
+        seen.append(len(torch.unique(plain_state_dict(m)["features.0.weight"])))
+        return type("R", (), {"accuracy": REF - (0 if verdicts[len(seen) - 1] else 0.01)})()
+
+    monkeypatch.setattr(stages_module, "evaluate", scripted)
+    runner = QuantizeRunner(QuantizeStage(method="ecsq", bits=5, lam=lams, accuracy_budget=0.005))
+    ctx = _ctx(data, folder)
+    out = runner.run(copy.deepcopy(model), ctx, folder)
+    return out, ctx.notes, seen
+
+
+def test_ecsq_search_keeps_the_first_rate_within_budget(trained, monkeypatch):
+    lams = [0.5, 0.1, 0.02, 0.0]
+    out, notes, seen = _lam_search(trained, monkeypatch, [False, False, True, True], lams)
+    assert notes["lam"] == 0.02 and len(seen) == 3  # stopped at the first within budget
+    assert seen[0] < seen[1] < seen[2]  # a larger rate weight leaves fewer distinct levels
+    reference = copy.deepcopy(trained[0])
+    _ecsq(reference, {n: 5 for n in plain_state_dict(reference) if n.endswith("weight")}, 0.02)
+    got, want = plain_state_dict(out), plain_state_dict(reference)
+    assert all(torch.equal(got[k], want[k]) for k in want)  # the model holds the chosen rate's quantization
+    assert {c.method for c in export_codes(out).values()} == {"ecsq"}
+
+
+def test_ecsq_search_falls_back_to_the_last_rate(trained, monkeypatch):
+    _, notes, seen = _lam_search(trained, monkeypatch, [False, False], [0.5, 0.0])
+    assert notes["lam"] == 0.0 and len(seen) == 2
+
+
+def test_ecsq_rate_weight_scales_with_each_tensor_variance(trained):
+    """The same relative rate weight on a tensor scaled by 10 gives the same assignment (scale-free)."""
+    model = copy.deepcopy(trained[0])
+    scaled = copy.deepcopy(model)
+    with torch.no_grad():
+        scaled.features[0].weight.mul_(10)
+    _ecsq(model, {"features.0.weight": 4}, 0.05)
+    _ecsq(scaled, {"features.0.weight": 4}, 0.05)
+    a = plain_state_dict(model)["features.0.weight"]
+    b = plain_state_dict(scaled)["features.0.weight"]
+    torch.testing.assert_close(a * 10, b, rtol=1e-4, atol=1e-5)
+
+
+def test_quantized_biases_are_stored_as_codes(trained, tmp_path):
+    model, data = trained
+    stages = [{"quantize": {"method": "kmeans", "bits": 4, "biases": 8}}, {"encode": {"coder": "ans"}}]
+    plain = [{"quantize": {"method": "kmeans", "bits": 4}}, {"encode": {"coder": "ans"}}]
+    with_b = compress(copy.deepcopy(model), data, recipe=parse_recipe({"stages": stages}), out=tmp_path / "b.netp",
+                      device="cpu")
+    compress(copy.deepcopy(model), data, recipe=parse_recipe({"stages": plain}), out=tmp_path / "f.netp", device="cpu")
+    kinds = {t["name"]: t["kind"] for t in read_manifest(tmp_path / "b.netp")["tensors"]}
+    assert kinds["features.0.bias"] == "codes" and kinds["fc_out.bias"] == "codes"
+    assert (tmp_path / "b.netp").stat().st_size < (tmp_path / "f.netp").stat().st_size
+    bias = plain_state_dict(with_b.model)["features.0.bias"]
+    assert len(torch.unique(bias)) <= 256
+    torch.testing.assert_close(bias, model.features[0].bias.detach(), rtol=0, atol=float(bias.abs().max()) / 100)
+    loaded = netpress.load(tmp_path / "b.netp")
+    x = data.test.x[:32]
+    torch.testing.assert_close(loaded.eval()(x), with_b.model.eval()(x))
+
+
+@pytest.mark.parametrize("stage, message", [
+    ({"prune": {"schedule": "budget", "prune_fraction": 1.0}}, "prune_fraction: must be a fraction in (0, 1)"),
+    ({"quantize": {"method": "kmeans", "lam": [0.1, 0]}}, "lam: a list is searched only by method ecsq"),
+    ({"quantize": {"method": "ecsq", "lam": []}}, "lam: must be a number >= 0 or a non-empty list"),
+    ({"quantize": {"method": "ecsq", "lam": -1}}, "lam: must be a number >= 0"),
+    ({"quantize": {"biases": 40}}, "biases: must be 0 (float) or bits in 1-16"),
+])
+def test_bad_budget_settings_are_one_line_errors(stage, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_recipe({"stages": [stage]})
+
+
+def test_budget_recipe_needs_validation_data(trained):
+    model, data = trained
+    with pytest.raises(ConfigError, match="spends a validation-accuracy budget"):
+        compress(copy.deepcopy(model), data.train, test_data=data.test, recipe="budget", device="cpu")
+
+
+def test_budget_recipe_end_to_end_on_digits(tmp_path):
+    data = load_data("digits")
+    model = build_model("lenet300", data.input_shape, data.num_classes, seed=0)
+    train(model, data, TrainingHparams(steps="6ep", batch_size=50, lr=0.05), device="cpu")
+    ref = evaluate(model, data.val).accuracy
+    doc = load_recipe("budget").source
+    doc["stages"][1]["prune"].update(rounds=4, retrain={"steps": "2ep", "lr": 0.02})
+    doc["stages"][2]["quantize"]["finetune"] = {"steps": "1ep", "lr": 0.001}
+    out = tmp_path / "b.netp"
+    result = compress(copy.deepcopy(model), data, recipe=parse_recipe(doc, "budget"), out=out, device="cpu",
+                      train_hp=TrainingHparams(batch_size=50))
+    final = netpress.load(out)
+    assert evaluate(final, data.val).accuracy >= ref - 0.005  # the whole budget holds on validation data
+    assert result.rows[-1]["sparsity"] > 0.5 and result.rows[-1]["ratio"] > 15
+    assert result.notes["lam"] in [0.02, 0.01, 0.005, 0.002, 0]
+    assert {t["name"]: t["kind"] for t in read_manifest(out)["tensors"]}["fc_out.bias"] == "codes"
+
+
+def test_a_finished_budget_pipeline_reports_its_search_when_restored(trained, monkeypatch, tmp_path):
+    model, data = trained
+    stages = [{"prune": {"schedule": "budget", "rounds": 3, "retrain": {"steps": "1ep"}}},
+              {"quantize": {"method": "ecsq", "bits": 4, "lam": [0.5, 0.0]}}]
+    recipe = parse_recipe({"stages": stages})
+    first = compress(copy.deepcopy(model), data, recipe=recipe, workdir=tmp_path, device="cpu")
+    again = compress(copy.deepcopy(model), data, recipe=recipe, workdir=tmp_path, device="cpu")
+    assert len(first.notes["budget_rounds"]) == 3 and first.notes["lam_search"]
+    for key in ("budget_rounds", "lam_search", "lam"):
+        assert again.notes[key] == first.notes[key], key
