@@ -95,10 +95,12 @@ PEER_RECIPES = ("deep-compression", "budget")  # rows that get a torch peer at t
 def _retrain_length(row: dict) -> str:
     """Epochs of retraining on the path to the row's pruned model: every round for a fixed schedule, the accepted
     rounds for ``budget`` (undone rounds are search cost, not part of the kept model's training)."""
-    prune = next(s.hparams for s in load_recipe(row["recipe"]).stages if s.kind == "prune")
+    stages = load_recipe(row["recipe"]).stages
+    prune = next(s.hparams for s in stages if s.kind == "prune")
     per_round = int(prune.retrain.get("steps", "1ep").rstrip("ep"))
     rounds = prune.rounds if prune.schedule != "budget" else sum(r["accepted"] for r in row["budget_rounds"])
-    return f"{rounds * per_round}ep"
+    after = sum(int(s.hparams.overrides.get("steps", "0ep").rstrip("ep")) for s in stages if s.kind == "train")
+    return f"{rounds * per_round + after}ep"
 
 
 def markdown(rows: list[dict], peers: list[dict], commands: list[str]) -> str:
@@ -129,7 +131,7 @@ def markdown(rows: list[dict], peers: list[dict], commands: list[str]) -> str:
     md += ["## Peer baseline: torch.nn.utils.prune + dynamic int8 + torch.save (+ gzip / xz)", "",
            "Same trained nets and the same per-layer sparsity as the netpress recipe named, retrained (SGD lr 0.01, "
            "cross-entropy) for as long as that recipe's kept model was (deep-compression: 3 rounds x 6 epochs; "
-           "budget: its accepted rounds x 12 epochs); conv layers stay fp32 (dynamic quantization covers Linear "
+           "budget: its accepted rounds x 6 epochs + 20 epochs); conv layers stay fp32 (dynamic quantization covers Linear "
            "only).", "",
            "| model | sparsity of | retraining | accuracy | torch.save bytes | gzip -9 | xz -9 | best ratio |",
            "|---|---|---|---|---|---|---|---|"]
@@ -149,22 +151,25 @@ def main() -> None:
                     help="retraining length of the torch baseline (default: the same as deep-compression's)")
     ap.add_argument("--fresh", action="store_true", help="drop rows of earlier invocations instead of merging")
     args = ap.parse_args()
-    rows, peers, commands = _earlier(args.fresh)
-    fresh: set[tuple[str, str]] = set()
+    mine, my_peers = [], []
     for name in args.models.split(","):
         dense = dense_run(name)
         for recipe_name in args.recipes.split(","):
             row = run_recipe(name, recipe_name, dense)
-            fresh.add((name, recipe_name))
-            rows = [r for r in rows if (r["model"], r["recipe"]) != (name, recipe_name)] + [row]
+            mine.append(row)
             print(f"{name} {recipe_name}: {row['ratio']:.1f}x, drop {row['drop_pt']:.2f} pt", flush=True)
-        for row in [r for r in rows if r["model"] == name and r["recipe"] in PEER_RECIPES]:
+        for row in [r for r in mine if r["model"] == name and r["recipe"] in PEER_RECIPES]:
             steps = args.peer_retrain or _retrain_length(row)
-            peer = {**torch_baseline(name, dense, row["layer_sparsity"], steps), "retrain": steps,
-                    "recipe": row["recipe"]}
-            peers = [p for p in peers if (p["model"], p.get("recipe", "deep-compression")) != (name, row["recipe"])]
-            peers.append(peer)
-    if all((r["model"], r["recipe"]) in fresh for r in rows):  # every row is this run's: no earlier invocation
+            my_peers.append({**torch_baseline(name, dense, row["layer_sparsity"], steps), "retrain": steps,
+                             "recipe": row["recipe"]})
+    # earlier rows are read only now, so invocations running side by side (one per model) merge instead of
+    # overwriting each other
+    rows, peers, commands = _earlier(args.fresh)
+    keys = {(r["model"], r["recipe"]) for r in mine}
+    rows = [r for r in rows if (r["model"], r["recipe"]) not in keys] + mine
+    peer_keys = {(p["model"], p["recipe"]) for p in my_peers}
+    peers = [p for p in peers if (p["model"], p.get("recipe", "deep-compression")) not in peer_keys] + my_peers
+    if all((r["model"], r["recipe"]) in keys for r in rows):  # every row is this run's: no earlier invocation
         commands = []
     commands.append(" ".join(sys.argv))
     order = {"lenet300": 0, "lenet5": 1}

@@ -70,7 +70,7 @@ def _retrain(model: nn.Module, ctx: Context, overrides: dict, folder: Path | Non
           progress=ctx.progress, desc=desc)
 
 
-MIN_FRACTION = 0.02  # a budget schedule stops once an overspending round would halve the fraction below this
+MIN_FRACTION = 0.05  # a budget schedule stops once an overspending round would halve the fraction below this
 GROW = 1.5  # after a round within budget, the next prunes this much more (up to the recipe's fraction)
 
 
