@@ -21,7 +21,7 @@ from netpress.prune.masks import plain_state_dict, sparsity
 from netpress.quantize import export_codes
 from netpress.train import TrainingHparams, evaluate, train
 
-REF = 0.9
+N = 2000  # planted validation examples; the input model gets them all right
 
 
 @pytest.fixture(scope="module")
@@ -32,23 +32,32 @@ def trained():
     return model, data
 
 
+def _wrong(k: int) -> torch.Tensor:
+    """Planted per-example correctness with the first ``k`` of N examples wrong."""
+    out = torch.ones(N, dtype=torch.bool)
+    out[:k] = False
+    return out
+
+
 def _planted(knee: float, calls: list):
-    """Validation accuracy REF up to sparsity ``knee``, then falling 1 pt per 0.01 of sparsity."""
-    def fake_evaluate(model, dataset, **kw):
+    """All right up to sparsity ``knee``, then 1 pt of accuracy lost per 0.01 of sparsity."""
+    def fake_correctness(model, dataset, **kw):
         s = sparsity(model)
         calls.append(s)
-        return type("R", (), {"accuracy": REF - max(0.0, s - knee)})()
-    return fake_evaluate
+        return _wrong(round(N * max(0.0, s - knee)))
+    return fake_correctness
 
 
 def _ctx(data, folder=None):
-    return Context(data=data, train_hp=TrainingHparams(), folder=folder, device="cpu", reference_accuracy=REF)
+    return Context(data=data, train_hp=TrainingHparams(), folder=folder, device="cpu",
+                   reference_correct=torch.ones(N, dtype=torch.bool))
 
 
 def _prune_budget(trained, monkeypatch, folder=None, calls=None, **hp):
     model, data = trained
     calls = [] if calls is None else calls
-    monkeypatch.setattr(stages_module, "evaluate", _planted(0.7, calls))
+    monkeypatch.setattr(stages_module, "correctness", _planted(0.7, calls))
+    hp = {"confidence": 0.0, **hp}
     runner = PruneRunner(PruneStage(schedule="budget", scope="global", accuracy_budget=0.003, **hp))
     ctx = _ctx(data, folder)
     out = runner.run(copy.deepcopy(model), ctx, folder)
@@ -61,7 +70,7 @@ def test_budget_schedule_stops_at_the_planted_knee(trained, monkeypatch):
     assert 0.69 <= final <= 0.703  # within the budget, and close to where the planted curve leaves it
     accepted = [r for r in records if r["accepted"]]
     assert accepted[-1]["sparsity"] == pytest.approx(final, abs=1e-3)
-    assert all(REF - r["val_accuracy"] <= 0.003 + 1e-12 for r in accepted)
+    assert all(1 - r["val_accuracy"] <= 0.003 + 1e-12 for r in accepted)
     assert any(not r["accepted"] for r in records)  # it overshot at least once (0.784) ...
     for before, after in zip(records, records[1:]):  # ... each overshoot halved the next fraction, each success
         grown = min(0.4, before["fraction"] * 1.5)   # grew it back by 1.5x up to the recipe's fraction
@@ -72,6 +81,20 @@ def test_overspending_round_is_undone(trained, monkeypatch):
     model, records, _ = _prune_budget(trained, monkeypatch, prune_fraction=0.4, rounds=3)
     assert [r["accepted"] for r in records] == [True, True, False]  # 0.4, 0.64, then 0.784 > knee + budget
     assert sparsity(model) == pytest.approx(0.64, abs=1e-3)
+
+
+def test_confidence_adds_standard_errors_of_the_paired_drop(trained, monkeypatch):
+    """A drop of 5 in 2000 (0.25 pt) is within a 0.3 pt budget, but not once one standard error of the paired
+    difference (~0.11 pt) is added."""
+    model, data = trained
+    monkeypatch.setattr(stages_module, "correctness", lambda m, d, **kw: _wrong(5))
+    ctx = _ctx(data)
+    raw = ctx.budget_check(model, 0.003, confidence=0)
+    strict = ctx.budget_check(model, 0.003, confidence=1)
+    d = torch.cat([torch.ones(5), torch.zeros(N - 5)]).double()
+    assert raw["drop"] == pytest.approx(0.0025) and raw["se"] == pytest.approx(float(d.std() / N ** 0.5))
+    assert raw["within"] and not strict["within"]
+    assert raw["val_accuracy"] == pytest.approx(0.9975)
 
 
 def test_budget_schedule_respects_the_cap(trained, monkeypatch):
@@ -95,10 +118,10 @@ def _lam_search(trained, monkeypatch, verdicts, lams, folder=None):
 
     def scripted(m, dataset, **kw):
         seen.append(len(torch.unique(plain_state_dict(m)["features.0.weight"])))
-        return type("R", (), {"accuracy": REF - (0 if verdicts[len(seen) - 1] else 0.01)})()
+        return _wrong(0 if verdicts[len(seen) - 1] else N // 100)
 
-    monkeypatch.setattr(stages_module, "evaluate", scripted)
-    runner = QuantizeRunner(QuantizeStage(method="ecsq", bits=5, lam=lams, accuracy_budget=0.005))
+    monkeypatch.setattr(stages_module, "correctness", scripted)
+    runner = QuantizeRunner(QuantizeStage(method="ecsq", bits=5, lam=lams, accuracy_budget=0.005, confidence=0))
     ctx = _ctx(data, folder)
     out = runner.run(copy.deepcopy(model), ctx, folder)
     return out, ctx.notes, seen

@@ -20,7 +20,7 @@ from netpress.fileio import atomic_torch_save, atomic_write_text
 from netpress.pipeline.recipe import Recipe, check_layer_keys, load_recipe
 from netpress.prune.masks import plain_state_dict, prunable_tensors, sparsity
 from netpress.pipeline.stages import RUNNERS, Context
-from netpress.train import TrainingHparams, evaluate
+from netpress.train import TrainingHparams, correctness, evaluate
 
 
 @dataclasses.dataclass
@@ -105,7 +105,7 @@ def compress(
     if spends_budget(recipe):
         if data.val is None or not len(data.val):
             raise ConfigError(f"recipe {recipe.name} spends a validation-accuracy budget: give validation data")
-        ctx.reference_accuracy = evaluate(model, data.val).accuracy
+        ctx.reference_correct = correctness(model, data.val)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "recipe.json", json.dumps(recipe.to_dict(), indent=2) + "\n")

@@ -66,6 +66,9 @@ class PruneStage(Hparams):
         accuracy_budget: allowed accuracy drop, a fraction (0.005 = 0.5 pt): per layer for ``sensitivity``; for
             ``budget``, the validation drop from the model entering the pipeline.
         prune_fraction: for ``budget``: fraction of the surviving weights pruned per round.
+        confidence: for ``budget``: standard errors of the paired validation difference (input model vs pruned
+            model, same examples) added to the measured drop before it is compared with the budget; 0 compares
+            the raw drop, 1 keeps a round only if the budget holds with about 84% one-sided confidence.
     """
 
     schedule: str = "iterative"
@@ -77,6 +80,7 @@ class PruneStage(Hparams):
     retrain: dict = dataclasses.field(default_factory=dict)
     accuracy_budget: float = 0.005
     prune_fraction: float = 0.4
+    confidence: float = 1.0
 
     def validate(self) -> None:
         require(self.schedule in SCHEDULES, f"schedule: unknown {self.schedule!r}; known: {', '.join(SCHEDULES)}")
@@ -91,6 +95,7 @@ class PruneStage(Hparams):
         require(0 < self.accuracy_budget < 1, f"accuracy_budget: must be in (0, 1), got {self.accuracy_budget!r}")
         require(isinstance(self.prune_fraction, (int, float)) and 0 < self.prune_fraction < 1,
                 f"prune_fraction: must be a fraction in (0, 1), got {self.prune_fraction!r}")
+        _check_confidence(self.confidence)
         _check_overrides("retrain", self.retrain)
 
 
@@ -113,6 +118,7 @@ class QuantizeStage(Hparams):
             units per bit; 0 = k-means), or a list searched in order, most aggressive first: the first whose
             fine-tuned model stays within ``accuracy_budget`` is kept (the last one if none does).
         biases: bits of per-tensor uniform codes for the biases of the quantized layers; 0 keeps them float.
+        confidence: for the ``lam`` search: as :class:`PruneStage`'s.
     """
 
     method: str = "kmeans"
@@ -123,6 +129,7 @@ class QuantizeStage(Hparams):
     accuracy_budget: float = 0.003
     lam: Any = 0.0
     biases: int = 0
+    confidence: float = 1.0
 
     def validate(self) -> None:
         require(self.method in QUANT_METHODS, f"method: unknown {self.method!r}; known: {', '.join(QUANT_METHODS)}")
@@ -140,6 +147,7 @@ class QuantizeStage(Hparams):
         require(isinstance(self.lam, (int, float)) or self.method == "ecsq", f"lam: a list is searched only by method ecsq")
         require(isinstance(self.biases, int) and not isinstance(self.biases, bool) and 0 <= self.biases <= 16,
                 f"biases: must be 0 (float) or bits in 1-16, got {self.biases!r}")
+        _check_confidence(self.confidence)
         _check_overrides("finetune", self.finetune)
 
 
@@ -188,6 +196,11 @@ STAGE_TYPES: dict[str, type[Hparams]] = {
     "train": TrainStage, "prune": PruneStage, "quantize": QuantizeStage, "encode": EncodeStage,
     "distill": DistillStage, "lowrank": LowRankStage,
 }
+
+
+def _check_confidence(z) -> None:
+    require(isinstance(z, (int, float)) and not isinstance(z, bool) and 0 <= z <= 5,
+            f"confidence: must be a number of standard errors in [0, 5], got {z!r}")
 
 
 def _check_overrides(key: str, overrides: dict) -> None:

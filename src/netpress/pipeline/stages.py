@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +21,7 @@ from netpress.prune.schedules import round_targets
 from netpress.pipeline.recipe import (DistillStage, EncodeStage, LowRankStage, PruneStage, QuantizeStage, layer_refs,
                                       layer_value)
 from netpress.registry import Registry
-from netpress.train import TrainingHparams, evaluate, train
+from netpress.train import TrainingHparams, correctness, train
 from netpress.train.trainer import LossFn, cross_entropy
 
 
@@ -39,7 +40,18 @@ class Context:
     recipe: dict | None = None
     metrics: dict = dataclasses.field(default_factory=dict)
     notes: dict = dataclasses.field(default_factory=dict)  # per-stage facts for the report (targets, bits, ...)
-    reference_accuracy: float | None = None  # validation accuracy of the model entering the pipeline (budgets)
+    reference_correct: torch.Tensor | None = None  # per validation example: the input model was right (budgets)
+
+    def budget_check(self, model: nn.Module, budget: float, confidence: float) -> dict:
+        """Whether ``model`` stays within ``budget`` of the input model on the validation data: the paired drop
+        in accuracy plus ``confidence`` standard errors of it (same examples, so the noise both models share
+        cancels) must not exceed the budget. Returns the record of the check."""
+        diff = self.reference_correct.double() - correctness(model, self.data.val).double()
+        drop = float(diff.mean())
+        se = float(diff.std() / math.sqrt(diff.numel())) if diff.numel() > 1 else 0.0
+        accuracy = float(self.reference_correct.double().mean()) - drop
+        return {"val_accuracy": accuracy, "drop": drop, "se": se, "budget": budget,
+                "within": drop + confidence * se <= budget + 1e-12}
 
     def stage_dir(self, index: int, kind: str) -> Path | None:
         return None if self.folder is None else self.folder / f"{index:02d}_{kind}"
@@ -133,13 +145,12 @@ class PruneRunner(StageRunner):
         """Prune-retrain rounds while the validation accuracy stays within the budget; an overspending round is
         undone and the next one prunes half as much, a round within budget lets the next prune 1.5x as much (up to
         ``prune_fraction``). Each finished round is recorded, so a rerun replays it."""
-        floor = ctx.reference_accuracy - self.hp.accuracy_budget
         fraction, records = self.hp.prune_fraction, []
         for r in range(1, self.hp.rounds + 1):
             round_dir = None if folder is None else folder / f"round{r}"
             record = _read_record(round_dir)
             if record is None:
-                record = self._budget_round(model, ctx, round_dir, fraction, floor, f"budget round {r}")
+                record = self._budget_round(model, ctx, round_dir, fraction, f"budget round {r}")
             elif record["accepted"]:
                 self._restore_round(model, round_dir)
             records.append(record)
@@ -149,7 +160,7 @@ class PruneRunner(StageRunner):
         ctx.notes["budget_rounds"] = records
         return model
 
-    def _budget_round(self, model, ctx, round_dir, fraction: float, floor: float, desc: str) -> dict:
+    def _budget_round(self, model, ctx, round_dir, fraction: float, desc: str) -> dict:
         from netpress.prune import apply_masks, compute_masks
         from netpress.prune.masks import masks_from_state_dict, sparsity
 
@@ -157,11 +168,11 @@ class PruneRunner(StageRunner):
         trial = copy.deepcopy(model)
         apply_masks(trial, compute_masks(trial, target, score=self.hp.score, scope=self.hp.scope, data=ctx.data))
         _retrain(trial, ctx, self.hp.retrain, round_dir, desc)
-        accuracy = evaluate(trial, ctx.data.val).accuracy
-        accepted = accuracy >= floor
+        check = ctx.budget_check(trial, self.hp.accuracy_budget, self.hp.confidence)
+        accepted = check.pop("within")
         next_fraction = min(self.hp.prune_fraction, fraction * GROW) if accepted else fraction / 2
-        record = {"sparsity": target, "fraction": fraction, "val_accuracy": accuracy, "floor": floor,
-                  "accepted": accepted, "next_fraction": next_fraction,
+        record = {"sparsity": target, "fraction": fraction, **check, "accepted": accepted,
+                  "next_fraction": next_fraction,
                   "stop": (accepted and target >= self.hp.sparsity - 1e-9) or next_fraction < MIN_FRACTION}
         if accepted:
             state = trial.state_dict()
@@ -224,7 +235,6 @@ class QuantizeRunner(StageRunner):
     def _search_lam(self, model, ctx, folder, bits: dict[str, int], lams: list[float]) -> float:
         """The first ``lam`` (most aggressive first) whose fine-tuned model keeps the validation accuracy within
         the budget; the last one if none does. Each tried value is recorded, so a rerun does not repeat it."""
-        floor = ctx.reference_accuracy - self.hp.accuracy_budget
         tried = []
         for i, lam in enumerate(lams):
             trial_dir = None if folder is None else folder / f"lam{i}"
@@ -233,12 +243,12 @@ class QuantizeRunner(StageRunner):
                 trial = copy.deepcopy(model)
                 self._share(trial, bits, lam)
                 _retrain(trial, ctx, self.hp.finetune, trial_dir, f"ecsq lam {lam:g}")
-                record = {"lam": lam, "val_accuracy": evaluate(trial, ctx.data.val).accuracy, "floor": floor}
+                record = {"lam": lam, **ctx.budget_check(trial, self.hp.accuracy_budget, self.hp.confidence)}
                 if trial_dir is not None:
                     trial_dir.mkdir(parents=True, exist_ok=True)
                     atomic_write_text(trial_dir / "record.json", json.dumps(record, indent=2) + "\n")
             tried.append(record)
-            if record["val_accuracy"] >= floor:
+            if record["within"]:
                 break
         ctx.notes["lam_search"] = tried
         return tried[-1]["lam"]

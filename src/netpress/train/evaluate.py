@@ -66,3 +66,28 @@ def evaluate(model: nn.Module, data: Dataset, batch_size: int = 1000, device: st
         n += len(y)
     model.train(was_training)
     return EvalResult(total_loss / max(n, 1), correct / max(n, 1), n)
+
+
+@torch.no_grad()
+def correctness(model: nn.Module, data: Dataset, batch_size: int = 1000) -> torch.Tensor:
+    """Whether ``model`` classifies each example of ``data`` correctly (for paired comparisons of two models).
+
+    Args:
+        model: any classifier returning logits.
+        data: any Dataset of (input, label).
+        batch_size: evaluation batch size.
+
+    Returns:
+        A bool tensor with one entry per example, in ``data``'s order.
+
+    Example:
+        >>> float(correctness(net, data.val).float().mean()) == evaluate(net, data.val).accuracy
+        True
+    """
+    p = next(iter(model.parameters()), None)
+    device = p.device if p is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    out = [(model(b.x.to(device)).argmax(1) == b.y.to(device)).cpu() for b in batches(data, batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
