@@ -11,6 +11,7 @@ from torch import nn
 from netpress.errors import ConfigError
 from netpress.hparams import Hparams
 from netpress.runtime import kernels
+from netpress.runtime.encoder import make_lean
 from netpress.runtime.memory import resident_bytes
 from netpress.runtime.plan import LayerPlan, Plan, TimingCache, choose, machine_id, median_seconds
 
@@ -33,6 +34,9 @@ class RuntimeHparams(Hparams):
             Off by default: on MiniLM the fused GEMM timed faster alone but the model ran ~15% slower end to end
             (the split outputs are strided views that the attention code then copies); re-measured with fbgemm
             per-tensor packing: still 2-5% slower end to end in CPU time at batch 1 and 32.
+        lean: give BERT-like encoder layers (Hugging Face BertLayer and relatives, recognised by structure) a lean
+            forward: the same function in a few tensor ops around the chosen kernels, falling back to the
+            original forward for anything else (see :mod:`netpress.runtime.encoder`).
         requant_tol: the largest int8 re-quantization error allowed (``max|w - q*s| / max|w|`` per row) for a
             quantized weight that is not already on an int8 grid (k-means codebooks); 0 = exact only.
         repeats: timed calls per kind and input.
@@ -45,6 +49,7 @@ class RuntimeHparams(Hparams):
     slack: float = 0.1
     model_slack: float = 0.01
     fuse: bool = False
+    lean: bool = True
     requant_tol: float = 0.01
     repeats: int = 30
     cache: str | None = None
@@ -118,7 +123,8 @@ def convert(model: nn.Module, codes: Mapping[str, Any] | Iterable[str] | None = 
     for group in groups:
         _try_fuse(plain, group, layers, chosen, seen, measure, forced=plan is not None)
     cache.save()
-    plain.runtime_plan = Plan(machine, list(chosen.values()))
+    lean = make_lean(plain) if hp.lean else []
+    plain.runtime_plan = Plan(machine, list(chosen.values()), lean)
     return plain
 
 

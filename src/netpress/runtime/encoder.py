@@ -1,0 +1,174 @@
+"""Lean BERT-family encoder layers: the same function as a Hugging Face ``BertLayer`` in a few tensor ops.
+
+A layer is recognised by its structure, not its class name: ``attention.self.{query,key,value}``,
+``attention.output.{dense,LayerNorm}``, ``intermediate.{dense,intermediate_act_fn}``, ``output.{dense,LayerNorm}``,
+no cross-attention, not a decoder, no feed-forward chunking, absolute positions (BERT, RoBERTa, ELECTRA, ...).
+Such a layer keeps its class and submodules (so names, state dict, plan rows and Hugging Face's output hooks stay
+as they were) and gets a lean ``forward``:
+
+    q, k, v projections (the runtime's kernels; one int8 GEMM when they are fused) -> head views ->
+    ``scaled_dot_product_attention`` with the mask as given -> output projection -> residual + LayerNorm ->
+    FFN (the layer's own activation) -> residual + LayerNorm
+
+It skips the per-module Python of the Hugging Face code (dropout calls, attention-interface dispatch, contiguous
+copies). The original ``forward`` runs instead whenever the lean one might differ: training mode,
+cross-attention inputs, a cache, any other non-empty keyword (e.g. ``output_attentions``), a mask that is not a
+4-D bool / float tensor, hooks on a skipped submodule, or a class whose ``forward`` does not return the hidden
+states as one tensor (checked on the first call).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netpress.runtime.fusion import FusedMember
+from netpress.runtime.kernels import REDUCE_RANGE
+
+_LEAN_CLASSES: dict[type, type] = {}
+
+
+def is_bert_layer(module: nn.Module) -> bool:
+    """Whether ``module`` has the structure of a Hugging Face BERT-like encoder layer the lean path computes.
+
+    Example:
+        >>> is_bert_layer(AutoModel.from_pretrained(folder).encoder.layer[0])
+        True
+    """
+    try:
+        sa, so = module.attention.self, module.attention.output
+        parts = (sa.query, sa.key, sa.value, so.dense, module.intermediate.dense, module.output.dense)
+        norms = (so.LayerNorm, module.output.LayerNorm)
+        act = module.intermediate.intermediate_act_fn
+        heads, size = int(sa.num_attention_heads), int(sa.attention_head_size)
+    except (AttributeError, TypeError):
+        return False
+    plain = all(isinstance(p, nn.Module) for p in parts) and all(type(n) is nn.LayerNorm for n in norms)
+    return (plain and callable(act) and heads * size == so.LayerNorm.normalized_shape[0]
+            and not getattr(module, "add_cross_attention", False) and not getattr(module, "is_decoder", False)
+            and not getattr(module, "chunk_size_feed_forward", 0) and not getattr(sa, "is_causal", False)
+            and getattr(sa, "position_embedding_type", "absolute") == "absolute"
+            and not hasattr(module, "crossattention"))
+
+
+def make_lean(model: nn.Module) -> list[str]:
+    """Give every BERT-like encoder layer of ``model`` (in place) the lean forward; the names of those layers.
+
+    Args:
+        model: any module (e.g. a runtime model from :func:`netpress.runtime.convert`).
+
+    Returns:
+        The names of the layers made lean (``[]`` when none is recognised).
+
+    Example:
+        >>> make_lean(fast)
+        ['model.encoder.layer.0', ..., 'model.encoder.layer.5']
+    """
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, LeanEncoderLayer) or not is_bert_layer(module):
+            continue
+        module.__class__ = _lean_class(type(module))
+        module.lean_returns_tensor = None  # unknown until the first call
+        names.append(name)
+    return names
+
+
+def _lean_class(cls: type) -> type:
+    if cls not in _LEAN_CLASSES:
+        _LEAN_CLASSES[cls] = type(f"Lean{cls.__name__}", (LeanEncoderLayer, cls), {"__module__": __name__})
+    return _LEAN_CLASSES[cls]
+
+
+class LeanEncoderLayer(nn.Module):
+    """Put in front of a BERT-like layer's own class by :func:`make_lean`; ``super().forward`` is the original."""
+
+    lean_returns_tensor: bool | None = None
+
+    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, *args, **kwargs):
+        if not self._lean_applies(hidden_states, attention_mask, encoder_hidden_states, args, kwargs):
+            return super().forward(hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
+        if self.lean_returns_tensor is None:
+            out = super().forward(hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
+            self.lean_returns_tensor = isinstance(out, torch.Tensor) and out.shape == hidden_states.shape
+            return out
+        return lean_forward(self, hidden_states, attention_mask)
+
+    def _lean_applies(self, x, mask, encoder_hidden_states, args, kwargs) -> bool:
+        if self.training or encoder_hidden_states is not None or self.lean_returns_tensor is False:
+            return False
+        if any(a is not None for a in args) or any(v is not None and v is not False
+                                                   for k, v in kwargs.items() if k != "position_ids"):
+            return False
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or not x.is_floating_point():
+            return False
+        if mask is not None and not (isinstance(mask, torch.Tensor) and mask.dim() == 4
+                                     and (mask.dtype == torch.bool or mask.is_floating_point())):
+            return False
+        return not _hooked(self)
+
+
+def _skipped(layer: nn.Module) -> list[nn.Module]:
+    """The submodules whose own forward the lean path does not call."""
+    att = layer.attention
+    act = layer.intermediate.intermediate_act_fn
+    out = [att, att.self, att.output, att.output.LayerNorm, layer.intermediate, layer.output, layer.output.LayerNorm]
+    return out + [m for m in (getattr(att.self, "dropout", None), getattr(att.output, "dropout", None),
+                              getattr(layer.output, "dropout", None)) if isinstance(m, nn.Module)] + (
+        [act] if isinstance(act, nn.Module) else [])
+
+
+def _hooked(layer: nn.Module) -> bool:
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in _skipped(layer))
+
+
+def lean_forward(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """One BERT-like encoder layer in inference: self-attention, add & norm, feed-forward, add & norm.
+
+    Args:
+        layer: a layer :func:`is_bert_layer` accepts.
+        x: hidden states ``[batch, seq, hidden]``.
+        mask: None, or the 4-D mask the encoder hands its layers (bool: True = attend; float: added to scores).
+
+    Returns:
+        The layer's output hidden states ``[batch, seq, hidden]``.
+    """
+    sa, so = layer.attention.self, layer.attention.output
+    b, s, _ = x.shape
+    q, k, v = _heads(sa, x)
+    scale = getattr(sa, "scaling", None)
+    ctx = F.scaled_dot_product_attention(q, k, v, mask, scale=scale).transpose(1, 2).reshape(b, s, -1)
+    a = _add_norm(so.dense(ctx), x, so.LayerNorm)
+    h = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(a))
+    return _add_norm(layer.output.dense(h), a, layer.output.LayerNorm)
+
+
+def _heads(sa: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key, value as ``[batch, heads, seq, head_size]`` views (of one fused GEMM's output when fused)."""
+    b, s, _ = x.shape
+    n, d = sa.num_attention_heads, sa.attention_head_size
+    group = _fused_group(sa)
+    if group is not None:
+        qkv = torch.ops.quantized.linear_dynamic(x if x.dtype == torch.float32 else x.float(), group._packed,
+                                                 REDUCE_RANGE)
+        qkv = qkv.view(b, s, 3, n, d).permute(2, 0, 3, 1, 4)
+        return qkv[0], qkv[1], qkv[2]
+    return tuple(p(x).view(b, s, n, d).transpose(1, 2) for p in (sa.query, sa.key, sa.value))
+
+
+def _fused_group(sa: nn.Module):
+    """The fused int8 group when query, key and value are its members 0, 1, 2 (in that order), else None."""
+    members = (sa.query, sa.key, sa.value)
+    if not all(isinstance(m, FusedMember) for m in members):
+        return None
+    group = members[0].group
+    ok = all(m.group is group and m.index == i for i, m in enumerate(members)) and len(group.sizes) == 3
+    return group if ok else None
+
+
+def _add_norm(y: torch.Tensor, residual: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    return F.layer_norm(y + residual, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
