@@ -172,3 +172,25 @@ def test_only_plain_encoder_layers_are_recognised():
     assert make_lean(decoder) == []
     assert not is_bert_layer(torch.nn.Linear(4, 4))
     assert is_bert_layer(_bert().encoder.layer[0])
+
+
+@pytest.mark.parametrize("fused_seconds, fused", [(2.0, True), (3.5, False)])
+def test_lean_query_key_value_fuse_when_timed_faster(fused_seconds, fused, lean_calls):
+    model = _bert()
+    names = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    table = {"dense": 9.0, "int8": 1.0, "fused": fused_seconds}  # fused vs 3 x 1.0 apart
+
+    def timer(modules, x):
+        return {k: table.get(k, 0.0) for k in modules}
+
+    x = _inputs(3)
+    fast = convert(model, names, example_inputs=[x], hp=RuntimeHparams(kinds=("int8",), repeats=2), timer=timer)
+    groups = {layer.group for layer in fast.runtime_plan.layers if layer.group}
+    qkv = {",".join(f"encoder.layer.{i}.attention.self.{p}" for p in ("query", "key", "value")) for i in (0, 1)}
+    assert groups == (qkv if fused else set())
+    assert (lean_module._fused_group(fast.encoder.layer[0].attention.self) is not None) == fused
+    slow = convert(model, names, plan=fast.runtime_plan, hp=RuntimeHparams(lean=False))  # same kernels and groups
+    _hidden(fast, x)
+    got, base = _hidden(fast, x), _hidden(slow, x)
+    assert len(lean_calls) == 2
+    assert (got - base).abs().max() <= SAME_KERNELS_TOL * float(base.abs().max())

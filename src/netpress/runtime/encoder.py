@@ -7,11 +7,11 @@ Such a layer keeps its class and submodules (so names, state dict, plan rows and
 as they were) and gets a lean ``forward``:
 
     q, k, v projections (the runtime's kernels; one int8 GEMM when they are fused) -> head views ->
-    ``scaled_dot_product_attention`` with the mask as given -> output projection -> residual + LayerNorm ->
-    FFN (the layer's own activation) -> residual + LayerNorm
+    attention (:func:`attend`: two batched matmuls on CPU) with the mask as given -> output projection ->
+    residual + LayerNorm -> FFN (the layer's own activation) -> residual + LayerNorm
 
 It skips the per-module Python of the Hugging Face code (dropout calls, attention-interface dispatch, contiguous
-copies). The original ``forward`` runs instead whenever the lean one might differ: training mode,
+copies) and SDPA's CPU kernel, slow for BERT-sized heads with a mask. The original ``forward`` runs instead whenever the lean one might differ: training mode,
 cross-attention inputs, a cache, any other non-empty keyword (e.g. ``output_attentions``), a mask that is not a
 4-D bool / float tensor, hooks on a skipped submodule, or a class whose ``forward`` does not return the hidden
 states as one tensor (checked on the first call).
@@ -140,11 +140,47 @@ def lean_forward(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -
     sa, so = layer.attention.self, layer.attention.output
     b, s, _ = x.shape
     q, k, v = _heads(sa, x)
-    scale = getattr(sa, "scaling", None)
-    ctx = F.scaled_dot_product_attention(q, k, v, mask, scale=scale).transpose(1, 2).reshape(b, s, -1)
+    ctx = attend(q, k, v, mask, getattr(sa, "scaling", None)).transpose(1, 2).reshape(b, s, -1)
     a = _add_norm(so.dense(ctx), x, so.LayerNorm)
     h = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(a))
     return _add_norm(layer.output.dense(h), a, layer.output.LayerNorm)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+           scale: float | None = None) -> torch.Tensor:
+    """``softmax(q k^T * scale + mask) v`` per head, as ``scaled_dot_product_attention`` computes it.
+
+    On CPU as two batched matmuls with the mask added inside the first (``baddbmm``): for BERT-sized heads
+    (32-64 wide, tens of tokens) about a quarter faster than SDPA's CPU kernel with a mask (MiniLM, batch 32).
+    A bool mask becomes ``0`` / the dtype's lowest value, so a query whose keys are all masked averages them
+    (SDPA: NaN). Elsewhere: ``scaled_dot_product_attention``.
+
+    Args:
+        q, k, v: ``[batch, heads, seq, head_size]`` (any strides).
+        mask: None, or broadcastable to ``[batch, heads, seq_q, seq_k]``: bool (True = attend) or additive float.
+        scale: None for ``head_size ** -0.5``.
+
+    Returns:
+        ``[batch, heads, seq_q, head_size]``.
+
+    Example:
+        >>> attend(q, k, v, None).shape == q.shape
+        True
+    """
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, mask, scale=scale)
+    b, n, s, d = q.shape
+    t = k.shape[2]
+    scale = d ** -0.5 if scale is None else scale
+    q3, k3, v3 = q.reshape(b * n, s, d), k.reshape(b * n, t, d), v.reshape(b * n, t, d)
+    if mask is None:
+        scores = torch.bmm(q3, k3.transpose(1, 2)).mul_(scale)
+    else:
+        if mask.dtype == torch.bool:
+            mask = torch.zeros(mask.shape, dtype=q.dtype).masked_fill_(~mask, torch.finfo(q.dtype).min)
+        scores = torch.baddbmm(mask.to(q.dtype).expand(b, n, s, t).reshape(b * n, s, t), q3, k3.transpose(1, 2),
+                               alpha=scale)
+    return torch.bmm(torch.softmax(scores, -1), v3).view(b, n, s, d)
 
 
 def _heads(sa: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
