@@ -72,7 +72,6 @@ def test_lean_layers_match_the_hf_layers_on_the_decoded_model(attn, batch, lean_
     lean = copy.deepcopy(model)
     assert make_lean(lean) == ["encoder.layer.0", "encoder.layer.1"]
     x = _inputs(batch)
-    _hidden(lean, x)  # the first call checks the original forward's return type
     ref, got = _hidden(model, x), _hidden(lean, x)
     assert len(lean_calls) == 2
     torch.testing.assert_close(_real(got, x), _real(ref, x), **DENSE_TOL)
@@ -84,7 +83,7 @@ def test_lean_layers_match_the_hf_layers_on_the_decoded_model(attn, batch, lean_
 def test_lean_runtime_model_matches_the_decoded_model(batch, fuse, lean_calls):
     model = _bert()
     names = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
-    hp = RuntimeHparams(kinds=("int8",), measure=False)
+    hp = RuntimeHparams(kinds=("int8",), measure=False, skip_padding=False)  # padding: test_skip_padding_*
     slow = convert(model, names, hp=hp.replace(lean=False))
     fast = convert(model, names, hp=hp)
     if fuse:
@@ -92,7 +91,6 @@ def test_lean_runtime_model_matches_the_decoded_model(batch, fuse, lean_calls):
         _fuse_qkv(fast)
     assert fast.runtime_plan.lean_layers == ["encoder.layer.0", "encoder.layer.1"]
     x = _inputs(batch)
-    _hidden(fast, x)
     ref, base, got = _hidden(model, x), _hidden(slow, x), _hidden(fast, x)
     assert len(lean_calls) == 2
     scale = float(ref.abs().max())
@@ -142,7 +140,6 @@ def test_fallbacks_run_the_original_forward(lean_calls):
     lean = copy.deepcopy(model)
     make_lean(lean)
     x = _inputs(3)
-    _hidden(lean, x)
     lean.train()  # dropout active: the original forward (any output is fine, nothing lean)
     with torch.no_grad():
         lean(**x)
@@ -163,7 +160,7 @@ def test_hooks_on_a_skipped_submodule_keep_the_original_forward(lean_calls):
     x = _inputs(3)
     _hidden(lean, x)
     _hidden(lean, x)
-    assert len(seen) == 2 and len(lean_calls) == 1  # layer 0 lean, layer 1 original (its hook ran)
+    assert len(seen) == 2 and len(lean_calls) == 2  # layer 0 lean, layer 1 original (its hook ran)
 
 
 def test_only_plain_encoder_layers_are_recognised():
@@ -184,13 +181,58 @@ def test_lean_query_key_value_fuse_when_timed_faster(fused_seconds, fused, lean_
         return {k: table.get(k, 0.0) for k in modules}
 
     x = _inputs(3)
-    fast = convert(model, names, example_inputs=[x], hp=RuntimeHparams(kinds=("int8",), repeats=2), timer=timer)
+    fast = convert(model, names, example_inputs=[x], hp=RuntimeHparams(kinds=("int8",), repeats=2, skip_padding=False),
+                   timer=timer)
     groups = {layer.group for layer in fast.runtime_plan.layers if layer.group}
     qkv = {",".join(f"encoder.layer.{i}.attention.self.{p}" for p in ("query", "key", "value")) for i in (0, 1)}
     assert groups == (qkv if fused else set())
     assert (lean_module._fused_group(fast.encoder.layer[0].attention.self) is not None) == fused
     slow = convert(model, names, plan=fast.runtime_plan, hp=RuntimeHparams(lean=False))  # same kernels and groups
-    _hidden(fast, x)
     got, base = _hidden(fast, x), _hidden(slow, x)
     assert len(lean_calls) == 2
     assert (got - base).abs().max() <= SAME_KERNELS_TOL * float(base.abs().max())
+
+
+def test_skip_padding_keeps_real_tokens_and_passes_padding_through(lean_calls):
+    model = _bert()
+    lean = copy.deepcopy(model)
+    make_lean(lean, skip_padding=True)
+    x = _inputs(3)
+    ref, got = _hidden(model, x), _hidden(lean, x)
+    assert len(lean_calls) == 2
+    torch.testing.assert_close(_real(got, x), _real(ref, x), **DENSE_TOL)
+    with torch.inference_mode():
+        embedded = model.embeddings(input_ids=x["input_ids"])
+    pad = ~x["attention_mask"].bool()
+    torch.testing.assert_close(got[pad], embedded[pad])  # padded positions: the layers' input, untouched
+    assert not torch.allclose(got[pad], ref[pad])
+
+
+def test_skip_padding_on_the_runtime_model_stays_within_int8_tolerance():
+    model = _bert()
+    names = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    hp = RuntimeHparams(kinds=("int8",), measure=False)
+    skip, full = convert(model, names, hp=hp), convert(model, names, hp=hp.replace(skip_padding=False))
+    x = _inputs(3)
+    ref, got, every = _hidden(model, x), _hidden(skip, x), _hidden(full, x)
+    scale = float(ref.abs().max())
+    assert (_real(got, x) - _real(ref, x)).abs().max() <= INT8_TOL * scale
+    assert (_real(got, x) - _real(every, x)).abs().max() <= INT8_TOL * scale
+
+
+def test_padding_rows_only_for_pure_key_padding_masks():
+    from netpress.runtime.encoder import padding_rows
+
+    keys = torch.tensor([[True, True, False], [True, True, True]])
+    rows = padding_rows(keys[:, None, None].expand(2, 1, 3, 3), 2, 3)
+    assert rows.real.tolist() == [0, 1, 3, 4, 5] and rows.padded.tolist() == [2]
+    x = torch.arange(6.0)
+    assert torch.cat([x[rows.real], x[rows.padded]])[rows.order].tolist() == x.tolist()
+    assert padding_rows(torch.ones(2, 1, 3, 3, dtype=torch.bool), 2, 3) is None  # nothing padded
+    causal = torch.ones(3, 3, dtype=torch.bool).tril()[None, None].expand(2, 1, 3, 3)
+    assert padding_rows(causal, 2, 3) is None  # rows differ per query
+    empty = keys.clone()
+    empty[0] = False
+    assert padding_rows(empty[:, None, None].expand(2, 1, 3, 3), 2, 3) is None  # a sequence with no token
+    assert padding_rows(torch.zeros(2, 1, 3, 3), 2, 3) is None  # float masks: not read
+    assert padding_rows(None, 2, 3) is None

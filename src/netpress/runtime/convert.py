@@ -38,6 +38,11 @@ class RuntimeHparams(Hparams):
             original forward for anything else (see :mod:`netpress.runtime.encoder`). Their int8 query/key/value
             are timed as one GEMM and fused where faster (even with ``fuse`` off): the lean forward views the
             fused output as heads, no copies (MiniLM, 1 thread: 5-10% faster end to end at batch 1).
+        skip_padding: lean layers run their output projection, feed-forward and norms on the real tokens of a
+            padded batch only (a bool key-padding mask, as Hugging Face's SDPA path passes): padded positions pass
+            their input through, so their outputs differ from Hugging Face's (values no real token reads); real
+            tokens as before, their int8 activations quantized over real rows only. MiniLM, batch 32 with 16% of
+            the rows padding: ~4% faster end to end. False: every position as Hugging Face computes it.
         requant_tol: the largest int8 re-quantization error allowed (``max|w - q*s| / max|w|`` per row) for a
             quantized weight that is not already on an int8 grid (k-means codebooks); 0 = exact only.
         repeats: timed calls per kind and input.
@@ -51,6 +56,7 @@ class RuntimeHparams(Hparams):
     model_slack: float = 0.01
     fuse: bool = False
     lean: bool = True
+    skip_padding: bool = True
     requant_tol: float = 0.01
     repeats: int = 30
     cache: str | None = None
@@ -126,7 +132,7 @@ def convert(model: nn.Module, codes: Mapping[str, Any] | Iterable[str] | None = 
     for group in groups:
         _try_fuse(plain, group, layers, chosen, seen, measure, forced=plan is not None)
     cache.save()
-    lean = make_lean(plain) if hp.lean else []
+    lean = make_lean(plain, hp.skip_padding) if hp.lean else []
     plain.runtime_plan = Plan(machine, list(chosen.values()), lean)
     return plain
 

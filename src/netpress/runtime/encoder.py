@@ -14,9 +14,11 @@ It skips the per-module Python of the Hugging Face code (dropout calls, attentio
 copies) and SDPA's CPU kernel, slow for BERT-sized heads with a mask. The original ``forward`` runs instead whenever the lean one might differ: training mode,
 cross-attention inputs, a cache, any other non-empty keyword (e.g. ``output_attentions``), a mask that is not a
 4-D bool / float tensor, hooks on a skipped submodule, or a class whose ``forward`` does not return the hidden
-states as one tensor (checked on the first call).
+states as one tensor (checked on the first call, which runs both and returns the lean result).
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -51,11 +53,12 @@ def is_bert_layer(module: nn.Module) -> bool:
             and not hasattr(module, "crossattention"))
 
 
-def make_lean(model: nn.Module) -> list[str]:
+def make_lean(model: nn.Module, skip_padding: bool = False) -> list[str]:
     """Give every BERT-like encoder layer of ``model`` (in place) the lean forward; the names of those layers.
 
     Args:
         model: any module (e.g. a runtime model from :func:`netpress.runtime.convert`).
+        skip_padding: compute only the real tokens of padded batches (see :func:`lean_forward`).
 
     Returns:
         The names of the layers made lean (``[]`` when none is recognised).
@@ -70,6 +73,7 @@ def make_lean(model: nn.Module) -> list[str]:
             continue
         module.__class__ = _lean_class(type(module))
         module.lean_returns_tensor = None  # unknown until the first call
+        module.lean_skip_padding = skip_padding
         names.append(name)
     return names
 
@@ -84,15 +88,17 @@ class LeanEncoderLayer(nn.Module):
     """Put in front of a BERT-like layer's own class by :func:`make_lean`; ``super().forward`` is the original."""
 
     lean_returns_tensor: bool | None = None
+    lean_skip_padding: bool = False
 
     def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, *args, **kwargs):
         if not self._lean_applies(hidden_states, attention_mask, encoder_hidden_states, args, kwargs):
             return super().forward(hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
-        if self.lean_returns_tensor is None:
+        if self.lean_returns_tensor is None:  # first call: what does this class's forward return?
             out = super().forward(hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
             self.lean_returns_tensor = isinstance(out, torch.Tensor) and out.shape == hidden_states.shape
-            return out
-        return lean_forward(self, hidden_states, attention_mask)
+            if not self.lean_returns_tensor:
+                return out
+        return lean_forward(self, hidden_states, attention_mask, self.lean_skip_padding)
 
     def _lean_applies(self, x, mask, encoder_hidden_states, args, kwargs) -> bool:
         if self.training or encoder_hidden_states is not None or self.lean_returns_tensor is False:
@@ -126,24 +132,86 @@ def _hooked(layer: nn.Module) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in _skipped(layer))
 
 
-def lean_forward(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def lean_forward(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None,
+                 skip_padding: bool = False) -> torch.Tensor:
     """One BERT-like encoder layer in inference: self-attention, add & norm, feed-forward, add & norm.
 
     Args:
         layer: a layer :func:`is_bert_layer` accepts.
         x: hidden states ``[batch, seq, hidden]``.
         mask: None, or the 4-D mask the encoder hands its layers (bool: True = attend; float: added to scores).
+        skip_padding: with a bool mask that only masks padded keys (the same for every query), run everything
+            after the attention (output projection, feed-forward, norms) on the real tokens only; padded positions
+            pass ``x`` through unchanged (Hugging Face computes values there that no real token reads). Real
+            tokens get the same function; with int8 kernels those layers quantize activations over real rows.
 
     Returns:
         The layer's output hidden states ``[batch, seq, hidden]``.
     """
     sa, so = layer.attention.self, layer.attention.output
-    b, s, _ = x.shape
+    b, s, h = x.shape
     q, k, v = _heads(sa, x)
-    ctx = attend(q, k, v, mask, getattr(sa, "scaling", None)).transpose(1, 2).reshape(b, s, -1)
-    a = _add_norm(so.dense(ctx), x, so.LayerNorm)
-    h = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(a))
-    return _add_norm(layer.output.dense(h), a, layer.output.LayerNorm)
+    ctx = attend(q, k, v, mask, getattr(sa, "scaling", None)).transpose(1, 2).reshape(b * s, -1)
+    flat = x.reshape(b * s, h)
+    rows = padding_rows(mask, b, s) if skip_padding else None
+    if rows is not None:
+        ctx, flat = ctx.index_select(0, rows.real), flat.index_select(0, rows.real)
+    a = _add_norm(so.dense(ctx), flat, so.LayerNorm)
+    y = _add_norm(layer.output.dense(layer.intermediate.intermediate_act_fn(layer.intermediate.dense(a))), a,
+                  layer.output.LayerNorm)
+    if rows is not None:  # real rows, then the padded rows of x, put back in place by one gather
+        y = torch.cat([y, x.reshape(b * s, h).index_select(0, rows.padded)]).index_select(0, rows.order)
+    return y.view(b, s, h)
+
+
+class PaddingRows(NamedTuple):
+    """Flat row indices of a padded batch: ``real`` tokens, ``padded`` ones, and ``order`` (row ``i`` of the batch
+    is row ``order[i]`` of ``cat([real rows, padded rows])``)."""
+
+    real: torch.Tensor
+    padded: torch.Tensor
+    order: torch.Tensor
+
+
+_last_rows: tuple = (None, None, None)  # (mask, its version, PaddingRows): every layer of a forward gets one mask
+
+
+def padding_rows(mask: torch.Tensor | None, b: int, s: int) -> PaddingRows | None:
+    """The real and padded rows when ``mask`` is a bool key-padding mask (one row for every query) that masks
+    some keys and leaves each sequence at least one; else None. Cached for the last mask seen.
+
+    Example:
+        >>> padding_rows(torch.tensor([True, False])[None, None, None].expand(1, 1, 2, 2), 1, 2).real
+        tensor([0])
+    """
+    global _last_rows
+    if mask is None:
+        return None
+    last, version, rows = _last_rows
+    if mask is last and _version(mask) == version:
+        return rows
+    rows = _padding_rows(mask, b, s)
+    _last_rows = (mask, _version(mask), rows)
+    return rows
+
+
+def _version(t: torch.Tensor) -> int | None:
+    """The in-place version counter (None for inference tensors, which have none)."""
+    return None if t.is_inference() else t._version
+
+
+def _padding_rows(mask: torch.Tensor | None, b: int, s: int) -> PaddingRows | None:
+    if mask is None or mask.dtype != torch.bool or mask.dim() != 4 or tuple(mask.shape[:2]) != (b, 1) \
+            or mask.shape[-1] != s or mask.shape[2] not in (1, s):
+        return None
+    keys = mask[:, 0, 0, :]
+    if bool(keys.all()) or not bool(keys.any(-1).all()) or not bool((mask == keys[:, None, None]).all()):
+        return None
+    flat = keys.reshape(-1)
+    real, padded = flat.nonzero().squeeze(1), (~flat).nonzero().squeeze(1)
+    order = torch.empty_like(flat, dtype=torch.long)
+    order[torch.cat([real, padded])] = torch.arange(flat.numel())
+    return PaddingRows(real, padded, order)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
