@@ -236,3 +236,13 @@ def test_padding_rows_only_for_pure_key_padding_masks():
     assert padding_rows(empty[:, None, None].expand(2, 1, 3, 3), 2, 3) is None  # a sequence with no token
     assert padding_rows(torch.zeros(2, 1, 3, 3), 2, 3) is None  # float masks: not read
     assert padding_rows(None, 2, 3) is None
+
+
+def test_hooks_on_runtime_kernels_inside_lean_layers_still_run(lean_calls):
+    model = _bert()
+    names = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    fast = convert(model, names, hp=RuntimeHparams(kinds=("int8",), measure=False))
+    seen = []
+    fast.encoder.layer[0].output.dense.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape))
+    _hidden(fast, _inputs(1))
+    assert len(lean_calls) == 2 and seen[-1] == torch.Size([9, 128])  # (the first call also ran the original)
