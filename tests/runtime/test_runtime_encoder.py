@@ -246,3 +246,15 @@ def test_hooks_on_runtime_kernels_inside_lean_layers_still_run(lean_calls):
     fast.encoder.layer[0].output.dense.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape))
     _hidden(fast, _inputs(1))
     assert len(lean_calls) == 2 and seen[-1] == torch.Size([9, 128])  # (the first call also ran the original)
+
+
+def test_what_is_derived_from_a_mask_is_reused_only_for_that_mask_unchanged():
+    from netpress.runtime.encoder import padding_rows
+
+    mask = torch.tensor([[True, True, False]])[:, None, None].expand(1, 1, 3, 3).clone()
+    first = padding_rows(mask, 1, 3)
+    assert padding_rows(mask, 1, 3) is first  # every layer of one forward: computed once
+    mask[0, 0, :, 2] = True  # changed in place: derived again
+    assert padding_rows(mask, 1, 3) is None
+    other = torch.tensor([[True, False, False]])[:, None, None].expand(1, 1, 3, 3)
+    assert padding_rows(other, 1, 3).real.tolist() == [0]

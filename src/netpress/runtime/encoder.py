@@ -173,26 +173,32 @@ class PaddingRows(NamedTuple):
     order: torch.Tensor
 
 
-_last_rows: tuple = (None, None, None)  # (mask, its version, PaddingRows): every layer of a forward gets one mask
+# what was derived from the last mask seen (every layer of one forward gets the same mask object):
+# (mask, its version, {what: value}); holds that mask and its derived tensors until the next one
+_last_mask: tuple = (None, None, {})
+
+
+def _per_mask(mask: torch.Tensor, what: tuple, make):
+    """``make()``, computed once per mask object (and in-place version) for each ``what``."""
+    global _last_mask
+    last, version, values = _last_mask
+    if mask is not last or _version(mask) != version:
+        values = {}
+        _last_mask = (mask, _version(mask), values)
+    if what not in values:
+        values[what] = make()
+    return values[what]
 
 
 def padding_rows(mask: torch.Tensor | None, b: int, s: int) -> PaddingRows | None:
     """The real and padded rows when ``mask`` is a bool key-padding mask (one row for every query) that masks
-    some keys and leaves each sequence at least one; else None. Cached for the last mask seen.
+    some keys and leaves each sequence at least one; else None. Computed once per mask.
 
     Example:
         >>> padding_rows(torch.tensor([True, False])[None, None, None].expand(1, 1, 2, 2), 1, 2).real
         tensor([0])
     """
-    global _last_rows
-    if mask is None:
-        return None
-    last, version, rows = _last_rows
-    if mask is last and _version(mask) == version:
-        return rows
-    rows = _padding_rows(mask, b, s)
-    _last_rows = (mask, _version(mask), rows)
-    return rows
+    return None if mask is None else _per_mask(mask, ("rows", b, s), lambda: _padding_rows(mask, b, s))
 
 
 def _version(t: torch.Tensor) -> int | None:
@@ -244,11 +250,16 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     if mask is None:
         scores = torch.bmm(q3, k3.transpose(1, 2)).mul_(scale)
     else:
-        if mask.dtype == torch.bool:
-            mask = torch.zeros(mask.shape, dtype=q.dtype).masked_fill_(~mask, torch.finfo(q.dtype).min)
-        scores = torch.baddbmm(mask.to(q.dtype).expand(b, n, s, t).reshape(b * n, s, t), q3, k3.transpose(1, 2),
-                               alpha=scale)
+        bias = _per_mask(mask, ("bias", b, n, s, t, q.dtype), lambda: _score_bias(mask, b, n, s, t, q.dtype))
+        scores = torch.baddbmm(bias, q3, k3.transpose(1, 2), alpha=scale)
     return torch.bmm(torch.softmax(scores, -1), v3).view(b, n, s, d)
+
+
+def _score_bias(mask: torch.Tensor, b: int, n: int, s: int, t: int, dtype: torch.dtype) -> torch.Tensor:
+    """The mask as ``[b * n, s, t]`` scores to add (bool: 0 / the dtype's lowest value)."""
+    if mask.dtype == torch.bool:
+        mask = torch.zeros(mask.shape, dtype=dtype).masked_fill_(~mask, torch.finfo(dtype).min)
+    return mask.to(dtype).expand(b, n, s, t).reshape(b * n, s, t)
 
 
 def _heads(sa: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
