@@ -11,10 +11,12 @@ as they were) and gets a lean ``forward``:
     residual + LayerNorm -> FFN (the layer's own activation) -> residual + LayerNorm
 
 It skips the per-module Python of the Hugging Face code (dropout calls, attention-interface dispatch, contiguous
-copies) and SDPA's CPU kernel, slow for BERT-sized heads with a mask. The original ``forward`` runs instead whenever the lean one might differ: training mode,
-cross-attention inputs, a cache, any other non-empty keyword (e.g. ``output_attentions``), a mask that is not a
-4-D bool / float tensor, hooks on a skipped submodule, or a class whose ``forward`` does not return the hidden
-states as one tensor (checked on the first call, which runs both and returns the lean result).
+copies) and SDPA's CPU kernel, slow for BERT-sized heads with a mask; with ``skip_padding`` it runs everything
+after the attention on real tokens only (:func:`lean_forward`). The original ``forward`` runs instead whenever
+the lean one might differ: training mode, cross-attention inputs, a cache, any other non-empty keyword (e.g.
+``output_attentions``), a mask that is not a 4-D bool / float tensor, hooks on a skipped submodule (those of
+the layer when it was made lean), or a class whose ``forward`` does not return the hidden states as one tensor
+(checked on the first call, which runs both and returns the lean result).
 """
 from __future__ import annotations
 
@@ -74,6 +76,7 @@ def make_lean(model: nn.Module, skip_padding: bool = False) -> list[str]:
         module.__class__ = _lean_class(type(module))
         module.lean_returns_tensor = None  # unknown until the first call
         module.lean_skip_padding = skip_padding
+        module.lean_skipped = _skipped(module)  # checked for hooks on every call (looked up once: ~13 us)
         names.append(name)
     return names
 
@@ -89,6 +92,7 @@ class LeanEncoderLayer(nn.Module):
 
     lean_returns_tensor: bool | None = None
     lean_skip_padding: bool = False
+    lean_skipped: tuple = ()
 
     def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, *args, **kwargs):
         if not self._lean_applies(hidden_states, attention_mask, encoder_hidden_states, args, kwargs):
@@ -114,14 +118,14 @@ class LeanEncoderLayer(nn.Module):
         return not _hooked(self)
 
 
-def _skipped(layer: nn.Module) -> list[nn.Module]:
+def _skipped(layer: nn.Module) -> tuple[nn.Module, ...]:
     """The submodules whose own forward the lean path does not call."""
     att = layer.attention
     act = layer.intermediate.intermediate_act_fn
     out = [att, att.self, att.output, att.output.LayerNorm, layer.intermediate, layer.output, layer.output.LayerNorm]
-    return out + [m for m in (getattr(att.self, "dropout", None), getattr(att.output, "dropout", None),
-                              getattr(layer.output, "dropout", None)) if isinstance(m, nn.Module)] + (
-        [act] if isinstance(act, nn.Module) else [])
+    return tuple(out + [m for m in (getattr(att.self, "dropout", None), getattr(att.output, "dropout", None),
+                                    getattr(layer.output, "dropout", None)) if isinstance(m, nn.Module)] + (
+        [act] if isinstance(act, nn.Module) else []))
 
 
 def _hooked(layer: nn.Module) -> bool:
@@ -129,7 +133,7 @@ def _hooked(layer: nn.Module) -> bool:
 
     if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
         return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in _skipped(layer))
+    return any(m._forward_hooks or m._forward_pre_hooks for m in layer.lean_skipped)
 
 
 def lean_forward(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None,
