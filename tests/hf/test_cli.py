@@ -31,10 +31,14 @@ def test_compress_inspect_evaluate_decompress(tiny_folder, calib_file, tmp_path,
     assert main(["inspect", str(out)]) == 0 and f"{tiny_folder.name} (bert)" in capsys.readouterr().out
     plan = run_json(capsys, "inspect", str(out), "--runtime")  # timed on random token ids of the stored vocab
     assert 0 < plan["resident_bytes"] <= plan["dense_bytes"]  # tiny layers may all stay dense: timing decides
+    assert plan["plan"]["lean_layers"] == ["transformer.encoder.layer.0", "transformer.encoder.layer.1"]
     assert main(["inspect", str(out), "--runtime"]) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    text = capsys.readouterr().out
+    assert "2 lean encoder layers" in text
+    rows = [line.split() for line in text.splitlines()]
     kinds = {r[0]: r[3] for r in rows if len(r) > 3 and r[0].startswith("transformer.")}
-    assert kinds["transformer.encoder.layer.0.attention.self.query"] in ("dense", "int8", "lowbit")
+    query = kinds["transformer.encoder.layer.0.attention.self.query"]
+    assert query in ("dense", "int8", "lowbit", "int8+fused")  # fused with key/value where that timed faster
     assert "transformer.embeddings.word_embeddings" in kinds
 
     measured = run_json(capsys, "evaluate", str(out), "--hf", str(tiny_folder), "--text", str(held))

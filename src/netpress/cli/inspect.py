@@ -64,6 +64,8 @@ def _run_runtime(args) -> int:
     r = inspect_runtime(args.path, hp, **_hf_inputs(args.path, hp.batch_sizes))
     head = (f"runtime plan on {r['machine']} (us per call at batch {'/'.join(map(str, r['batch_sizes']))}); "
             f"resident weights {r['resident_bytes']:,} B vs dense {r['dense_bytes']:,} B")
+    lean = r["plan"].get("lean_layers", [])
+    head += f"; {len(lean)} lean encoder layers ({lean[0]} ...)" if lean else ""
     common.emit({k: v for k, v in r.items() if k != "layers"}, args.json, head + "\n" + common.table(r["layers"]))
     return 0
 

@@ -11,6 +11,7 @@ from torch import nn
 from netpress.errors import ConfigError
 from netpress.hparams import Hparams
 from netpress.runtime import kernels
+from netpress.runtime.encoder import is_bert_layer, make_lean
 from netpress.runtime.memory import resident_bytes
 from netpress.runtime.plan import LayerPlan, Plan, TimingCache, choose, machine_id, median_seconds
 
@@ -29,10 +30,19 @@ class RuntimeHparams(Hparams):
             this fraction of the whole model's measured time, shared by all layers in order (e.g. a low-bit
             Embedding: microseconds in a model of milliseconds; a tiny table saving bytes nobody needs does not
             get the budget left after the big one).
-        fuse: time and, where faster, fuse int8 Linear siblings that read the same tensor (query/key/value).
-            Off by default: on MiniLM the fused GEMM timed faster alone but the model ran ~15% slower end to end
-            (the split outputs are strided views that the attention code then copies); re-measured with fbgemm
-            per-tensor packing: still 2-5% slower end to end in CPU time at batch 1 and 32.
+        fuse: time and, where faster, fuse any int8 Linear siblings that read the same tensor. Off by default:
+            behind the Hugging Face attention code, MiniLM's fused query/key/value timed faster alone but ran 2-15%
+            slower end to end (the split outputs are strided views the attention code then copies).
+        lean: give BERT-like encoder layers (Hugging Face BertLayer and relatives, recognised by structure) a lean
+            forward: the same function in a few tensor ops around the chosen kernels, falling back to the
+            original forward for anything else (see :mod:`netpress.runtime.encoder`). Their int8 query/key/value
+            are timed as one GEMM and fused where faster (even with ``fuse`` off): the lean forward views the
+            fused output as heads, no copies (MiniLM, 1 thread: 5-10% faster end to end at batch 1).
+        skip_padding: lean layers run their output projection, feed-forward and norms on the real tokens of a
+            padded batch only (a bool key-padding mask, as Hugging Face's SDPA path passes): padded positions pass
+            their input through, so their outputs differ from Hugging Face's (values no real token reads); real
+            tokens as before, their int8 activations quantized over real rows only. MiniLM, batch 32 with 16% of
+            the rows padding: ~4% faster end to end. False: every position as Hugging Face computes it.
         requant_tol: the largest int8 re-quantization error allowed (``max|w - q*s| / max|w|`` per row) for a
             quantized weight that is not already on an int8 grid (k-means codebooks); 0 = exact only.
         repeats: timed calls per kind and input.
@@ -45,6 +55,8 @@ class RuntimeHparams(Hparams):
     slack: float = 0.1
     model_slack: float = 0.01
     fuse: bool = False
+    lean: bool = True
+    skip_padding: bool = True
     requant_tol: float = 0.01
     repeats: int = 30
     cache: str | None = None
@@ -114,11 +126,14 @@ def convert(model: nn.Module, codes: Mapping[str, Any] | Iterable[str] | None = 
         plain = new if not name else _replace(plain, name, new)
         chosen[name] = layer
     groups = _planned_groups(plan) if plan is not None else (
-        _sibling_groups(sources, chosen, layers) if timed and hp.fuse else [])
+        _sibling_groups(sources, chosen, layers) if timed and (hp.fuse or hp.lean) else [])
+    if plan is None and not hp.fuse:
+        groups = [g for g in groups if g in _lean_qkv(plain)]
     for group in groups:
         _try_fuse(plain, group, layers, chosen, seen, measure, forced=plan is not None)
     cache.save()
-    plain.runtime_plan = Plan(machine, list(chosen.values()))
+    lean = make_lean(plain, hp.skip_padding) if hp.lean else []
+    plain.runtime_plan = Plan(machine, list(chosen.values()), lean)
     return plain
 
 
@@ -160,6 +175,12 @@ def _sibling_groups(sources: dict[str, int], chosen: dict[str, LayerPlan], layer
         if chosen.get(name) and chosen[name].kind == "int8" and type(m) is nn.Linear and not m.weight.is_cuda:
             by_source.setdefault((src, m.in_features), []).append(name)
     return [g for g in by_source.values() if len(g) > 1]
+
+
+def _lean_qkv(model: nn.Module) -> list[list[str]]:
+    """``[query, key, value]`` names of every layer the lean forward will run (one GEMM's output it views as heads)."""
+    return [[f"{n}{'.' if n else ''}attention.self.{p}" for p in ("query", "key", "value")]
+            for n, m in model.named_modules() if is_bert_layer(m)]
 
 
 def _planned_groups(plan: Plan) -> list[list[str]]:

@@ -48,18 +48,26 @@ class LayerPlan:
 
 @dataclasses.dataclass
 class Plan:
-    """The per-layer kernel plan of a converted model (JSON-able via ``to_dict`` / ``from_dict``)."""
+    """The per-layer kernel plan of a converted model (JSON-able via ``to_dict`` / ``from_dict``).
+
+    Attributes:
+        machine: :func:`machine_id` of the machine the timings come from.
+        layers: one :class:`LayerPlan` per converted layer.
+        lean_layers: the BERT-like encoder layers that run the lean forward (:mod:`netpress.runtime.encoder`).
+    """
 
     machine: str
     layers: list[LayerPlan]
+    lean_layers: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"machine": self.machine, "layers": [dataclasses.asdict(layer) for layer in self.layers]}
+        return {"machine": self.machine, "layers": [dataclasses.asdict(layer) for layer in self.layers],
+                "lean_layers": list(self.lean_layers)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
         try:
-            return cls(d["machine"], [LayerPlan(**layer) for layer in d["layers"]])
+            return cls(d["machine"], [LayerPlan(**layer) for layer in d["layers"]], list(d.get("lean_layers", [])))
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"not a runtime plan ({type(exc).__name__}: {exc})") from None
 
