@@ -139,3 +139,26 @@ def test_zeroshot_ptq_without_batchnorm_never_touches_data(monkeypatch):
     qs = activation_quantizers(net)
     assert qs and all(bool(q.calibrated) for q in qs.values())
     assert set(export_codes(net)) == {"0.weight", "3.weight"}
+
+
+class _Untouchable(torch.utils.data.Dataset):
+    """A dataset that fails the test on any access."""
+
+    def __len__(self):
+        raise AssertionError("dataset length read")
+
+    def __getitem__(self, i):
+        raise AssertionError("dataset read")
+
+
+def test_quantize_model_zero_shot_reads_only_the_input_shape():
+    from netpress.data import DataSplits
+    from netpress.quantize.methods import QuantizeHparams, quantize_model
+
+    splits = DataSplits(_Untouchable(), _Untouchable(), _Untouchable(), num_classes=5, input_shape=(1, 8, 8))
+    net = _plain_net()
+    extra = quantize_model(net, QuantizeHparams(method="ptq", w_bits=8, a_bits=8, zero_shot=True), splits)
+    assert extra == {"calibration": "zero-shot"}
+    assert all(bool(q.calibrated) for q in activation_quantizers(net).values())
+    with pytest.raises(AssertionError, match="dataset"):  # the same splits do fail data-calibrated PTQ
+        quantize_model(_plain_net(), QuantizeHparams(method="ptq"), splits)
