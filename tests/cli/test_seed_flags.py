@@ -77,3 +77,20 @@ def test_lottery_bad_seed_flags_fail_before_training(tmp_path, capsys, extra, me
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not any(tmp_path.glob("lottery_*"))
+
+
+def test_prune_scratch_control(tmp_path, capsys):
+    argv = ["prune", "--data", "synthetic", "--steps", "1ep", "--sparsity", "0.8", "--control", "scratch",
+            "--runs-dir", str(tmp_path), "--device", "cpu", "--json"]
+    assert main(argv) == 0
+    out = _last_json(capsys)
+    assert 0 <= out["scratch_test_accuracy"] <= 1 and out["scratch_steps"] == "1ep"  # the dense run's schedule
+    assert abs(out["sparsity"] - 0.8) < 0.01
+
+
+def test_prune_bad_control_fails_before_training(tmp_path, capsys):
+    argv = ["prune", "--data", "synthetic", "--sparsity", "0.8", "--control", "scrach", "--runs-dir", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "unknown --control 'scrach'" in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.glob("train_*"))
