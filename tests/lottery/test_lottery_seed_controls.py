@@ -91,3 +91,17 @@ def test_early_bird_search_ticket_and_cost_accounting(tmp_path, data):
 def test_bad_early_bird_and_control_settings(changes, message):
     with pytest.raises(ConfigError, match=message):
         tiny(**changes)
+
+
+def test_report_has_an_early_bird_section(tmp_path, data):
+    from netpress.report.lottery import write_report
+
+    hp = tiny(levels=1, controls="", early_bird=True, early_bird_every="5it", early_bird_window=2, early_bird_eps=0.2)
+    res = run_lottery(MODEL, DATA, TRAIN, hp, root=tmp_path, data=data, device="cpu")
+    md = write_report(res.summary, tmp_path / "report")["markdown"]
+    eb = res.early_bird[0]
+    assert "## Early-Bird ticket vs the last IMP level" in md
+    assert f"| 1/1 | {eb['detected_iteration']} |" in md and f"| {eb['imp_iterations']} |" in md
+    plain = write_report(run_lottery(MODEL, DATA, TRAIN, tiny(levels=1, controls=""), root=tmp_path, data=data,
+                                     device="cpu").summary, tmp_path / "plain")["markdown"]
+    assert "Early-Bird" not in plain
