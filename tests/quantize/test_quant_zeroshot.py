@@ -162,3 +162,30 @@ def test_quantize_model_zero_shot_reads_only_the_input_shape():
     assert all(bool(q.calibrated) for q in activation_quantizers(net).values())
     with pytest.raises(AssertionError, match="dataset"):  # the same splits do fail data-calibrated PTQ
         quantize_model(_plain_net(), QuantizeHparams(method="ptq"), splits)
+
+
+def test_input_range_bounds_every_synthesized_input():
+    from netpress.data import input_range
+
+    lo, hi = input_range("fashion-mnist")
+    assert (lo, hi) == pytest.approx((-0.2860 / 0.3530, 0.7140 / 0.3530)) and input_range("synthetic") is None
+    net = _plain_net()
+    hp = ZeroShotHparams(examples=10, batch_size=10, iterations=40, lr=0.1, input_range=(lo, hi))
+    x = synthesize_inputs(net, (1, 8, 8), hp)
+    free = synthesize_inputs(net, (1, 8, 8), hp.replace(input_range=None))
+    assert float(x.min()) >= lo - 1e-6 and float(x.max()) <= hi + 1e-6  # float32 bounds
+    assert float(free.min()) < lo or float(free.max()) > hi  # the bound is what keeps them inside
+    assert torch.equal(net(x).argmax(1), torch.arange(10) % 5)
+    with pytest.raises(ConfigError, match="input_range"):
+        ZeroShotHparams(input_range=(1.0, 0.0))
+
+
+def test_quantize_model_bounds_zero_shot_inputs_by_the_datasets_pixel_range(monkeypatch):
+    import netpress.quantize.methods as methods
+    from netpress.data import DataSplits, input_range
+
+    seen = {}
+    monkeypatch.setattr(methods, "zeroshot_ptq", lambda model, shape, hp, zs, **kw: seen.update(zs=zs, shape=shape))
+    splits = DataSplits(_Untouchable(), None, _Untouchable(), num_classes=5, input_shape=(1, 8, 8), name="mnist")
+    methods.quantize_model(_plain_net(), methods.QuantizeHparams(method="ptq", zero_shot=True), splits)
+    assert seen["zs"].input_range == input_range("mnist") and seen["shape"] == (1, 8, 8)

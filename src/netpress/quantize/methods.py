@@ -134,7 +134,8 @@ def quantize_model(model: nn.Module, hp: QuantizeHparams, data=None, device: str
         model: any module with Linear/Conv weights.
         hp: the method and its options (validated on construction).
         data: :class:`~netpress.data.DataSplits` for methods that calibrate or train (all but kmeans without
-            fine-tuning, uniform, binary/ternary need it); zero-shot ptq reads only its ``input_shape``.
+            fine-tuning, uniform, binary/ternary need it); zero-shot ptq reads only its ``input_shape`` and
+            ``name`` (the valid input range of a known dataset bounds the synthesized inputs).
         device: training device.
 
     Returns:
@@ -169,9 +170,11 @@ def _uniform(model, hp, data, device) -> dict:
 @METHODS.register("ptq")
 def _ptq(model, hp, data, device) -> dict:
     parts = hp.parts()
-    if "zeroshot" in parts:  # calibrated on synthesized inputs: only the input shape of ``data`` is read
-        zeroshot_ptq(model, data.input_shape, parts["ptq"], parts["zeroshot"], names=hp.select or None,
-                     exclude=hp.exclude)
+    if "zeroshot" in parts:  # synthesized inputs: only the input shape and the dataset's name of ``data`` are read
+        from netpress.data import input_range
+
+        zs = parts["zeroshot"].replace(input_range=input_range(getattr(data, "name", "")))
+        zeroshot_ptq(model, data.input_shape, parts["ptq"], zs, names=hp.select or None, exclude=hp.exclude)
         return {"calibration": "zero-shot"}
     ptq(model, data, parts["ptq"], names=hp.select or None, exclude=hp.exclude)
     return {}

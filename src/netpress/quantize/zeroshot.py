@@ -47,6 +47,8 @@ class ZeroShotHparams(Hparams):
             ``bn`` (ZeroQ statistics matching) or ``inversion`` (confident balanced classes + image priors).
         tv_weight: inversion: weight of the mean total-variation prior.
         l2_weight: inversion: weight of the mean-square prior.
+        input_range: ``(low, high)`` bounds of a valid input (e.g. the normalised pixel range, from the
+            dataset's normalisation constants, not its data): every Adam step is projected into it; None = free.
     """
 
     examples: int = 256
@@ -57,6 +59,7 @@ class ZeroShotHparams(Hparams):
     objective: str = "auto"
     tv_weight: float = 0.05
     l2_weight: float = 0.01
+    input_range: tuple | None = None
 
     def validate(self) -> None:
         require(self.examples >= 1, f"examples must be >= 1, got {self.examples}")
@@ -67,6 +70,8 @@ class ZeroShotHparams(Hparams):
                 f"unknown zero-shot objective {self.objective!r}; known: {', '.join(OBJECTIVES)}")
         require(self.tv_weight >= 0 and self.l2_weight >= 0,
                 f"tv_weight and l2_weight must be >= 0, got {self.tv_weight} and {self.l2_weight}")
+        require(self.input_range is None or (len(self.input_range) == 2 and self.input_range[0] < self.input_range[1]),
+                f"input_range must be (low, high) with low < high, got {self.input_range!r}")
 
 
 class SyntheticSet(torch.utils.data.Dataset):
@@ -222,7 +227,7 @@ def synthesize_inputs(model: nn.Module, input_shape: Sequence[int], hp: ZeroShot
         ConfigError: ``objective='bn'`` on a model without BatchNorm; checked before any work.
 
     Example:
-        >>> x = synthesize_inputs(net, (1, 28, 28), ZeroShotHparams(examples=64))
+        >>> x = synthesize_inputs(net, (1, 28, 28), ZeroShotHparams(examples=64, input_range=input_range("mnist")))
     """
     objective = resolve_objective(model, hp)
     loss_fn = synthesis_loss(model, objective, hp)
@@ -233,15 +238,22 @@ def synthesize_inputs(model: nn.Module, input_shape: Sequence[int], hp: ZeroShot
     for start in range(0, hp.examples, hp.batch_size):
         n = max(2, min(hp.batch_size, hp.examples - start))
         targets = (torch.arange(start, start + n) % classes).to(device)
-        x = torch.randn(n, *input_shape, generator=gen).to(device).requires_grad_(True)
+        x = _project(torch.randn(n, *input_shape, generator=gen).to(device), hp.input_range).requires_grad_(True)
         opt = torch.optim.Adam([x], lr=hp.lr)
         for _ in range(hp.iterations):
             (grad,) = torch.autograd.grad(loss_fn(x, targets), [x])  # parameters' .grad untouched
             opt.zero_grad(set_to_none=True)
             x.grad = grad
             opt.step()
+            with torch.no_grad():
+                _project(x, hp.input_range)
         out.append(x.detach()[: hp.examples - start])
     return torch.cat(out)
+
+
+def _project(x: torch.Tensor, bounds: tuple | None) -> torch.Tensor:
+    """``x`` clamped in place into ``bounds`` (unchanged when None)."""
+    return x if bounds is None else x.clamp_(float(bounds[0]), float(bounds[1]))
 
 
 def zeroshot_ptq(model: nn.Module, input_shape: Sequence[int], hp: PTQHparams = PTQHparams(),
