@@ -51,3 +51,17 @@ def test_control_trains_both_arms_and_keeps_masks(data):
     s = res.summary()
     assert s["scratch_minus_finetuned"] == s["scratch_test_accuracy"] - s["finetuned_test_accuracy"]
     assert 0 <= s["finetuned_test_accuracy"] <= 1
+
+
+def test_train_from_scratch_is_rethinkings_scratch_arm(data):
+    from netpress.lottery.rethinking import train_from_scratch
+
+    torch.manual_seed(0)
+    pruned = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 4))
+    apply_masks(pruned, {"1.weight": (torch.rand(16, 64) > 0.7).float()})
+    hp = TrainingHparams(steps="5it", batch_size=32, eval_every="5it")
+    model, result = train_from_scratch(pruned, data, hp, seed=3, device="cpu")
+    both = rethinking_control(pruned, data, hp, seed=3, device="cpu")
+    assert result.final_test_accuracy == both.scratch.final_test_accuracy
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), both.scratch_model.state_dict().values()))
+    assert torch.equal(get_masks(model)["1.weight"], get_masks(pruned)["1.weight"])

@@ -76,3 +76,19 @@ def test_bad_arguments_raise_before_change():
     with pytest.raises(ConfigError):
         quant_noise(net, p=0.5, block_size=4)  # 15 weights
     assert not hasattr(net[0], "parametrizations")
+
+
+def test_prepare_qat_with_quant_noise_attaches_quant_noise_weights():
+    from netpress.quantize import QATHparams, prepare_qat
+    from netpress.quantize.base import quantizer_of
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
+    prepare_qat(net, QATHparams(w_bits=4, a_bits=0, quant_noise=0.25))
+    qs = [quantizer_of(net[i], "weight")[0] for i in (0, 2)]
+    assert all(isinstance(q, QuantNoiseWeight) and q.p == 0.25 and q.spec.bits == 4 for q in qs)
+    assert qs[0].spec.granularity == "channel"
+    with pytest.raises(ConfigError, match="quant_noise"):
+        QATHparams(quant_noise=1.5)
+    plain = prepare_qat(nn.Sequential(nn.Linear(8, 6)), QATHparams(w_bits=4, a_bits=0))
+    assert not isinstance(quantizer_of(plain[0], "weight")[0], QuantNoiseWeight)

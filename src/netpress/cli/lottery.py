@@ -4,6 +4,7 @@
 Example:
     netpress lottery --model lenet300 --data fashion-mnist --levels 15 --rewind 0it \
         --controls reinit,random-mask --replicates 2 --json
+    netpress lottery --controls reinit,scratch,finetuned --early-bird --early-bird-every 200it
     netpress lottery report lottery_1a2b3c
 """
 from __future__ import annotations
@@ -34,6 +35,14 @@ def add_parser(sub) -> None:
     p.add_argument("--lmc-levels", default=d.lmc_levels, help="levels to analyse for linear mode connectivity, e.g. '0,5,10'")
     p.add_argument("--lmc-rewinds", default=d.lmc_rewinds, help="points the two LMC copies start from (default: --rewind)")
     p.add_argument("--lmc-points", type=int, default=d.lmc_points, help="points on the interpolation line")
+    p.add_argument("--early-bird", action="store_true",
+                   help="also search the Early-Bird ticket at the last level's sparsity (mask distance between "
+                        "observations), retrain it and compare it with the IMP ticket")
+    p.add_argument("--early-bird-every", default=d.early_bird_every, help="early-bird: observation interval (1ep, 200it)")
+    p.add_argument("--early-bird-window", type=int, default=d.early_bird_window,
+                   help="early-bird: consecutive distances that must stay below --early-bird-eps")
+    p.add_argument("--early-bird-eps", type=float, default=d.early_bird_eps,
+                   help="early-bird: mask-distance threshold (fraction of weights, in (0, 1])")
     p.add_argument("--eval-every", default=t.eval_every, help="evaluation interval (sets the early-stopping resolution)")
     p.add_argument("--batch-replicates", action="store_true",
                    help="train each level's stages of all replicates together (stacked parameters; same numbers)")
@@ -57,7 +66,9 @@ def run(args) -> int:
 def lottery_hparams(args) -> LotteryHparams:
     return LotteryHparams(levels=args.levels, prune_fraction=args.prune_fraction, output_fraction=args.output_fraction,
                           scope=args.scope, rewind=args.rewind, controls=args.controls, control_levels=args.control_levels, replicates=args.replicates,
-                          lmc_levels=args.lmc_levels, lmc_rewinds=args.lmc_rewinds, lmc_points=args.lmc_points)
+                          lmc_levels=args.lmc_levels, lmc_rewinds=args.lmc_rewinds, lmc_points=args.lmc_points,
+                          early_bird=args.early_bird, early_bird_every=args.early_bird_every,
+                          early_bird_window=args.early_bird_window, early_bird_eps=args.early_bird_eps)
 
 
 def experiment(args) -> int:
@@ -71,7 +82,10 @@ def experiment(args) -> int:
     files = _write_report(res.summary, Path(args.out) if args.out else res.path)
     out = {"run": res.id, "path": str(res.path), "levels": _level_rows(res.summary), "lmc": _lmc_rows(res.summary),
            "report": str(files["report"])}
-    common.emit(out, args.json, f"experiment {res.id} at {res.path}\n" + common.table(out["levels"]) +
+    if res.early_bird:
+        out["early_bird"] = _early_bird_rows(res.early_bird)
+    eb = _early_bird_text(out["early_bird"]) if res.early_bird else ""
+    common.emit(out, args.json, f"experiment {res.id} at {res.path}\n" + common.table(out["levels"]) + eb +
                 f"\nreport: {files['report']}")
     return 0
 
@@ -113,6 +127,19 @@ def _level_rows(summary: dict) -> list[dict]:
                          "early_stop_test_accuracy": s["early_stop_test_accuracy"]["mean"],
                          "early_stop_iteration": s["early_stop_iteration"]["mean"], "replicates": s["test_accuracy"]["n"]})
     return rows
+
+
+def _early_bird_rows(runs: list[dict]) -> list[dict]:
+    """One row per replicate: detection, both tickets' accuracy and cost; the mask-distance curve last."""
+    keys = ("replicate", "remaining", "detected_iteration", "detected_epoch", "test_accuracy", "imp_test_accuracy",
+            "iterations", "imp_iterations", "iteration_ratio", "distances")
+    return [{k: r[k] for k in keys} for r in runs]
+
+
+def _early_bird_text(rows: list[dict]) -> str:
+    curves = "\n".join(f"rep {r['replicate']} mask distances: " + ", ".join(f"{d:.3f}" for d in r["distances"])
+                       for r in rows)
+    return "\nearly-bird ticket vs IMP ticket:\n" + common.table(rows, list(rows[0])[:-1]) + "\n" + curves
 
 
 def _lmc_rows(summary: dict) -> list[dict]:

@@ -1,4 +1,9 @@
-"""``netpress prune``: prune a trained model (unstructured with a schedule, or structured with surgery)."""
+"""``netpress prune``: prune a trained model (unstructured with a schedule, or structured with surgery).
+
+``--control scratch`` adds the "rethinking the value of pruning" control (Liu et al. 2019): the pruned
+architecture / masks trained from a fresh init with the dense run's schedule (Scratch-E), next to the
+pruned-and-retrained model.
+"""
 from __future__ import annotations
 
 from netpress.cli import common
@@ -23,6 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("--structured", action="store_true", help="remove whole neurons/filters and thin the model (surgery)")
     p.add_argument("--retrain-mode", default="finetune", help="finetune, lr-rewind or weight-rewind")
     common.add_training_options(p, prefix="retrain-")
+    p.add_argument("--control", default="",
+                   help="scratch: also train the pruned architecture/masks from a fresh init with the dense run's "
+                        "schedule (rethinking control) and report both accuracies")
     p.add_argument("--out", default=None, help="save the pruned (or thinned) model here as .safetensors")
     common.add_run_options(p)
     common.add_json(p)
@@ -61,6 +69,8 @@ def run(args) -> int:
     from netpress.train import evaluate
 
     hp = hparams(args)
+    if args.control not in ("", "scratch"):
+        raise ConfigError(f"unknown --control {args.control!r}; known: scratch")
     retrain_hp = _retrain_hp(args, hp)
     check_prune(common.architecture(args), hp)
     base = common.trained_model(args)
@@ -70,6 +80,8 @@ def run(args) -> int:
               if hp.schedule_hparams().retrain == "weight-rewind" else None)
     result = prune_model(model, data, hp, retrain_hp=retrain_hp, rewind_state=rewind, device=args.device)
     model = result.pop("model")
+    if args.control == "scratch":
+        result.update(_scratch_control(args, base, model, data))
     rows, total = account(model, data.input_shape)
     acc = evaluate(model, data.test).accuracy
     out = {"run": base.id, "dense_accuracy": dense_acc, "test_accuracy": acc, "accuracy_drop": dense_acc - acc,
@@ -80,9 +92,23 @@ def run(args) -> int:
         from netpress.prune.surgery import save_thinned
         out["path"] = str(save_thinned(model, args.out))
     human = (common.table(rows + [total], ["layer", "shape", "params", "nonzeros", "sparsity", "flops_dense", "flops_effective"])
-             + f"\n\ndense accuracy {dense_acc:.4f} -> pruned {acc:.4f} (sparsity {out['sparsity']:.4f})")
+             + f"\n\ndense accuracy {dense_acc:.4f} -> pruned {acc:.4f} (sparsity {out['sparsity']:.4f})"
+             + (f"; trained from scratch {out['scratch_test_accuracy']:.4f} ({out['scratch_steps']})"
+                if args.control else ""))
     common.emit(out, args.json, human)
     return 0
+
+
+def _scratch_control(args, base, pruned, data) -> dict:
+    """Train ``pruned``'s architecture/masks from a fresh init with the dense run's recorded schedule."""
+    from netpress.lottery.rethinking import train_from_scratch
+    from netpress.runs import run_hparams
+    from netpress.train import TrainingHparams
+
+    recorded = run_hparams(base.path).get("training")
+    hp = TrainingHparams.from_dict(recorded) if isinstance(recorded, dict) else common.training_hparams(args)
+    _, result = train_from_scratch(pruned, data, hp, seed=hp.seed + 1, device=args.device)
+    return {"scratch_test_accuracy": result.final_test_accuracy, "scratch_steps": hp.steps}
 
 
 def _retrain_hp(args, hp):

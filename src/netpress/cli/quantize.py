@@ -4,6 +4,8 @@ Examples:
     netpress quantize --model lenet300 --data fashion-mnist --from RUN --method kmeans --bits 5 --init linear --finetune 2ep --json
     netpress quantize --method uniform --bits 4 --granularity channel --calibration mse
     netpress quantize --method ptq --w 8 --a 8
+    netpress quantize --method ptq --w 8 --a 8 --zero-shot      # calibrated without data
+    netpress quantize --method qat --w 4 --a 0 --quant-noise 0.5 --finetune 2ep
 """
 from __future__ import annotations
 
@@ -38,6 +40,11 @@ def add_parser(sub) -> None:
     p.add_argument("--a-mode", default="static", help="ptq: static or dynamic activation ranges")
     p.add_argument("--bias-correction", action="store_true", help="ptq: correct the biases")
     p.add_argument("--lsq", action="store_true", help="qat: learn the scales (LSQ)")
+    p.add_argument("--zero-shot", action="store_true",
+                   help="ptq: calibrate on inputs synthesized from the model (BatchNorm statistics, or model "
+                        "inversion without BatchNorm); no data read for calibration")
+    p.add_argument("--quant-noise", type=float, default=0.0, metavar="P",
+                   help="qat: Quant-Noise, quantize a random fraction P in (0, 1] of the weights each step")
     p.add_argument("--budget-bytes", type=float, default=None, help="mixed: size budget of the quantized weights")
     p.add_argument("--exclude", action="append", default=[], metavar="NAME", help="tensor to leave in float (repeatable)")
     p.add_argument("--select", action="append", default=[], metavar="SPEC",
@@ -58,7 +65,8 @@ def hparams(args) -> "QuantizeHparams":
                            group_size=args.group_size, calibration=args.calibration, asymmetric=args.asymmetric,
                            w_bits=args.w_bits, a_bits=args.a_bits, a_mode=args.a_mode,
                            bias_correction=args.bias_correction, lsq=args.lsq, budget_bytes=args.budget_bytes or 0.0,
-                           select=tuple(args.select), exclude=tuple(args.exclude))
+                           select=tuple(args.select), exclude=tuple(args.exclude), zero_shot=args.zero_shot,
+                           quant_noise=args.quant_noise)
 
 
 def _model_args(args) -> argparse.Namespace:
@@ -95,7 +103,7 @@ def run(args) -> int:
     human = "\n\n".join(filter(None, [
         common.table(extra["plan"]) if "plan" in extra else None,
         common.table(rows, ["layer", "params", "bits", "codebook", "bytes"]),
-        f"{args.method}: float accuracy {float_acc:.4f} -> {acc:.4f}; weights {total['float_bytes']:,} -> "
+        f"{args.method}{' (zero-shot calibration)' if hp.zero_shot else ''}: float accuracy {float_acc:.4f} -> {acc:.4f}; weights {total['float_bytes']:,} -> "
         f"{total['bytes']:,.0f} bytes ({total['ratio']:.1f}x, fixed-length indices)"
         + (f"; wrote {args.out} ({out['file_bytes']:,} bytes)" if args.out else "")]))
     common.emit(out, args.json, human)

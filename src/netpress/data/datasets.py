@@ -29,6 +29,20 @@ DEFAULT_VAL_SIZE = {"digits": 300, "synthetic": 200}
 _NORMALISE = {"fashion-mnist": (0.2860, 0.3530), "mnist": (0.1307, 0.3081)}
 
 
+def input_range(name: str) -> tuple[float, float] | None:
+    """The bounds of a valid (normalised) input of dataset ``name``: pixels 0 and 1 through its normalisation
+    constants; None for datasets without known bounds. Reads no data.
+
+    Example:
+        >>> input_range("mnist")
+        (-0.4242..., 2.8215...)
+    """
+    if name not in _NORMALISE:
+        return None
+    mean, std = _NORMALISE[name]
+    return ((0.0 - mean) / std, (1.0 - mean) / std)
+
+
 @dataclasses.dataclass(frozen=True)
 class DataHparams(Hparams):
     """Which data and how it is split.

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -82,6 +82,10 @@ class EarlyBird:
         every: iterations between observations (e.g. iterations per epoch), for :meth:`on_step_end`.
         score: ``weight`` (magnitudes of prunable weights) or ``bn`` (BatchNorm scales, channel pruning).
         names: restrict to these plain names (default: all of that kind).
+        masker: optional ``masker(model) -> {plain_name: 0/1 mask}`` drawing the mask instead of one global
+            magnitude threshold over ``score``'s tensors (e.g. a lottery level's masks, with its own output-layer
+            rate); ``score`` and ``names`` are then unused.
+        stop: end training at detection (``stop_training`` turns true; the trainer stops after that step).
 
     Attributes:
         distances: every consecutive mask distance observed.
@@ -93,7 +97,8 @@ class EarlyBird:
     """
 
     def __init__(self, sparsity: float, window: int = 5, eps: float = 0.1, every: int = 1, score: str = "weight",
-                 names: Iterable[str] | None = None):
+                 names: Iterable[str] | None = None,
+                 masker: Callable[[nn.Module], dict[str, torch.Tensor]] | None = None, stop: bool = False):
         if not 0 <= sparsity < 1:
             raise ConfigError(f"sparsity must be in [0, 1), got {sparsity}")
         if window < 1 or every < 1:
@@ -104,6 +109,7 @@ class EarlyBird:
             raise ConfigError(f"unknown early-bird score {score!r}; known: {', '.join(SCORES)}")
         self.sparsity, self.window, self.eps, self.every, self.score = sparsity, window, eps, every, score
         self.names = None if names is None else list(names)
+        self.masker, self.stop = masker, stop
         self.distances: list[float] = []
         self._recent: deque[float] = deque(maxlen=window)
         self._previous: dict[str, torch.Tensor] | None = None
@@ -111,6 +117,11 @@ class EarlyBird:
         self.detected_at: int | None = None
         self.ticket: dict[str, torch.Tensor] | None = None
         self.detected_iteration: int | None = None
+
+    @property
+    def stop_training(self) -> bool:
+        """True once detected when built with ``stop=True`` (read by the trainer after each step)."""
+        return self.stop and self.detected_iteration is not None
 
     @property
     def stable_since(self) -> int | None:
@@ -122,7 +133,10 @@ class EarlyBird:
         Returns:
             True once the ticket is detected (at this or an earlier observation).
         """
-        mask = global_mask(scored_tensors(model, self.score, self.names), self.sparsity)
+        if self.masker is not None:
+            mask = {n: m.detach().float().cpu() for n, m in self.masker(model).items()}
+        else:
+            mask = global_mask(scored_tensors(model, self.score, self.names), self.sparsity)
         index, self._observations = self._observations, self._observations + 1
         if self._previous is not None:
             d = mask_distance(mask, self._previous)

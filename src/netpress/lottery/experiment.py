@@ -10,8 +10,10 @@ Layout (open_lth-like: levels hold a main line and branches that share the level
         level_00/ticket/           the dense network (snapshots of the rewind points live in its final.pt)
         level_01/mask.pt           the level's IMP mask, from level 00's trained ticket
         level_01/ticket/           mask + rewound weights, trained
-        level_01/reinit/ ...       controls: same mask fresh init / random mask / one-shot mask
+        level_01/reinit/ ...       controls: same mask fresh init / random mask / one-shot mask / scratch / finetuned
         lmc/level_03_0it/copy_a/, copy_b/, result.json
+        early_bird/<every>_w<window>_eps<eps>/search/   dense run stopped at Early-Bird detection (mask.pt)
+        early_bird/<every>_w<window>_eps<eps>/ticket/   that ticket retrained
 
 Each stage writes ``result.json`` last; re-running the same call skips finished stages and resumes a killed one
 from its checkpoint, so the final numbers equal those of an uninterrupted run.
@@ -27,12 +29,13 @@ import torch
 
 from netpress.data import DataHparams, DataSplits, iterations_per_epoch, load_data
 from netpress.errors import ConfigError
+from netpress.lottery.early_bird import EarlyBird
 from netpress.lottery.hparams import BRANCH, LotteryHparams
 from netpress.lottery.lmc import linear_interpolation
 from netpress.lottery.pruning import dense_masks, level_masks, mask_sparsity, random_masks
 from netpress.lottery.results import summarise
-from netpress.lottery.stages import (StageJob, atomic_json, atomic_torch, done, load_stage, set_weights, train_stage,
-                                     train_stages_batched)
+from netpress.lottery.stages import (StageJob, atomic_json, atomic_torch, done, load_stage, set_weights, stage_seconds,
+                                     train_stage, train_stages_batched)
 from netpress.models import ModelHparams, build_model
 from netpress.prune import plain_state_dict
 from netpress.runs import Store, recorded_threads, run_id, run_lock, runs_root, torch_threads, write_hparams
@@ -51,14 +54,17 @@ class LotteryResult:
         id: ``lottery_<hash>``.
         path: its folder.
         rows: one dict per replicate, level and branch (sparsity, accuracies, early-stopping iteration, curve).
-        summary: mean and spread over replicates per level and branch, the LMC analyses and ``torch_threads``
-            (the thread count it trained with; a resume reuses the recorded one).
+        summary: mean and spread over replicates per level and branch, the LMC analyses, the Early-Bird
+            comparison (``early_bird``, when asked for) and ``torch_threads`` (the thread count it trained with; a
+            resume reuses the recorded one).
+        early_bird: one dict per replicate when ``hp.early_bird`` (detection, ticket accuracy, cost).
     """
 
     id: str
     path: Path
     rows: list[dict]
     summary: dict
+    early_bird: list[dict] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -152,10 +158,11 @@ def run_lottery(model_hp: ModelHparams, data_hp: DataHparams, train_hp: Training
             for rep in range(hp.replicates) if not batch_replicates else ():
                 r_rows, r_lmc = _replicate(ctx, rep)
                 rows, lmc = rows + r_rows, lmc + r_lmc
-        summary = {**summarise(rows, lmc, hp), THREADS: threads}
-        atomic_json({"rows": rows, "summary": summary}, folder / "results.json")
+            eb = [_early_bird(ctx, rep) for rep in range(hp.replicates)] if hp.early_bird else []
+        summary = {**summarise(rows, lmc, hp, eb), THREADS: threads}
+        atomic_json({"rows": rows, "early_bird": eb, "summary": summary}, folder / "results.json")
         ctx.store.upsert_run(rid, KIND, folder, flat, "done", _short_summary(summary))
-    return LotteryResult(rid, folder, rows, summary)
+    return LotteryResult(rid, folder, rows, summary, eb)
 
 
 def _check_rewind(ctx: _Ctx) -> None:
@@ -251,8 +258,10 @@ def _branch_job(ctx: _Ctx, folder: Path, rep: int, train_hp: TrainingHparams, le
     """The stage of one branch at one level: its starting network (mask + weights) and settings."""
     seed = derived_seed(train_hp.seed, level, branch)
     start = _start_state(ctx, init, parent, dense)
-    if branch == "reinit":
+    if branch in ("reinit", "scratch"):
         start = plain_state_dict(_fresh_model(ctx, seed))
+    elif branch == "finetuned":
+        start = parent["state"]
     elif branch == "random-mask":
         masks = random_masks(masks, seed)
     elif branch == "oneshot":
@@ -260,7 +269,7 @@ def _branch_job(ctx: _Ctx, folder: Path, rep: int, train_hp: TrainingHparams, le
     if branch in ("random-mask", "oneshot") and ctx.hp.rewind_iteration is None:
         start = dense["state"]  # lr/finetune: a new mask starts from the dense trained weights, not the parent's
     model = set_weights(_fresh_model(ctx, train_hp.seed), masks, start)
-    hp, start_it = retrain_hparams(ctx.hp, train_hp, ctx.ipe)
+    hp, start_it = branch_hparams(ctx.hp, train_hp, ctx.ipe, branch)
     extra = {**_facts(masks, level, branch, rep), "branch_seed": seed}
     return StageJob(folder / f"level_{level:02d}" / branch, model, hp, extra), start_it
 
@@ -327,6 +336,22 @@ def retrain_hparams(hp: LotteryHparams, train_hp: TrainingHparams, ipe: int) -> 
     return train_hp.replace(steps=f"{total - k}it"), k
 
 
+def branch_hparams(hp: LotteryHparams, train_hp: TrainingHparams, ipe: int, branch: str
+                   ) -> tuple[TrainingHparams, int]:
+    """How ``branch`` trains at a pruned level: the ticket and most controls as :func:`retrain_hparams`;
+    ``scratch`` the dense schedule from iteration 0 (Scratch-E); ``finetuned`` as ``rewind='finetune'``.
+
+    Example:
+        >>> branch_hparams(LotteryHparams(rewind="100it"), TrainingHparams(steps="1000it"), 50, "scratch")[0].steps
+        '1000it'
+    """
+    if branch == "scratch":
+        return train_hp, 0
+    if branch == "finetuned":
+        return retrain_hparams(hp.replace(rewind="finetune"), train_hp, ipe)
+    return retrain_hparams(hp, train_hp, ipe)
+
+
 def derived_seed(seed: int, level: int, branch: str) -> int:
     """A seed for a control's fresh init or random mask, a pure function of (seed, level, branch).
 
@@ -386,15 +411,16 @@ def _replicates_batched(ctx: _Ctx) -> tuple[list[dict], list[dict]]:
                          progress=ctx.progress, desc=_desc(ctx, -1, 0, "dense"))
     dense = [load_stage(f / "level_00" / BRANCH) for f in folders]
     for level in range(1, ctx.hp.levels + 1):
-        jobs, start_it = [], 0
+        groups: dict[tuple, list[StageJob]] = {}  # stages trained together share a schedule (scratch differs)
         for r in reps:
             parent = load_stage(folders[r] / f"level_{level - 1:02d}" / BRANCH)
             masks = _level_mask(ctx, folders[r] / f"level_{level:02d}", parent, level)
             for branch in ctx.hp.level_branches(level):
                 job, start_it = _branch_job(ctx, folders[r], r, hps[r], level, branch, masks, inits[r], parent, dense[r])
-                jobs.append(job)
-        train_stages_batched(jobs, ctx.data, work=work, start_iteration=start_it, device=ctx.device,
-                             progress=ctx.progress, desc=_desc(ctx, -1, level, "all branches"))
+                groups.setdefault((start_it, job.hp.steps, job.hp.lr, job.hp.lr_schedule), []).append(job)
+        for (start_it, *_), jobs in groups.items():
+            train_stages_batched(jobs, ctx.data, work=work, start_iteration=start_it, device=ctx.device,
+                                 progress=ctx.progress, desc=_desc(ctx, -1, level, "all branches"))
     rows, lmc = [], []
     for r in reps:
         for level in range(ctx.hp.levels + 1):
@@ -402,6 +428,63 @@ def _replicates_batched(ctx: _Ctx) -> tuple[list[dict], list[dict]]:
                 rows.append(_row(ctx, done(folders[r] / f"level_{level:02d}" / branch)))
             lmc += _lmc_at(ctx, folders[r], r, hps[r], level, inits[r], dense[r])
     return rows, lmc
+
+
+# ---------------------------------------------------------------- Early-Bird ticket
+
+def _early_bird(ctx: _Ctx, rep: int) -> dict:
+    """Search (dense from the replicate's init, stopped at detection) and retrain the Early-Bird ticket of the
+    final level's sparsity; compared with the IMP ticket line of the same replicate."""
+    hp, folder = ctx.hp, ctx.folder / f"replicate_{rep}"
+    train_hp = ctx.train_hp.replace(seed=ctx.train_hp.seed + rep)
+    out = folder / "early_bird" / f"{hp.early_bird_every}_w{hp.early_bird_window}_eps{hp.early_bird_eps:g}"
+    search = _early_bird_search(ctx, out / "search", rep, train_hp, _init_state(ctx, folder, train_hp.seed))
+    masks = torch.load(out / "search" / "mask.pt", map_location="cpu", weights_only=True)
+    model = set_weights(_fresh_model(ctx, train_hp.seed), masks, load_stage(out / "search")["state"])
+    ticket = train_stage(out / "ticket", model, ctx.data, train_hp, desc=_desc(ctx, rep, hp.levels, "early-bird"),
+                         device=ctx.device, progress=ctx.progress, callbacks=ctx.callbacks,
+                         extra=_facts(masks, hp.levels, "early-bird", rep))
+    imp = [done(folder / f"level_{lv:02d}" / BRANCH) for lv in range(hp.levels + 1)]
+    imp_seconds = [stage_seconds(folder / f"level_{lv:02d}" / BRANCH) for lv in range(hp.levels + 1)]
+    eb_its, imp_its = search["iterations"] + ticket["iterations"], sum(r["iterations"] for r in imp)
+    return {"replicate": rep, "level": hp.levels, "remaining": ticket["remaining"],
+            "detected": search["early_bird_detected"], "detected_iteration": search["early_bird_iteration"],
+            "detected_epoch": None if search["early_bird_iteration"] is None else search["early_bird_iteration"] / ctx.ipe,
+            "distances": search["early_bird_distances"],
+            "observe_every_iterations": search["early_bird_every"],
+            "test_accuracy": ticket["test_accuracy"], "early_stop_test_accuracy": ticket["early_stop_test_accuracy"],
+            "imp_test_accuracy": imp[-1]["test_accuracy"], "imp_remaining": imp[-1]["remaining"],
+            "imp_early_stop_test_accuracy": imp[-1]["early_stop_test_accuracy"],
+            "search_iterations": search["iterations"], "retrain_iterations": ticket["iterations"],
+            "iterations": eb_its, "imp_iterations": imp_its, "iteration_ratio": imp_its / max(1, eb_its),
+            "seconds": _sum_or_none([stage_seconds(out / "search"), stage_seconds(out / "ticket")]),
+            "imp_seconds": _sum_or_none(imp_seconds)}
+
+
+def _sum_or_none(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else sum(values)
+
+
+def _early_bird_search(ctx: _Ctx, folder: Path, rep: int, train_hp: TrainingHparams, init: dict) -> dict:
+    """The dense run with an :class:`EarlyBird` callback (final level's masks, stop at detection); its ticket
+    mask goes to ``mask.pt`` (the weights at the end, i.e. at detection, to ``final.pt``). Without a detection
+    the whole run is trained and the mask is drawn from its end."""
+    hp = ctx.hp
+    every = Steps.parse(hp.early_bird_every).iterations(ctx.ipe)
+    eb = EarlyBird(1 - hp.density(hp.levels), window=hp.early_bird_window, eps=hp.early_bird_eps, every=every,
+                   masker=lambda m: level_masks(m, hp, hp.levels), stop=True)
+    model = set_weights(_fresh_model(ctx, train_hp.seed), {}, init)
+
+    def record() -> dict:
+        mask = eb.ticket if eb.ticket is not None else level_masks(model, hp, hp.levels)
+        atomic_torch({n: m.cpu() for n, m in mask.items()}, folder / "mask.pt")
+        return {"early_bird_detected": eb.ticket is not None, "early_bird_iteration": eb.detected_iteration,
+                "early_bird_distances": eb.distances, "early_bird_every": every, "level": hp.levels,
+                "branch": "early-bird-search", "replicate": rep}
+
+    return train_stage(folder, model, ctx.data, train_hp, desc=_desc(ctx, rep, 0, "early-bird search"),
+                       device=ctx.device, progress=ctx.progress, callbacks=[eb, *ctx.callbacks], resumable=False,
+                       after=record)
 
 
 # ---------------------------------------------------------------- linear mode connectivity

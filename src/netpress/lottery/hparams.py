@@ -7,11 +7,12 @@ from netpress.hparams import Hparams, require
 from netpress.train import TrainingHparams
 from netpress.units import Steps
 
-CONTROLS = ("reinit", "random-mask", "oneshot")
+CONTROLS = ("reinit", "random-mask", "oneshot", "scratch", "finetuned")
 SCOPES = ("global", "local")
 REWIND_MODES = ("lr", "finetune")  # besides a point in training ('0it', '500it', '2ep')
 BRANCH = "ticket"  # the main line of each level
-ADDITIVE = ("levels", "replicates", "controls", "control_levels", "lmc_levels", "lmc_rewinds", "lmc_points", "lmc_seeds")
+ADDITIVE = ("levels", "replicates", "controls", "control_levels", "lmc_levels", "lmc_rewinds", "lmc_points", "lmc_seeds",
+            "early_bird", "early_bird_every", "early_bird_window", "early_bird_eps")
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -32,7 +33,10 @@ class LotteryHparams(Hparams):
             or ``'finetune'`` (keep the trained weights, train on at the schedule's final lr).
         controls: comma-separated branches trained beside each ticket: ``reinit`` (same mask, fresh init),
             ``random-mask`` (same per-layer counts, random positions), ``oneshot`` (the dense net pruned once
-            to the same sparsity).
+            to the same sparsity), and the "rethinking the value of pruning" pair (Liu et al. 2019):
+            ``scratch`` (same mask, fresh init, the dense net's whole schedule from iteration 0: Scratch-E) and
+            ``finetuned`` (same mask on the previous level's trained weights, trained ``steps`` more at the
+            schedule's final lr).
         control_levels: comma-separated levels that get the controls ('' = every level), to save compute.
         replicates: independent repeats (model seed = training seed + replicate index).
         lmc_levels: comma-separated levels whose ticket gets a linear-mode-connectivity analysis ('' = none;
@@ -41,6 +45,13 @@ class LotteryHparams(Hparams):
             for ``lr``/``finetune``).
         lmc_points: evaluation points on the line between the two copies (>= 3).
         lmc_seeds: the two data-order seeds of the copies, ``'a,b'``.
+        early_bird: also search an Early-Bird ticket (You et al. 2020) per replicate: train the dense net from
+            the same init, draw the final level's mask every ``early_bird_every``, stop when the last
+            ``early_bird_window`` mask distances are all below ``early_bird_eps``, then retrain that ticket
+            (mask on the weights at detection) for the whole schedule; compared with the final IMP level.
+        early_bird_every: interval between mask observations (``'1ep'``, ``'200it'``).
+        early_bird_window: consecutive distances that must be below ``early_bird_eps`` (>= 1).
+        early_bird_eps: mask-distance threshold, a fraction of the weights in (0, 1].
 
     Example:
         >>> LotteryHparams(levels=15, rewind="0it", controls="reinit,random-mask").control_names
@@ -59,6 +70,10 @@ class LotteryHparams(Hparams):
     lmc_rewinds: str = ""
     lmc_points: int = 30
     lmc_seeds: str = "1001,1002"
+    early_bird: bool = False
+    early_bird_every: str = "1ep"
+    early_bird_window: int = 5
+    early_bird_eps: float = 0.1
 
     def validate(self) -> None:
         require(isinstance(self.levels, int) and self.levels >= 1, f"levels must be an integer >= 1, got {self.levels!r}")
@@ -80,6 +95,7 @@ class LotteryHparams(Hparams):
         seeds = _split(self.lmc_seeds)
         require(len(seeds) == 2 and all(s.lstrip("-").isdigit() for s in seeds) and seeds[0] != seeds[1],
                 f"lmc_seeds must be two different integers 'a,b', got {self.lmc_seeds!r}")
+        _validate_early_bird(self)
 
     @property
     def control_names(self) -> tuple[str, ...]:
@@ -132,6 +148,16 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
         return tuple(int(t) for t in _split(text))
     except ValueError:
         raise_config(f"{what} must be comma-separated integers, got {text!r}")
+
+
+def _validate_early_bird(hp: LotteryHparams) -> None:
+    try:
+        Steps.parse(hp.early_bird_every, allow_zero=False)
+    except Exception:
+        raise_config(f"early_bird_every must be a length > 0 like '1ep' or '200it', got {hp.early_bird_every!r}")
+    require(isinstance(hp.early_bird_window, int) and hp.early_bird_window >= 1,
+            f"early_bird_window must be an integer >= 1, got {hp.early_bird_window!r}")
+    require(0 < hp.early_bird_eps <= 1, f"early_bird_eps must be in (0, 1], got {hp.early_bird_eps}")
 
 
 def _validate_rewind(text: str) -> None:

@@ -72,6 +72,29 @@ def scratch_init(pruned: nn.Module, seed: int = 0) -> nn.Module:
     return apply_masks(model, masks) if masks else model
 
 
+def train_from_scratch(pruned: nn.Module, data: DataSplits, hp: TrainingHparams, *, seed: int = 0,
+                       **train_kwargs) -> tuple[nn.Module, TrainResult]:
+    """The scratch arm alone: :func:`scratch_init` of ``pruned`` trained with ``hp`` (for a pruned model whose
+    fine-tuned arm already exists, e.g. ``netpress prune --control scratch``).
+
+    Args:
+        pruned: the pruned (masked or thinned) network; not changed.
+        data: train/val/test splits.
+        hp: the schedule; Scratch-E gives it the original network's schedule.
+        seed: seed of the fresh initialisation.
+        **train_kwargs: passed to :func:`netpress.train.train`.
+
+    Returns:
+        ``(model, result)``: the network trained from scratch (same masks / architecture) and its training result.
+
+    Example:
+        >>> model, result = train_from_scratch(pruned, data, TrainingHparams(steps="20ep"), seed=1)
+        >>> result.final_test_accuracy
+    """
+    model = scratch_init(pruned, seed)
+    return model, train(model, data, hp, desc="scratch", **train_kwargs)
+
+
 def rethinking_control(pruned: nn.Module, data: DataSplits, finetune_hp: TrainingHparams,
                        scratch_hp: TrainingHparams | None = None, *, seed: int = 0, **train_kwargs
                        ) -> RethinkingResult:
@@ -95,7 +118,6 @@ def rethinking_control(pruned: nn.Module, data: DataSplits, finetune_hp: Trainin
     """
     scratch_hp = scratch_hp or finetune_hp
     finetuned_model = copy.deepcopy(pruned)
-    scratch_model = scratch_init(pruned, seed)
     finetuned = train(finetuned_model, data, finetune_hp, desc="finetune", **train_kwargs)
-    scratch = train(scratch_model, data, scratch_hp, desc="scratch", **train_kwargs)
+    scratch_model, scratch = train_from_scratch(pruned, data, scratch_hp, seed=seed, **train_kwargs)
     return RethinkingResult(finetuned, scratch, finetuned_model, scratch_model)

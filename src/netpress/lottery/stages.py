@@ -12,7 +12,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -43,7 +43,8 @@ def done(folder: Path) -> dict | None:
 
 def train_stage(folder: Path, model: nn.Module, data: DataSplits, hp: TrainingHparams, *, start_iteration: int = 0,
                 snapshot_at: Iterable[str] = (), desc: str = "train", device="auto", progress=None,
-                callbacks: Iterable = (), extra: dict | None = None) -> dict:
+                callbacks: Iterable = (), extra: dict | None = None, resumable: bool = True,
+                after: Callable[[], dict] | None = None) -> dict:
     """Train ``model`` as the stage in ``folder`` unless that stage is already done.
 
     Args:
@@ -55,6 +56,10 @@ def train_stage(folder: Path, model: nn.Module, data: DataSplits, hp: TrainingHp
         desc: progress label.
         device, progress, callbacks: passed to :func:`netpress.train.train`.
         extra: facts recorded with the result (sparsity, seeds, ...).
+        resumable: resume a killed run from its checkpoint; False restarts it from ``model`` (for callbacks
+            whose state is not checkpointed, e.g. :class:`~netpress.lottery.EarlyBird`).
+        after: called after training; its facts are recorded with the result too (and may write files into
+            ``folder``: the result is written after it).
 
     Returns:
         The result dict (training summary, ``metrics`` curve, ``extra``).
@@ -66,10 +71,14 @@ def train_stage(folder: Path, model: nn.Module, data: DataSplits, hp: TrainingHp
     if found is not None:
         return found
     folder.mkdir(parents=True, exist_ok=True)
+    if not resumable:
+        (folder / "checkpoint.pt").unlink(missing_ok=True)
     start = time.perf_counter()
     result = train(model, data, hp, checkpoint_dir=folder, device=device, progress=progress, desc=desc,
                    snapshot_at=list(snapshot_at), start_iteration=start_iteration, callbacks=list(callbacks))
-    return _finish(folder, model, result, start_iteration, extra, {"seconds": time.perf_counter() - start})
+    seconds = time.perf_counter() - start
+    extra = {**(extra or {}), **(after() if after else {})}
+    return _finish(folder, model, result, start_iteration, extra, {"seconds": seconds})
 
 
 def _finish(folder: Path, model: nn.Module, result: TrainResult, start_iteration: int, extra: dict | None,
@@ -167,3 +176,9 @@ def set_weights(model: nn.Module, masks: dict[str, torch.Tensor], state: dict[st
     if masks:
         apply_masks(model, masks)
     return load_plain_state_dict(model, state)
+
+
+def stage_seconds(folder: Path) -> float | None:
+    """Wall seconds a finished stage trained (since any resume), or None when it recorded none."""
+    path = folder / TIMING
+    return float(json.loads(path.read_text())["seconds"]) if path.exists() else None

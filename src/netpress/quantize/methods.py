@@ -25,6 +25,7 @@ from netpress.quantize.mixed import allocate_bits, apply_plan, bit_sensitivity
 from netpress.quantize.ptq import PTQHparams, QATHparams, prepare_qat, ptq
 from netpress.quantize.sharing import FinetuneHparams, SharingHparams, finetune_centroids, share_weights
 from netpress.quantize.uniform import UniformSpec, check_tensor, quantize_weights
+from netpress.quantize.zeroshot import ZeroShotHparams, zeroshot_ptq
 from netpress.registry import Registry
 
 Method = Callable[[nn.Module, "QuantizeHparams", object, str], dict]
@@ -44,6 +45,9 @@ class QuantizeHparams(Hparams):
         finetune_lr: its learning rate; 0 = the method's default (1e-4 for kmeans, else 1e-3).
         granularity, axis, group_size, calibration, asymmetric: the uniform quantizer (:class:`UniformSpec`).
         w_bits, a_bits, a_mode, bias_correction, lsq: ptq / qat.
+        zero_shot: ptq: calibrate on inputs synthesized from the model (:mod:`netpress.quantize.zeroshot`:
+            BatchNorm statistics, or model inversion without BatchNorm); no data is read for calibration.
+        quant_noise: qat: Quant-Noise rate p in (0, 1] (a random fraction p of weights quantized per step); 0 = off.
         budget_bytes: mixed: size budget of the quantized weights (> 0).
         select: tensor selectors (:mod:`netpress.select`: types, globs, ``re:``, ``!pattern``); default:
             Linear, Conv and Embedding weights.
@@ -68,15 +72,19 @@ class QuantizeHparams(Hparams):
     budget_bytes: float = 0.0
     select: tuple = ()
     exclude: tuple = ()
+    zero_shot: bool = False
+    quant_noise: float = 0.0
 
     def validate(self) -> None:
         require(self.method in METHODS, f"unknown method {self.method!r}; known: {', '.join(METHODS.names())}")
+        require(not self.zero_shot or self.method == "ptq", f"zero-shot calibration is for method 'ptq', not {self.method!r}")
+        require(not self.quant_noise or self.method == "qat", f"quant-noise is for method 'qat', not {self.method!r}")
         require(self.method != "mixed" or self.budget_bytes > 0, "method 'mixed' needs a size budget: budget_bytes > 0")
         self.parts()
 
     def parts(self) -> dict[str, Hparams]:
-        """The typed options of the chosen method (each validated): ``sharing``, ``spec``, ``ptq``, ``qat``,
-        ``finetune``."""
+        """The typed options of the chosen method (each validated): ``sharing``, ``spec``, ``ptq``, ``zeroshot``,
+        ``qat``, ``finetune``."""
         out: dict[str, Hparams] = {}
         if self.method == "kmeans":
             out["sharing"] = SharingHparams(bits=check_bits(self.bits), init=self.init)
@@ -87,8 +95,11 @@ class QuantizeHparams(Hparams):
         elif self.method == "ptq":
             out["ptq"] = PTQHparams(w_bits=self.w_bits, a_bits=self.a_bits, w_calibration=self.calibration,
                                     a_mode=self.a_mode, bias_correction=self.bias_correction)
+            if self.zero_shot:
+                out["zeroshot"] = ZeroShotHparams()
         elif self.method == "qat":
-            out["qat"] = QATHparams(w_bits=self.w_bits, a_bits=self.a_bits, calibration=self.calibration, lsq=self.lsq)
+            out["qat"] = QATHparams(w_bits=self.w_bits, a_bits=self.a_bits, calibration=self.calibration, lsq=self.lsq,
+                                    quant_noise=self.quant_noise)
         if self.finetune or self.method in ("qat", "binary", "ternary"):
             lr = self.finetune_lr or (1e-4 if self.method == "kmeans" else 1e-3)
             out["finetune"] = FinetuneHparams(steps=self.finetune or "1ep", lr=lr)
@@ -123,7 +134,8 @@ def quantize_model(model: nn.Module, hp: QuantizeHparams, data=None, device: str
         model: any module with Linear/Conv weights.
         hp: the method and its options (validated on construction).
         data: :class:`~netpress.data.DataSplits` for methods that calibrate or train (all but kmeans without
-            fine-tuning, uniform, binary/ternary need it).
+            fine-tuning, uniform, binary/ternary need it); zero-shot ptq reads only its ``input_shape`` and
+            ``name`` (the valid input range of a known dataset bounds the synthesized inputs).
         device: training device.
 
     Returns:
@@ -157,7 +169,14 @@ def _uniform(model, hp, data, device) -> dict:
 
 @METHODS.register("ptq")
 def _ptq(model, hp, data, device) -> dict:
-    ptq(model, data, hp.parts()["ptq"], names=hp.select or None, exclude=hp.exclude)
+    parts = hp.parts()
+    if "zeroshot" in parts:  # synthesized inputs: only the input shape and the dataset's name of ``data`` are read
+        from netpress.data import input_range
+
+        zs = parts["zeroshot"].replace(input_range=input_range(getattr(data, "name", "")))
+        zeroshot_ptq(model, data.input_shape, parts["ptq"], zs, names=hp.select or None, exclude=hp.exclude)
+        return {"calibration": "zero-shot"}
+    ptq(model, data, parts["ptq"], names=hp.select or None, exclude=hp.exclude)
     return {}
 
 

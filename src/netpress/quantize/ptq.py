@@ -197,6 +197,9 @@ class QATHparams(Hparams):
         ste: ``clipped`` (zero gradient outside the clipping range) or ``identity``.
         lsq: learn the weight scales (LSQ).
         calibration_examples: examples for the static activation ranges.
+        quant_noise: 0 = every weight fake-quantized each step; p in (0, 1] = Quant-Noise (Fan et al. 2020):
+            each step quantizes a random fraction p of the weights (:class:`~netpress.quantize.quant_noise.
+            QuantNoiseWeight`, unclipped STE, ranges re-calibrated each step; not with ``lsq``); eval quantizes all.
     """
 
     w_bits: int = 4
@@ -206,13 +209,24 @@ class QATHparams(Hparams):
     ste: str = "clipped"
     lsq: bool = False
     calibration_examples: int = 1024
+    quant_noise: float = 0.0
 
     def validate(self) -> None:
         require(isinstance(self.w_bits, int) and 1 <= self.w_bits <= 16, f"w_bits must be 1-16, got {self.w_bits!r}")
         require(isinstance(self.a_bits, int) and 0 <= self.a_bits <= 16, f"a_bits must be 0 or 1-16, got {self.a_bits!r}")
+        require(0 <= self.quant_noise <= 1, f"quant_noise must be in [0, 1] (0 = off), got {self.quant_noise}")
+        require(not (self.quant_noise and self.lsq), "quant_noise re-calibrates its ranges each step: not with lsq")
         require(self.granularity in GRANULARITIES[:2], "granularity must be tensor or channel")
         require(self.calibration in CALIBRATORS, f"unknown calibration {self.calibration!r}")
         require(self.ste in ("clipped", "identity"), f"ste must be clipped or identity, got {self.ste!r}")
+
+
+def _qat_quantizer(w: torch.Tensor, spec: UniformSpec, hp: QATHparams) -> nn.Module:
+    if hp.quant_noise > 0:
+        from netpress.quantize.quant_noise import QuantNoiseWeight
+
+        return QuantNoiseWeight(spec, hp.quant_noise)
+    return UniformQAT(w, spec, hp.ste, hp.lsq)
 
 
 def prepare_qat(model: nn.Module, hp: QATHparams = QATHparams(), data=None, *, names: Iterable[str] | None = None,
@@ -245,7 +259,7 @@ def prepare_qat(model: nn.Module, hp: QATHparams = QATHparams(), data=None, *, n
         if quantizer_of(module, attr) is not None:
             remove_quantizer(module, attr)
         w = getattr(module, attr).detach()
-        parametrize.register_parametrization(module, attr, UniformQAT(w, spec, hp.ste, hp.lsq))
+        parametrize.register_parametrization(module, attr, _qat_quantizer(w, spec, hp))
     if hp.a_bits > 0:
         a_spec = UniformSpec(bits=hp.a_bits, symmetric=False, signed=False)
         add_activation_quantizers(model, a_spec, "static", float_input_layers(model, tensors))

@@ -158,9 +158,37 @@ def write_report(summary: dict, out_dir: str | Path, stem: str = "lottery", titl
         plot_interpolation(summary, out / f"{stem}_lmc.png"),
     ]
     md = [f"# {title}", "", "## Levels (mean ± std over replicates; es = early stop at minimum validation loss)", "",
-          level_table(summary), "", "## Linear mode connectivity", "", lmc_table(summary), "", "## Figures", ""]
+          level_table(summary), "", "## Linear mode connectivity", "", lmc_table(summary), ""]
+    if summary.get("early_bird"):
+        md += ["## Early-Bird ticket vs the last IMP level (mean over replicates that detected one)", "",
+               early_bird_table(summary["early_bird"]), ""]
+    md += ["## Figures", ""]
     md += [f"![{p.stem}]({p.name})" for p in figs]
     return {"markdown": "\n".join(md) + "\n", "figures": figs}
+
+
+def early_bird_table(eb: dict) -> str:
+    """Markdown table of the Early-Bird summary: detection, both tickets' accuracy, iterations and seconds.
+
+    Args:
+        eb: ``summary["early_bird"]`` (:func:`netpress.lottery.summarise`).
+
+    Returns:
+        The table (one row), or a line saying no replicate detected a ticket.
+
+    Example:
+        >>> early_bird_table(summary["early_bird"]).splitlines()[0]
+        '| detected | at iteration | ...'
+    """
+    if not eb.get("detected"):
+        return f"No replicate detected an Early-Bird ticket ({eb['replicates']} searched)."
+    mean = lambda k, scale=1.0, d=1: f"{scale * eb[k]['mean']:.{d}f}" if k in eb else "n/a"
+    head = ["detected", "at iteration", "% remaining", "EB acc (%)", "IMP acc (%)", "EB its", "IMP its", "its ratio",
+            "EB s", "IMP s"]
+    row = [f"{eb['detected']}/{eb['replicates']}", mean("detected_iteration", d=0), mean("remaining", 100, 2),
+           mean("test_accuracy", 100, 2), mean("imp_test_accuracy", 100, 2), mean("iterations", d=0),
+           mean("imp_iterations", d=0), mean("iteration_ratio", d=2), mean("seconds"), mean("imp_seconds")]
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head), "| " + " | ".join(row) + " |"])
 
 
 def checks(summary: dict) -> list[dict]:

@@ -39,7 +39,9 @@ LOSS_CHECK_EVERY = 50  # iterations between divergence checks (one host sync eac
 
 class Callback(Protocol):
     """Hook into training. ``on_step_end`` runs after every optimizer step; keep it a function of ``iteration``
-    (not of hidden state) so that resumed runs behave exactly like uninterrupted ones."""
+    (not of hidden state) so that resumed runs behave exactly like uninterrupted ones. A callback whose
+    ``stop_training`` attribute is true after ``on_step_end`` ends the run at that iteration (evaluated, and
+    checkpointed when checkpointing)."""
 
     def on_step_end(self, iteration: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None: ...
 
@@ -116,7 +118,8 @@ def train(
         checkpoint_dir: if given, a checkpoint is written at each evaluation and an existing one is resumed.
         device: ``'auto'``, ``'cpu'``, ``'cuda'``.
         loss_fn: ``f(outputs, batch) -> loss``; default cross-entropy (distillation swaps this).
-        callbacks: objects with ``on_step_end(iteration, model, optimizer)``.
+        callbacks: objects with ``on_step_end(iteration, model, optimizer)``; one with a true ``stop_training``
+            attribute ends training after that step (e.g. :class:`netpress.lottery.EarlyBird` with ``stop=True``).
         snapshot_at: points (``'0it'``, ``'500it'``, ``'2ep'``) whose weights are kept in ``result.snapshots``.
         start_iteration: the run continues an (imagined) run at this iteration: ``hparams.steps`` more iterations
             are trained and the lr schedule spans ``start_iteration + steps`` (rewinding to iteration k).
@@ -153,7 +156,8 @@ def train(
     bar = _progress(total, state.iteration, desc, progress)
     model.train()
     losses: list[torch.Tensor] = []
-    while state.iteration < total:
+    stop = False
+    while state.iteration < total and not stop:
         epoch, offset = divmod(state.iteration, ipe)
         order = epoch_order(len(data.train), hparams.order_seed, epoch)
         for batch in batches(data.train, hparams.batch_size, order, start=offset):
@@ -169,9 +173,10 @@ def train(
             optimizer.step()
             for cb in callbacks:
                 cb.on_step_end(it + 1, model, optimizer)
+            stop = any(getattr(cb, "stop_training", False) for cb in callbacks)
             state.iteration = it + 1
             bar.update(1)
-            evaluate_now = state.iteration % eval_every == 0 or state.iteration == total
+            evaluate_now = state.iteration % eval_every == 0 or state.iteration == total or stop
             if evaluate_now or len(losses) >= LOSS_CHECK_EVERY:
                 state.train_loss = _check_losses(losses, state.iteration, desc, optimizer)
             if evaluate_now:
@@ -179,7 +184,7 @@ def train(
                 bar.set_postfix(test_acc=f"{state.metrics[-1]['test_accuracy']:.4f}")
                 if ckpt is not None:
                     _save_checkpoint(ckpt, state, model, optimizer)
-            if state.iteration >= total:
+            if state.iteration >= total or stop:
                 break
     bar.close()
     if not state.metrics:  # zero-length continuation of a finished run
