@@ -171,7 +171,8 @@ def main() -> None:
     peers = [p for p in peers if (p["model"], p.get("recipe", "deep-compression")) not in peer_keys] + my_peers
     if all((r["model"], r["recipe"]) in keys for r in rows):  # every row is this run's: no earlier invocation
         commands = []
-    commands.append(" ".join(sys.argv))
+    command = " ".join(sys.argv)
+    commands = [c for c in commands if c != command] + [command]
     order = {"lenet300": 0, "lenet5": 1}
     rows.sort(key=lambda r: (order.get(r["model"], 9), r["recipe"]))
     peers.sort(key=lambda p: (order.get(p["model"], 9), p.get("recipe", "deep-compression")))

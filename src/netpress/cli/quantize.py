@@ -25,10 +25,12 @@ def add_parser(sub) -> None:
     common.add_training_options(p)
     common.add_from_option(p)
     p.add_argument("--method", default="kmeans", help=f"one of {', '.join(METHODS.names())}")
-    p.add_argument("--bits", type=int, default=5, help="bits per weight (kmeans, uniform, qat), 1-16")
+    p.add_argument("--bits", type=int, default=5,
+                   help="bits per weight (kmeans, uniform, ecsq; soft-sharing: 2**bits prior components), 1-16")
     p.add_argument("--init", default="linear", help="k-means centroid init: linear, forgy, density")
     p.add_argument("--finetune", default=None, metavar="STEPS",
-                   help="fine-tune after quantizing, e.g. 2ep (kmeans: centroids; qat/binary/ternary: training length)")
+                   help="fine-tune after quantizing, e.g. 2ep (kmeans, ecsq: centroids; qat, binary, ternary, soft-sharing: "
+                        "training length)")
     p.add_argument("--finetune-lr", type=float, default=None, help="fine-tuning learning rate")
     p.add_argument("--granularity", default="tensor", help="uniform: tensor, channel or group")
     p.add_argument("--axis", type=int, default=0, help="uniform: channel / group axis")
@@ -46,6 +48,9 @@ def add_parser(sub) -> None:
     p.add_argument("--quant-noise", type=float, default=0.0, metavar="P",
                    help="qat: Quant-Noise, quantize a random fraction P in (0, 1] of the weights each step")
     p.add_argument("--budget-bytes", type=float, default=None, help="mixed: size budget of the quantized weights")
+    p.add_argument("--lam", type=float, default=0.0,
+                   help="ecsq: rate weight relative to each tensor's weight variance (0 = k-means; e.g. 0.01)")
+    p.add_argument("--tau", type=float, default=5e-3, help="soft-sharing: weight of the mixture prior per example")
     p.add_argument("--exclude", action="append", default=[], metavar="NAME", help="tensor to leave in float (repeatable)")
     p.add_argument("--select", action="append", default=[], metavar="SPEC",
                    help="tensors to quantize (repeatable): a type (Linear, Embedding, Conv*), a glob, re:REGEX, "
@@ -66,7 +71,7 @@ def hparams(args) -> "QuantizeHparams":
                            w_bits=args.w_bits, a_bits=args.a_bits, a_mode=args.a_mode,
                            bias_correction=args.bias_correction, lsq=args.lsq, budget_bytes=args.budget_bytes or 0.0,
                            select=tuple(args.select), exclude=tuple(args.exclude), zero_shot=args.zero_shot,
-                           quant_noise=args.quant_noise)
+                           quant_noise=args.quant_noise, lam=args.lam, tau=args.tau)
 
 
 def _model_args(args) -> argparse.Namespace:

@@ -2,7 +2,8 @@
 
 Methods (registry :data:`METHODS`): ``kmeans`` (weight sharing, optional centroid fine-tuning), ``uniform``
 (post-training uniform weights), ``ptq`` (weights and activations), ``qat``, ``binary``, ``ternary`` (trained
-after quantizing) and ``mixed`` (bits per layer under a size budget).
+after quantizing), ``mixed`` (bits per layer under a size budget), ``ecsq`` (entropy-constrained levels) and
+``soft-sharing`` (a Gaussian-mixture prior learned with the weights, then merged and quantized).
 
 Example:
     >>> hp = QuantizeHparams(method="uniform", bits=4, granularity="channel", calibration="mse")
@@ -37,8 +38,9 @@ class QuantizeHparams(Hparams):
     """Options of :func:`quantize_model`; each method reads the fields it needs.
 
     Attributes:
-        method: ``kmeans``, ``uniform``, ``ptq``, ``qat``, ``binary``, ``ternary`` or ``mixed``.
-        bits: bits per weight (kmeans, uniform), 1-16.
+        method: ``kmeans``, ``uniform``, ``ptq``, ``qat``, ``binary``, ``ternary``, ``mixed``, ``ecsq`` or
+            ``soft-sharing``.
+        bits: bits per weight (kmeans, uniform, ecsq; soft-sharing: a prior of ``2**bits`` components), 1-16.
         init: k-means centroid init (``linear``, ``forgy``, ``density``).
         finetune: fine-tuning length after quantizing (``'2ep'``; kmeans: centroids; qat/binary/ternary: training,
             default ``'1ep'``); ``''`` for none.
@@ -49,6 +51,8 @@ class QuantizeHparams(Hparams):
             BatchNorm statistics, or model inversion without BatchNorm); no data is read for calibration.
         quant_noise: qat: Quant-Noise rate p in (0, 1] (a random fraction p of weights quantized per step); 0 = off.
         budget_bytes: mixed: size budget of the quantized weights (> 0).
+        lam: ecsq: rate weight relative to each tensor's weight variance (0 = k-means), >= 0.
+        tau: soft-sharing: weight of the prior's negative log-likelihood per training example, >= 0.
         select: tensor selectors (:mod:`netpress.select`: types, globs, ``re:``, ``!pattern``); default:
             Linear, Conv and Embedding weights.
         exclude: plain tensor names left in float.
@@ -74,12 +78,18 @@ class QuantizeHparams(Hparams):
     exclude: tuple = ()
     zero_shot: bool = False
     quant_noise: float = 0.0
+    lam: float = 0.0
+    tau: float = 5e-3
 
     def validate(self) -> None:
         require(self.method in METHODS, f"unknown method {self.method!r}; known: {', '.join(METHODS.names())}")
         require(not self.zero_shot or self.method == "ptq", f"zero-shot calibration is for method 'ptq', not {self.method!r}")
         require(not self.quant_noise or self.method == "qat", f"quant-noise is for method 'qat', not {self.method!r}")
         require(self.method != "mixed" or self.budget_bytes > 0, "method 'mixed' needs a size budget: budget_bytes > 0")
+        require(0 <= self.lam < float("inf"), f"lam must be >= 0 and finite, got {self.lam}")
+        require(0 <= self.tau < float("inf"), f"tau must be >= 0 and finite, got {self.tau}")
+        require(self.method not in ("ecsq", "soft-sharing") or 1 <= self.bits <= 16,
+                f"bits must be in 1-16, got {self.bits}")
         self.parts()
 
     def parts(self) -> dict[str, Hparams]:
@@ -100,8 +110,8 @@ class QuantizeHparams(Hparams):
         elif self.method == "qat":
             out["qat"] = QATHparams(w_bits=self.w_bits, a_bits=self.a_bits, calibration=self.calibration, lsq=self.lsq,
                                     quant_noise=self.quant_noise)
-        if self.finetune or self.method in ("qat", "binary", "ternary"):
-            lr = self.finetune_lr or (1e-4 if self.method == "kmeans" else 1e-3)
+        if self.finetune or self.method in ("qat", "binary", "ternary", "soft-sharing"):
+            lr = self.finetune_lr or (1e-4 if self.method in ("kmeans", "ecsq") else 1e-3)
             out["finetune"] = FinetuneHparams(steps=self.finetune or "1ep", lr=lr)
         return out
 
@@ -159,6 +169,38 @@ def _kmeans(model, hp, data, device) -> dict:
     before = evaluate(model, data.test).accuracy
     finetune_centroids(model, data, ft, device=device)
     return {"before_finetune_accuracy": before}
+
+
+@METHODS.register("ecsq")
+def _ecsq(model, hp, data, device) -> dict:
+    """Entropy-constrained levels per tensor, the rate weight scaled by each tensor's nonzero-weight variance."""
+    from netpress.quantize.ecsq import ecsq_weights
+
+    for name, (module, attr) in selected_tensors(model, hp.select or None, hp.exclude).items():
+        w = getattr(module, attr).detach()
+        alive = w[w != 0]
+        ecsq_weights(model, hp.bits, hp.lam * (float(alive.var()) if alive.numel() > 1 else 0.0), names=[name])
+    ft = hp.parts().get("finetune")
+    if ft:
+        finetune_centroids(model, data, ft, device=device)
+    return {}
+
+
+@METHODS.register("soft-sharing")
+def _soft_sharing(model, hp, data, device) -> dict:
+    """Train with a ``2**bits``-component mixture prior (one component fixed at zero), then merge and quantize."""
+    from netpress.quantize.soft_sharing import GaussianMixturePrior, flat_weights, merge_and_quantize, \
+        soft_sharing_train
+    from netpress.train import TrainingHparams
+
+    names = list(selected_tensors(model, hp.select or None, hp.exclude))
+    prior = GaussianMixturePrior.from_weights(flat_weights(model, names).detach(), components=2 ** hp.bits)
+    ft = hp.parts()["finetune"]
+    soft_sharing_train(model, data, prior, TrainingHparams(optimizer="adam", lr=ft.lr, steps=ft.steps,
+                                                           eval_every=ft.steps), tau=hp.tau, names=names,
+                       device=device)
+    merge_and_quantize(model, prior, names=names)
+    return {"components": int(prior.all_means().numel())}
 
 
 @METHODS.register("uniform")
