@@ -91,3 +91,14 @@ def test_csr_swap_matches_dense():
     x = torch.randn(5, 32)
     torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast(x[0]), net(x[0]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast(x[:1]), net(x[:1]), atol=1e-5, rtol=1e-5)  # batch 1: the addmv path
+
+
+def test_csr_without_bias_matches_dense_at_every_batch_shape():
+    torch.manual_seed(1)
+    layer = nn.Linear(32, 16, bias=False)
+    with torch.no_grad():
+        layer.weight[torch.rand_like(layer.weight) > 0.2] = 0
+    fast = CSRLinear(layer)
+    for x in (torch.randn(1, 32), torch.randn(3, 32), torch.randn(32), torch.randn(2, 3, 32)):
+        torch.testing.assert_close(fast(x), layer(x), atol=1e-5, rtol=1e-5)

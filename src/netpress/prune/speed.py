@@ -34,8 +34,12 @@ class CSRLinear(nn.Module):
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2 and x.shape[0] == 1:  # matrix-vector, bias fused: the fastest CSR path at batch 1
+            if self.bias is None:
+                return torch.mv(self.weight_csr, x[0]).unsqueeze(0)
+            return torch.addmv(self.bias, self.weight_csr, x[0]).unsqueeze(0)
         flat = x.reshape(-1, self.in_features)
-        if flat.shape[0] == 1:  # matrix-vector: the fastest CSR path at batch 1
+        if flat.shape[0] == 1:
             y = torch.mv(self.weight_csr, flat[0]).unsqueeze(0)
         else:
             y = torch.sparse.mm(self.weight_csr, flat.t()).t()
