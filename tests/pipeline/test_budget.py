@@ -24,14 +24,6 @@ from netpress.train import TrainingHparams, evaluate, train
 N = 2000  # planted validation examples; the input model gets them all right
 
 
-@pytest.fixture(scope="module")
-def trained():
-    data = load_data("synthetic")
-    model = build_model("lenet300", data.input_shape, data.num_classes, seed=0)
-    train(model, data, TrainingHparams(steps="2ep", batch_size=100, lr=0.05), device="cpu")
-    return model, data
-
-
 def _wrong(k: int) -> torch.Tensor:
     """Planted per-example correctness with the first ``k`` of N examples wrong."""
     out = torch.ones(N, dtype=torch.bool)

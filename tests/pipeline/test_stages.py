@@ -7,9 +7,7 @@ import torch
 from torch import nn
 
 import netpress
-from netpress.data import load_data
 from netpress.encode import read_manifest
-from netpress.models import build_model
 from netpress.pipeline import compress, parse_recipe
 from netpress.pipeline import stages as stages_module
 from netpress.prune.masks import get_masks, plain_state_dict
@@ -17,14 +15,6 @@ from netpress.train import TrainingHparams, evaluate, train
 
 HP = TrainingHparams(steps="2ep", batch_size=100, lr=0.05)
 RETRAIN = {"prune": {"schedule": "oneshot", "sparsity": 0.7, "retrain": {"steps": "1ep", "lr": 0.02}}}
-
-
-@pytest.fixture(scope="module")
-def trained():
-    data = load_data("synthetic")
-    model = build_model("lenet300", data.input_shape, data.num_classes, seed=0)
-    train(model, data, HP, device="cpu")
-    return model, data
 
 
 def _weights(result):
@@ -111,14 +101,6 @@ def test_killed_prune_round_resumes_to_the_same_model(trained, tmp_path, monkeyp
     assert calls == ["prune round 3/3"]  # rounds 1 and 2 were restored, not re-run
     for k in reference:
         assert torch.equal(reference[k], resumed[k]), k
-
-
-@pytest.fixture(scope="module")
-def digits_model():
-    data = load_data("digits")
-    model = build_model("lenet300", data.input_shape, data.num_classes, seed=0)
-    train(model, data, TrainingHparams(steps="4ep", batch_size=50, lr=0.05), device="cpu")
-    return model, data
 
 
 def test_max_recipe_end_to_end_on_digits(digits_model, tmp_path):
