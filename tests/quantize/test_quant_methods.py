@@ -15,7 +15,8 @@ def _net():
 
 
 def test_every_method_is_registered():
-    assert METHODS.names() == sorted(["kmeans", "uniform", "ptq", "qat", "binary", "ternary", "mixed"])
+    assert METHODS.names() == sorted(["kmeans", "uniform", "ptq", "qat", "binary", "ternary", "mixed", "ecsq",
+                                      "soft-sharing"])
 
 
 @pytest.mark.parametrize("kw,match", [
