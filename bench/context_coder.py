@@ -11,7 +11,9 @@ Files:
     minilm: all-MiniLM-L6-v2 through ``netpress.compress_pretrained(model, calib, "pretrained-max")`` on 128
         template calibration sentences (bench/pretrained.py's), cached in ``bench/.context_cache``.
 
-Usage: python bench/context_coder.py [--models lenet300,lenet5,minilm] [--threads 1]
+    lenet300:budget (any model:recipe): the file bench/deep_compression.py wrote for that recipe.
+
+Usage: python bench/context_coder.py [--models lenet300,lenet5,minilm,lenet300:budget] [--threads 1]
 """
 from __future__ import annotations
 
@@ -57,6 +59,15 @@ def lenet_file(name: str) -> tuple[Path, str]:
                  out=out, workdir=CACHE / f"work_{name}")
     return out, ("deep-compression recipe without retraining (one-shot prune, one retraining step, k-means share "
                  "of the dense model, no fine-tuning)")
+
+
+def recipe_file(name: str) -> tuple[Path, str]:
+    """``model:recipe``: the file bench/deep_compression.py wrote for that recipe (it must have run)."""
+    model, recipe = name.split(":", 1)
+    path = RUNS / f"{model}_{recipe}.netp"
+    if not path.exists():
+        raise SystemExit(f"no {path}: run bench/deep_compression.py --models {model} --recipes {recipe} first")
+    return path, f"bench/deep_compression.py, recipe {recipe}"
 
 
 def minilm_file() -> tuple[Path, str]:
@@ -172,7 +183,7 @@ def main() -> None:
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     results = {}
     for name in args.models.split(","):
-        path, source = minilm_file() if name == "minilm" else lenet_file(name)
+        path, source = minilm_file() if name == "minilm" else recipe_file(name) if ":" in name else lenet_file(name)
         results[name] = {"source": source, **measure(path)}
         print(name, results[name]["bits_per_nonzero"], flush=True)
     write_result("context_coder", {"load_average": load, "threads": args.threads, "results": results},
