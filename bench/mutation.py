@@ -71,6 +71,7 @@ T_ENCODE = ("tests/encode",)  # checks several files may exercise: the whole enc
 T_STAGES = ("tests/pipeline/test_stages.py",)
 T_COMPRESS = ("tests/pipeline/test_compress.py",)
 T_SEARCH = ("tests/pipeline/test_search.py",)
+T_BUDGET = ("tests/pipeline/test_budget.py",)
 T_LMC = ("tests/lottery/test_lottery_lmc.py",)
 T_DISTILL = ("tests/distill/test_loss.py", "tests/distill/test_distill.py")
 
@@ -197,6 +198,21 @@ MUTANTS: list[Mutant] = [
     M("sparsity-search-no-budget", "pipeline/search.py",
       "if base - evaluate(trial, held).accuracy > hp.accuracy_budget:\n                break",
       "if False:\n                break", "per-layer sparsity ignores the accuracy budget", *T_SEARCH),
+    # --- pipeline: the budget-driven stages
+    M("budget-round-always-kept", "pipeline/stages.py", '        accepted = check.pop("within")',
+      '        accepted = check.pop("within") or True', "an overspending budget round is kept", *T_BUDGET),
+    M("budget-fraction-not-halved", "pipeline/stages.py",
+      "if accepted else fraction / 2", "if accepted else fraction", "an overspending round is retried as large",
+      *T_BUDGET),
+    M("budget-no-standard-error", "pipeline/stages.py", '"within": drop + confidence * se <= budget + 1e-12',
+      '"within": drop <= budget + 1e-12', "the budget check ignores the confidence margin", *T_BUDGET),
+    M("budget-records-not-replayed", "pipeline/stages.py", "            record = _read_record(round_dir)\n",
+      "            record = None\n", "finished budget rounds re-run on resume", *T_BUDGET),
+    M("ecsq-search-keeps-last", "pipeline/stages.py", "        return tried[-1][\"lam\"]",
+      "        return lams[-1]", "the rate search ignores its verdicts", *T_BUDGET),
+    M("ecsq-rate-not-relative", "pipeline/stages.py", "ecsq_weights(model, b, lam * scale, names=[name])",
+      "ecsq_weights(model, b, lam, names=[name])", "the recipe's rate weight is not scaled by the tensor's variance",
+      *T_BUDGET),
     # --- encode: coders, positions, container checks
     M("ans-leftover-removed", "encode/ans.py", 'check(clean, section, "ANS payload has leftover data")', "None",
       "the ANS leftover-data check is removed", *T_ANS),
