@@ -169,6 +169,8 @@ def test_quantized_biases_are_stored_as_codes(trained, tmp_path):
 
 @pytest.mark.parametrize("stage, message", [
     ({"prune": {"schedule": "budget", "prune_fraction": 1.0}}, "prune_fraction: must be a fraction in (0, 1)"),
+    ({"prune": {"schedule": "budget", "layers": {"fc": 0.9}}}, "layers: not used by schedule budget"),
+    ({"prune": {"schedule": "budget", "confidence": 9}}, "confidence: must be a number of standard errors"),
     ({"quantize": {"method": "kmeans", "lam": [0.1, 0]}}, "lam: a list is searched only by method ecsq"),
     ({"quantize": {"method": "ecsq", "lam": []}}, "lam: must be a number >= 0 or a non-empty list"),
     ({"quantize": {"method": "ecsq", "lam": -1}}, "lam: must be a number >= 0"),

@@ -96,6 +96,8 @@ class PruneStage(Hparams):
         require(isinstance(self.prune_fraction, (int, float)) and 0 < self.prune_fraction < 1,
                 f"prune_fraction: must be a fraction in (0, 1), got {self.prune_fraction!r}")
         _check_confidence(self.confidence)
+        require(self.schedule != "budget" or not self.layers,
+                "layers: not used by schedule budget (it prunes by score under the scope; set sparsity as the cap)")
         _check_overrides("retrain", self.retrain)
 
 
