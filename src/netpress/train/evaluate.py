@@ -52,19 +52,11 @@ def evaluate(model: nn.Module, data: Dataset, batch_size: int = 1000, device: st
     Returns:
         :class:`EvalResult` with ``loss``, ``accuracy`` (a fraction) and ``examples``.
     """
-    if device is None:
-        p = next(iter(model.parameters()), None)
-        device = p.device if p is not None else torch.device("cpu")
-    was_training = model.training
-    model.eval()
     total_loss, correct, n = 0.0, 0, 0
-    for batch in batches(data, batch_size):
-        x, y = batch.x.to(device), batch.y.to(device)
-        out = model(x)
+    for out, y in _outputs(model, data, batch_size, device):
         total_loss += nn.functional.cross_entropy(out, y, reduction="sum").item()
         correct += (out.argmax(1) == y).sum().item()
         n += len(y)
-    model.train(was_training)
     return EvalResult(total_loss / max(n, 1), correct / max(n, 1), n)
 
 
@@ -84,10 +76,20 @@ def correctness(model: nn.Module, data: Dataset, batch_size: int = 1000) -> torc
         >>> float(correctness(net, data.val).float().mean()) == evaluate(net, data.val).accuracy
         True
     """
-    p = next(iter(model.parameters()), None)
-    device = p.device if p is not None else torch.device("cpu")
+    out = [(logits.argmax(1) == y).cpu() for logits, y in _outputs(model, data, batch_size, None)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+
+
+def _outputs(model: nn.Module, data: Dataset, batch_size: int, device):
+    """``(logits, labels)`` per batch in eval mode on ``device`` (default: the model's); the mode is restored."""
+    if device is None:
+        p = next(iter(model.parameters()), None)
+        device = p.device if p is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
-    out = [(model(b.x.to(device)).argmax(1) == b.y.to(device)).cpu() for b in batches(data, batch_size)]
-    model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+    try:
+        for batch in batches(data, batch_size):
+            y = batch.y.to(device)
+            yield model(batch.x.to(device)), y
+    finally:
+        model.train(was_training)
