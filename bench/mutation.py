@@ -210,9 +210,9 @@ MUTANTS: list[Mutant] = [
       "            record = None\n", "finished budget rounds re-run on resume", *T_BUDGET),
     M("ecsq-search-keeps-last", "pipeline/stages.py", "        return tried[-1][\"lam\"]",
       "        return lams[-1]", "the rate search ignores its verdicts", *T_BUDGET),
-    M("ecsq-rate-not-relative", "pipeline/stages.py", "ecsq_weights(model, b, lam * scale, names=[name])",
-      "ecsq_weights(model, b, lam, names=[name])", "the recipe's rate weight is not scaled by the tensor's variance",
-      *T_BUDGET),
+    M("ecsq-rate-not-relative", "quantize/ecsq.py",
+      "scaled = lam * _nonzero_variance(values[name]) if relative else lam", "scaled = lam",
+      "a relative rate weight is not scaled by the tensor's variance", *T_BUDGET),
     # --- encode: coders, positions, container checks
     M("ans-leftover-removed", "encode/ans.py", 'check(clean, section, "ANS payload has leftover data")', "None",
       "the ANS leftover-data check is removed", *T_ANS),

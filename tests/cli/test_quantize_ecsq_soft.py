@@ -68,7 +68,7 @@ def test_quantize_soft_sharing_trains_a_prior_and_quantizes(tmp_path, capsys):
 @pytest.mark.parametrize("extra,message", [
     (["--method", "ecsq", "--lam", "-1"], "lam must be >= 0"),
     (["--method", "soft-sharing", "--tau", "-0.1"], "tau must be >= 0"),
-    (["--method", "ecsq", "--bits", "0"], "bits must be in 1-16"),
+    (["--method", "ecsq", "--bits", "0"], "bits must be an integer from 1 to 16"),
 ])
 def test_bad_ecsq_and_soft_sharing_values_fail_before_training(tmp_path, capsys, extra, message):
     assert main(QUANT + ["--runs-dir", str(tmp_path)] + extra) == 2

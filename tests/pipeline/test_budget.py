@@ -16,7 +16,8 @@ from netpress.models import build_model
 from netpress.pipeline import compress, load_recipe, parse_recipe
 from netpress.pipeline import stages as stages_module
 from netpress.pipeline.recipe import PruneStage, QuantizeStage
-from netpress.pipeline.stages import Context, PruneRunner, QuantizeRunner, _ecsq
+from netpress.pipeline.stages import Context, PruneRunner, QuantizeRunner
+from netpress.quantize.ecsq import ecsq_weights
 from netpress.prune.masks import plain_state_dict, sparsity
 from netpress.quantize import export_codes
 from netpress.train import TrainingHparams, evaluate, train
@@ -104,7 +105,7 @@ def test_budget_schedule_resumes_without_repeating_rounds(trained, monkeypatch, 
     assert json.loads((tmp_path / "round6" / "record.json").read_text()) == records[-1]
 
 
-def _lam_search(trained, monkeypatch, verdicts, lams, folder=None):
+def _lam_search(trained, monkeypatch, verdicts, lams, folder=None, finetune=None):
     model, data = trained
     seen = []
 
@@ -113,7 +114,8 @@ def _lam_search(trained, monkeypatch, verdicts, lams, folder=None):
         return _wrong(0 if verdicts[len(seen) - 1] else N // 100)
 
     monkeypatch.setattr(stages_module, "correctness", scripted)
-    runner = QuantizeRunner(QuantizeStage(method="ecsq", bits=5, lam=lams, accuracy_budget=0.005, confidence=0))
+    runner = QuantizeRunner(QuantizeStage(method="ecsq", bits=5, lam=lams, accuracy_budget=0.005, confidence=0,
+                                          finetune=finetune or {}))
     ctx = _ctx(data, folder)
     out = runner.run(copy.deepcopy(model), ctx, folder)
     return out, ctx.notes, seen
@@ -125,10 +127,28 @@ def test_ecsq_search_keeps_the_first_rate_within_budget(trained, monkeypatch):
     assert notes["lam"] == 0.02 and len(seen) == 3  # stopped at the first within budget
     assert seen[0] < seen[1] < seen[2]  # a larger rate weight leaves fewer distinct levels
     reference = copy.deepcopy(trained[0])
-    _ecsq(reference, {n: 5 for n in plain_state_dict(reference) if n.endswith("weight")}, 0.02)
+    names = [n for n in plain_state_dict(reference) if n.endswith("weight")]
+    ecsq_weights(reference, 5, 0.02, names=names, relative=True)
     got, want = plain_state_dict(out), plain_state_dict(reference)
     assert all(torch.equal(got[k], want[k]) for k in want)  # the model holds the chosen rate's quantization
     assert {c.method for c in export_codes(out).values()} == {"ecsq"}
+
+
+def test_ecsq_search_keeps_the_fine_tuned_trial_a_plain_run_would_make(trained, monkeypatch, tmp_path):
+    """The chosen trial's fine-tuned weights are kept instead of fine-tuning again: the same model as a run with
+    that rate alone, whether the search ran now or is replayed from its records."""
+    finetune = {"steps": "5it", "lr": 0.001}
+    searched, notes, _ = _lam_search(trained, monkeypatch, [False, True], [0.5, 0.02], finetune=finetune)
+    replayed, _, _ = _lam_search(trained, monkeypatch, [False, True], [0.5, 0.02], tmp_path, finetune)
+    replayed, _, seen = _lam_search(trained, monkeypatch, [], [0.5, 0.02], tmp_path, finetune)
+    assert notes["lam"] == 0.02 and seen == []  # the rerun read both records, evaluated nothing
+    model, data = trained
+    plain = QuantizeRunner(QuantizeStage(method="ecsq", bits=5, lam=0.02, finetune=finetune)).run(
+        copy.deepcopy(model), _ctx(data), None)
+    want = plain_state_dict(plain)
+    assert any(not torch.equal(want[k], plain_state_dict(model)[k]) for k in want)  # fine-tuning changed it
+    for got in (plain_state_dict(searched), plain_state_dict(replayed)):
+        assert all(torch.equal(got[k], want[k]) for k in want)
 
 
 def test_ecsq_search_falls_back_to_the_last_rate(trained, monkeypatch):
@@ -142,8 +162,8 @@ def test_ecsq_rate_weight_scales_with_each_tensor_variance(trained):
     scaled = copy.deepcopy(model)
     with torch.no_grad():
         scaled.features[0].weight.mul_(10)
-    _ecsq(model, {"features.0.weight": 4}, 0.05)
-    _ecsq(scaled, {"features.0.weight": 4}, 0.05)
+    ecsq_weights(model, 4, 0.05, names=["features.0.weight"], relative=True)
+    ecsq_weights(scaled, 4, 0.05, names=["features.0.weight"], relative=True)
     a = plain_state_dict(model)["features.0.weight"]
     b = plain_state_dict(scaled)["features.0.weight"]
     torch.testing.assert_close(a * 10, b, rtol=1e-4, atol=1e-5)

@@ -222,23 +222,34 @@ class QuantizeRunner(StageRunner):
         bits = self._bits(model, ctx)
         ctx.notes["bits"] = bits
         lams = self.hp.lam if isinstance(self.hp.lam, list) else [self.hp.lam]
-        lam = self._search_lam(model, ctx, folder, bits, lams) if len(lams) > 1 else lams[0]
+        lam, tuned = self._search_lam(model, ctx, folder, bits, lams) if len(lams) > 1 else (lams[0], None)
         ctx.notes["lam"] = lam
         self._share(model, bits, lam)
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "bits.json").write_text(json.dumps(bits))
             (folder / "lam.json").write_text(json.dumps(lam))
-        _retrain(model, ctx, self.hp.finetune, None if folder is None else folder / "finetune", "centroid fine-tune")
+        if tuned is not None:  # the search already fine-tuned this rate from the same start: keep its weights
+            model.load_state_dict(tuned)
+        else:
+            _retrain(model, ctx, self.hp.finetune, None if folder is None else folder / "finetune",
+                     "centroid fine-tune")
         return model
 
-    def _search_lam(self, model, ctx, folder, bits: dict[str, int], lams: list[float]) -> float:
+    def _search_lam(self, model, ctx, folder, bits: dict[str, int],
+                    lams: list[float]) -> tuple[float, dict | None]:
         """The first ``lam`` (most aggressive first) whose fine-tuned model keeps the validation accuracy within
-        the budget; the last one if none does. Each tried value is recorded, so a rerun does not repeat it."""
-        tried = []
+        the budget; the last one if none does. Each tried value is recorded, so a rerun does not repeat it.
+
+        Returns:
+            ``(lam, state)``: ``state`` is the chosen trial's fine-tuned state dict when this call trained it,
+            None when its record came from an earlier run.
+        """
+        tried, trial = [], None
         for i, lam in enumerate(lams):
             trial_dir = None if folder is None else folder / f"lam{i}"
             record = _read_record(trial_dir)
+            trial = None
             if record is None:
                 trial = copy.deepcopy(model)
                 self._share(trial, bits, lam)
@@ -251,7 +262,7 @@ class QuantizeRunner(StageRunner):
             if record["within"]:
                 break
         ctx.notes["lam_search"] = tried
-        return tried[-1]["lam"]
+        return tried[-1]["lam"], None if trial is None else trial.state_dict()
 
     def _bits(self, model, ctx) -> dict[str, int]:
         if self.hp.method != "sensitivity":
@@ -271,13 +282,14 @@ class QuantizeRunner(StageRunner):
         if self.hp.method == "uniform":  # per-channel affine codes at each tensor's bits
             specs = {n: UniformSpec(bits=b, granularity="channel") for n, b in bits.items()}
             quantize_weights(model, specs, names=list(bits))
-        elif self.hp.method == "ecsq":
-            _ecsq(model, bits, lam)
+        elif self.hp.method == "ecsq":  # the rate weight relative to each tensor's variance
+            from netpress.quantize.ecsq import ecsq_weights
+
+            ecsq_weights(model, bits, lam, names=list(bits), relative=True)
         else:
             share_weights(model, bits=bits, init=self.hp.init)
         if self.hp.biases:
-            sizes = {n: w.numel() for n, w in plain_state_dict(model).items()}
-            quantize_weights(model, {n: _one_scale(self.hp.biases, sizes[n]) for n in _biases(model, bits)})
+            quantize_weights(model, {n: _one_scale(self.hp.biases, size) for n, size in _biases(model, bits).items()})
 
     def rebuild(self, model, state, folder, ctx):
         bits = json.loads((folder / "bits.json").read_text())
@@ -290,17 +302,6 @@ class QuantizeRunner(StageRunner):
         return model
 
 
-def _ecsq(model: nn.Module, bits: dict[str, int], lam: float) -> None:
-    """ECSQ of each tensor with the rate weight scaled by the variance of its surviving weights."""
-    from netpress.quantize.ecsq import ecsq_weights
-
-    weights = plain_state_dict(model)
-    for name, b in bits.items():
-        alive = weights[name][weights[name] != 0]
-        scale = float(alive.var()) if alive.numel() > 1 else 0.0
-        ecsq_weights(model, b, lam * scale, names=[name])
-
-
 def _one_scale(bits: int, size: int):
     """Uniform codes with one scale and zero point for the whole 1-D tensor (a single group: stored as an affine
     pair, not a table of all ``2**bits`` levels)."""
@@ -309,10 +310,10 @@ def _one_scale(bits: int, size: int):
     return UniformSpec(bits=bits, granularity="group", axis=0, group_size=size)
 
 
-def _biases(model: nn.Module, weight_names) -> list[str]:
-    """Plain names of the biases of the modules owning ``weight_names``."""
+def _biases(model: nn.Module, weight_names) -> dict[str, int]:
+    """``{plain name: size}`` of the biases of the modules owning ``weight_names``."""
     state = plain_state_dict(model)
-    return [b for b in (n.rpartition(".")[0] + ".bias" for n in weight_names) if b in state]
+    return {b: state[b].numel() for b in (n.rpartition(".")[0] + ".bias" for n in weight_names) if b in state}
 
 
 def _fit_bits(bits: int, alive: int) -> int:

@@ -171,7 +171,7 @@ def ecsq_codebook(w: torch.Tensor, bits: int, lam: float, iterations: int = 100)
 
 
 def ecsq_weights(model: nn.Module, bits: int | dict[str, int], lam: float, *, names: Iterable[str] | None = None,
-                 exclude: Iterable[str] = (), iterations: int = 100) -> nn.Module:
+                 exclude: Iterable[str] = (), iterations: int = 100, relative: bool = False) -> nn.Module:
     """Entropy-constrained quantization of each selected tensor (nonzero weights only; zeros stay zero).
 
     Args:
@@ -181,6 +181,8 @@ def ecsq_weights(model: nn.Module, bits: int | dict[str, int], lam: float, *, na
         names: plain names to quantize (default: every Linear/Conv weight).
         exclude: plain names to leave alone.
         iterations: alternation cap per tensor.
+        relative: ``lam`` is relative to each tensor's scale: it is multiplied by the variance of that tensor's
+            nonzero weights (0 for a single one), so one value suits layers of any magnitude.
 
     Returns:
         ``model``, whose selected weights are :class:`CodebookWeight` parametrizations (``method='ecsq'``).
@@ -206,5 +208,11 @@ def ecsq_weights(model: nn.Module, bits: int | dict[str, int], lam: float, *, na
     for name, (module, attr) in tensors.items():
         if quantizer_of(module, attr) is not None:
             remove_quantizer(module, attr)
-        _attach(module, attr, ecsq_codebook(values[name], per_tensor[name], lam, iterations))
+        scaled = lam * _nonzero_variance(values[name]) if relative else lam
+        _attach(module, attr, ecsq_codebook(values[name], per_tensor[name], scaled, iterations))
     return model
+
+
+def _nonzero_variance(w: torch.Tensor) -> float:
+    alive = w[w != 0]
+    return float(alive.var()) if alive.numel() > 1 else 0.0

@@ -88,14 +88,14 @@ class QuantizeHparams(Hparams):
         require(self.method != "mixed" or self.budget_bytes > 0, "method 'mixed' needs a size budget: budget_bytes > 0")
         require(0 <= self.lam < float("inf"), f"lam must be >= 0 and finite, got {self.lam}")
         require(0 <= self.tau < float("inf"), f"tau must be >= 0 and finite, got {self.tau}")
-        require(self.method not in ("ecsq", "soft-sharing") or 1 <= self.bits <= 16,
-                f"bits must be in 1-16, got {self.bits}")
         self.parts()
 
     def parts(self) -> dict[str, Hparams]:
         """The typed options of the chosen method (each validated): ``sharing``, ``spec``, ``ptq``, ``zeroshot``,
         ``qat``, ``finetune``."""
         out: dict[str, Hparams] = {}
+        if self.method in ("ecsq", "soft-sharing"):
+            check_bits(self.bits)
         if self.method == "kmeans":
             out["sharing"] = SharingHparams(bits=check_bits(self.bits), init=self.init)
         elif self.method == "uniform":
@@ -176,10 +176,7 @@ def _ecsq(model, hp, data, device) -> dict:
     """Entropy-constrained levels per tensor, the rate weight scaled by each tensor's nonzero-weight variance."""
     from netpress.quantize.ecsq import ecsq_weights
 
-    for name, (module, attr) in selected_tensors(model, hp.select or None, hp.exclude).items():
-        w = getattr(module, attr).detach()
-        alive = w[w != 0]
-        ecsq_weights(model, hp.bits, hp.lam * (float(alive.var()) if alive.numel() > 1 else 0.0), names=[name])
+    ecsq_weights(model, hp.bits, hp.lam, names=hp.select or None, exclude=hp.exclude, relative=True)
     ft = hp.parts().get("finetune")
     if ft:
         finetune_centroids(model, data, ft, device=device)
