@@ -67,6 +67,26 @@ def test_ecsq_weights_gives_codes_matching_model_and_keeps_zeros():
     assert bool((c.indices[:, :4] == -1).all()) and bool((net[0].weight[:, :4] == 0).all())
 
 
+def test_codebook_keeps_only_used_codewords_and_decodes_to_the_ecsq_solution():
+    torch.manual_seed(1)
+    w = torch.randn(40, 50)
+    w[w.abs() < 0.3] = 0
+    alive = w[w != 0]
+    full = ecsq(alive, bits=5, lam=0.2)
+    used = torch.unique(full.labels)
+    assert 1 < len(used) < 32  # the rate term empties cells at this lam
+    net = nn.Sequential(nn.Linear(50, 40))
+    with torch.no_grad():
+        net[0].weight.copy_(w)
+    ecsq_weights(net, bits=5, lam=0.2)
+    c = export_codes(net)["0.weight"]
+    assert c.codebook.numel() == len(used) and c.levels == len(used)
+    assert torch.equal(torch.unique(c.indices[c.indices >= 0]), torch.arange(len(used)))
+    expected = torch.zeros_like(w)
+    expected[w != 0] = full.centroids[full.labels]
+    assert torch.equal(net[0].weight, expected)
+
+
 def test_bad_lambda_raises_before_change():
     net = nn.Sequential(nn.Linear(4, 4))
     before = net[0].weight.detach().clone()

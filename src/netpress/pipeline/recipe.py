@@ -156,14 +156,21 @@ class QuantizeStage(Hparams):
 @dataclasses.dataclass(frozen=True)
 class EncodeStage(Hparams):
     """Writing the ``.netp`` file. ``coder``: ``huffman`` (the paper), ``ans``, ``context`` (the context coder where
-    it beats ANS), ``auto`` (smallest per stream), ``packed`` (fixed-length)."""
+    it beats ANS), ``auto`` (smallest per stream), ``packed`` (fixed-length). ``codebook_dtype``: ``auto``
+    (float16 where the decoded weights stay bit-identical), ``float32``, or ``float16``: codebooks are rounded to
+    float16 values first (affine scales are left exact), so the model measured after this stage is the one the
+    file decodes to."""
 
     coder: str = "huffman"
+    codebook_dtype: str = "auto"
 
     def validate(self) -> None:
         from netpress.encode.streams import CODERS
+        from netpress.encode.tensors import BOOK_DTYPES
 
         require(self.coder in CODERS, f"coder: unknown {self.coder!r}; known: {', '.join(CODERS)}")
+        require(self.codebook_dtype in BOOK_DTYPES,
+                f"codebook_dtype: unknown {self.codebook_dtype!r}; known: {', '.join(BOOK_DTYPES)}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -371,7 +371,13 @@ class EncodeRunner(StageRunner):
 
     def run(self, model, ctx, folder):
         from netpress.encode import save
+        from netpress.quantize import round_codebooks
 
+        book_dtype = self.hp.codebook_dtype
+        if book_dtype == "float16":  # codebooks become float16-exact; affine scales stay exact ('auto')
+            round_codebooks(model, torch.float16)
+            book_dtype = "auto"
         if ctx.out is not None:
-            save(model, ctx.out, coder=self.hp.coder, recipe=ctx.recipe, metrics=ctx.metrics)
+            save(model, ctx.out, coder=self.hp.coder, recipe=ctx.recipe, metrics=ctx.metrics,
+                 codebook_dtype=book_dtype)
         return model

@@ -56,3 +56,6 @@ __all__ += ["ZeroShotHparams", "bn_statistics_loss", "synthesize_inputs", "zeros
 from netpress.quantize.quant_noise import QuantNoiseWeight, quant_noise  # noqa: E402
 
 __all__ += ["QuantNoiseWeight", "quant_noise"]
+from netpress.quantize.codebook import round_codebooks  # noqa: E402
+
+__all__ += ["round_codebooks"]

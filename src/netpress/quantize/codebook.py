@@ -52,3 +52,31 @@ def attach(module: nn.Module, attr: str, quantizer: WeightQuantizer) -> None:
     parametrize.register_parametrization(module, attr, quantizer)
     if isinstance(quantizer, CodebookWeight):
         module.parametrizations[attr].original.requires_grad_(False)
+
+
+@torch.no_grad()
+def round_codebooks(model: nn.Module, dtype: torch.dtype = torch.float16) -> list[str]:
+    """Round every :class:`CodebookWeight`'s codebook to the nearest ``dtype`` values, in place (kept float32).
+
+    A codebook of float16 values is stored in half the bytes with the decoded weights bit-identical, so rounding
+    before saving makes the model in memory equal to the one the file decodes to.
+
+    Args:
+        model: a model with codebook-quantized weights (k-means, ECSQ, soft weight-sharing, ...).
+        dtype: the float type whose values the codebooks take (``torch.float16`` or ``torch.bfloat16``).
+
+    Returns:
+        The plain names of the tensors whose codebooks were rounded.
+
+    Example:
+        >>> round_codebooks(share_weights(net, bits=4))
+        ['fc1.weight', 'fc2.weight', 'fc3.weight']
+    """
+    from netpress.quantize.base import quantized_tensors
+
+    names = []
+    for name, (_, _, quantizer, _) in quantized_tensors(model).items():
+        if isinstance(quantizer, CodebookWeight):
+            quantizer.codebook.copy_(quantizer.codebook.to(dtype).float())
+            names.append(name)
+    return names

@@ -156,6 +156,9 @@ def _check(bits: int, lam: float, iterations: int) -> None:
 def ecsq_codebook(w: torch.Tensor, bits: int, lam: float, iterations: int = 100) -> CodebookWeight:
     """ECSQ of the nonzero entries of ``w`` as a trainable :class:`CodebookWeight`; zeros get index -1.
 
+    The rate term empties cells; the codebook keeps only the codewords some weight uses (in increasing index
+    order), so neither the file nor fine-tuning carries dead levels.
+
     Example:
         >>> q = ecsq_codebook(torch.randn(8, 8), bits=2, lam=0.1)
         >>> q.method
@@ -164,9 +167,12 @@ def ecsq_codebook(w: torch.Tensor, bits: int, lam: float, iterations: int = 100)
     flat = w.detach().reshape(-1).float().cpu()
     alive = flat != 0
     result = ecsq(flat[alive], bits, lam, iterations)
+    used = torch.unique(result.labels)  # sorted
+    renumber = torch.full((len(result.centroids),), -1, dtype=torch.int64)
+    renumber[used] = torch.arange(len(used))
     indices = torch.full(flat.shape, PRUNED, dtype=torch.int64)
-    indices[alive] = result.labels
-    return CodebookWeight(indices.reshape(w.shape).to(w.device), result.centroids.to(w.device), bits,
+    indices[alive] = renumber[result.labels]
+    return CodebookWeight(indices.reshape(w.shape).to(w.device), result.centroids[used].to(w.device), bits,
                           method="ecsq")
 
 
