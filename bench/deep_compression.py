@@ -93,12 +93,13 @@ PEER_RECIPES = ("deep-compression", "budget")  # rows that get a torch peer at t
 
 
 def _retrain_length(row: dict) -> str:
-    """Epochs of retraining on the path to the row's pruned model: every round for a fixed schedule, the accepted
-    rounds for ``budget`` (undone rounds are search cost, not part of the kept model's training)."""
+    """Epochs of retraining on the path to the row's pruned model: every round for a fixed schedule, the rounds up
+    to the kept one for ``budget`` (rounds pruned past it are search cost, not part of the kept model's training)."""
     stages = load_recipe(row["recipe"]).stages
     prune = next(s.hparams for s in stages if s.kind == "prune")
     per_round = int(prune.retrain.get("steps", "1ep").rstrip("ep"))
-    rounds = prune.rounds if prune.schedule != "budget" else sum(r["accepted"] for r in row["budget_rounds"])
+    kept = [i + 1 for i, r in enumerate(row["budget_rounds"] or []) if r["chosen"]]
+    rounds = prune.rounds if prune.schedule != "budget" else (kept[0] if kept else 0)
     after = sum(int(s.hparams.overrides.get("steps", "0ep").rstrip("ep")) for s in stages if s.kind == "train")
     return f"{rounds * per_round + after}ep"
 
@@ -131,7 +132,7 @@ def markdown(rows: list[dict], peers: list[dict], commands: list[str]) -> str:
     md += ["## Peer baseline: torch.nn.utils.prune + dynamic int8 + torch.save (+ gzip / xz)", "",
            "Same trained nets and the same per-layer sparsity as the netpress recipe named, retrained (SGD lr 0.01, "
            "cross-entropy) for as long as that recipe's kept model was (deep-compression: 3 rounds x 6 epochs; "
-           "budget: its accepted rounds x 6 epochs + 20 epochs); conv layers stay fp32 (dynamic quantization covers Linear "
+           "budget: the rounds up to its kept one x 6 epochs + 20 epochs); conv layers stay fp32 (dynamic quantization covers Linear "
            "only).", "",
            "| model | sparsity of | retraining | accuracy | torch.save bytes | gzip -9 | xz -9 | best ratio |",
            "|---|---|---|---|---|---|---|---|"]

@@ -52,10 +52,10 @@ class PruneStage(Hparams):
     Attributes:
         schedule: ``iterative`` (``rounds`` prune-retrain rounds towards the targets, Han 2015), ``oneshot``,
             ``sensitivity`` (per-layer targets chosen from a sensitivity scan within ``accuracy_budget``), or
-            ``budget`` (prune ``prune_fraction`` of the surviving weights per round and retrain, for as long as the
-            validation accuracy stays within ``accuracy_budget`` of the model entering the pipeline; a round that
-            overspends is undone and retried with half the fraction, which grows back by 1.5x after each round
-            within budget; at most ``rounds`` rounds).
+            ``budget`` (prune ``prune_fraction`` of the surviving weights per round, each round retrained from the
+            last, until a round's validation drop from the model entering the pipeline is over ``accuracy_budget``
+            beyond doubt, at most ``rounds`` rounds; then keep the sparsest round whose drop, smoothed by a
+            monotone fit over the rounds, fits the budget: :mod:`netpress.pipeline.budget`).
         sparsity: global target fraction of zeros (for layers not in ``layers``); for ``budget``, the cap.
         layers: per-layer targets ``{name pattern, module type or kind ('conv', 'fc', 'embedding'): fraction}``
             (see :func:`layer_value`); a key that matches no layer is an error before any work.
@@ -67,8 +67,9 @@ class PruneStage(Hparams):
             ``budget``, the validation drop from the model entering the pipeline.
         prune_fraction: for ``budget``: fraction of the surviving weights pruned per round.
         confidence: for ``budget``: standard errors of the paired validation difference (input model vs pruned
-            model, same examples) added to the measured drop before it is compared with the budget; 0 compares
-            the raw drop, 1 keeps a round only if the budget holds with about 84% one-sided confidence.
+            model, same examples) added to the smoothed drop before it is compared with the budget (and taken off
+            a round's drop to decide that it is over); 0 compares the raw drop, 1 keeps a round only if the budget
+            holds with about 84% one-sided confidence.
     """
 
     schedule: str = "iterative"

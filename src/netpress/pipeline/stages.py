@@ -50,7 +50,7 @@ class Context:
         drop = float(diff.mean())
         se = float(diff.std() / math.sqrt(diff.numel())) if diff.numel() > 1 else 0.0
         accuracy = float(self.reference_correct.double().mean()) - drop
-        return {"val_accuracy": accuracy, "drop": drop, "se": se, "budget": budget,
+        return {"val_accuracy": accuracy, "drop": drop, "se": se, "budget": budget, "examples": diff.numel(),
                 "within": drop + confidence * se <= budget + 1e-12}
 
     def stage_dir(self, index: int, kind: str) -> Path | None:
@@ -82,8 +82,6 @@ def _retrain(model: nn.Module, ctx: Context, overrides: dict, folder: Path | Non
           progress=ctx.progress, desc=desc)
 
 
-MIN_FRACTION = 0.05  # a budget schedule stops once an overspending round would halve the fraction below this
-GROW = 1.5  # after a round within budget, the next prunes this much more (up to the recipe's fraction)
 
 
 def _read_record(round_dir: Path | None) -> dict | None:
@@ -142,48 +140,67 @@ class PruneRunner(StageRunner):
         return model
 
     def _budget(self, model, ctx, folder):
-        """Prune-retrain rounds while the validation accuracy stays within the budget; an overspending round is
-        undone and the next one prunes half as much, a round within budget lets the next prune 1.5x as much (up to
-        ``prune_fraction``). Each finished round is recorded, so a rerun replays it."""
-        fraction, records = self.hp.prune_fraction, []
+        """Prune along a path (``prune_fraction`` of the survivors per round, each round retrained from the last)
+        until two rounds in a row are over the budget beyond doubt (drop minus ``confidence`` standard errors above
+        it: one noisy round does not end the path), the cap or ``rounds``; then keep the sparsest round whose drop, smoothed over the path
+        (:func:`netpress.pipeline.budget.choose_round`), fits the budget, or the input model if none does.
+        Each finished round is recorded with its state, so a rerun replays it."""
+        path, records, states, behind = copy.deepcopy(model), [], [], None
         for r in range(1, self.hp.rounds + 1):
             round_dir = None if folder is None else folder / f"round{r}"
             record = _read_record(round_dir)
             if record is None:
-                record = self._budget_round(model, ctx, round_dir, fraction, f"budget round {r}")
-            elif record["accepted"]:
-                self._restore_round(model, round_dir)
+                if behind is not None:  # the path model still holds an earlier state than the last replayed round
+                    self._restore_round(path, behind)
+                    behind = None
+                was_over = bool(records) and records[-1]["over"]
+                record, state = self._path_round(path, ctx, round_dir, was_over, f"budget round {r}")
+                states.append(state if folder is None else None)
+            else:
+                behind = round_dir
+                states.append(None)
             records.append(record)
-            fraction = record["next_fraction"]
             if record["stop"]:
                 break
+        records = self._annotated(records)
         ctx.notes["budget_rounds"] = records
+        chosen = next((i for i, rec in enumerate(records) if rec["chosen"]), -1)
+        if chosen >= 0:
+            state = states[chosen] if folder is None else \
+                torch.load(folder / f"round{chosen + 1}" / "state.pt", weights_only=True)
+            self.rebuild(model, state, None, None)
+            model.load_state_dict(state)
         return model
 
-    def _budget_round(self, model, ctx, round_dir, fraction: float, desc: str) -> dict:
+    def _path_round(self, path, ctx, round_dir, was_over: bool, desc: str) -> tuple[dict, dict]:
         from netpress.prune import apply_masks, compute_masks
-        from netpress.prune.masks import masks_from_state_dict, sparsity
+        from netpress.prune.masks import sparsity
 
-        target = min(self.hp.sparsity, 1 - (1 - sparsity(model)) * (1 - fraction))
-        trial = copy.deepcopy(model)
-        apply_masks(trial, compute_masks(trial, target, score=self.hp.score, scope=self.hp.scope, data=ctx.data))
-        _retrain(trial, ctx, self.hp.retrain, round_dir, desc)
-        check = ctx.budget_check(trial, self.hp.accuracy_budget, self.hp.confidence)
-        accepted = check.pop("within")
-        next_fraction = min(self.hp.prune_fraction, fraction * GROW) if accepted else fraction / 2
-        record = {"sparsity": target, "fraction": fraction, **check, "accepted": accepted,
-                  "next_fraction": next_fraction,
-                  "stop": (accepted and target >= self.hp.sparsity - 1e-9) or next_fraction < MIN_FRACTION}
-        if accepted:
-            state = trial.state_dict()
-            apply_masks(model, masks_from_state_dict(state))
-            model.load_state_dict(state)
+        target = min(self.hp.sparsity, 1 - (1 - sparsity(path)) * (1 - self.hp.prune_fraction))
+        apply_masks(path, compute_masks(path, target, score=self.hp.score, scope=self.hp.scope, data=ctx.data))
+        _retrain(path, ctx, self.hp.retrain, round_dir, desc)
+        check = ctx.budget_check(path, self.hp.accuracy_budget, self.hp.confidence)
+        over = check["drop"] - self.hp.confidence * check["se"] > self.hp.accuracy_budget + 1e-12
+        record = {"sparsity": target, **check, "over": over,
+                  "stop": (over and was_over) or target >= self.hp.sparsity - 1e-9}
+        state = {k: v.detach().cpu().clone() for k, v in path.state_dict().items()}
         if round_dir is not None:
             round_dir.mkdir(parents=True, exist_ok=True)
-            if accepted:
-                atomic_torch_save(model.state_dict(), round_dir / "state.pt")
+            atomic_torch_save(state, round_dir / "state.pt")
             atomic_write_text(round_dir / "record.json", json.dumps(record, indent=2) + "\n")  # last: round done
-        return record
+        return record, state
+
+    def _annotated(self, records: list[dict]) -> list[dict]:
+        """``records`` with each round's smoothed drop, pooled standard error and whether it is the one kept."""
+        from netpress.pipeline.budget import choose_round
+
+        if not records:
+            return records
+        floor = 1.0 / max(records[0]["examples"], 1)
+        chosen, fitted, pooled = choose_round([r["drop"] for r in records], [r["se"] for r in records],
+                                              self.hp.accuracy_budget, self.hp.confidence, floor)
+        return [{**r, "fitted_drop": f, "pooled_se": p, "chosen": i == chosen}
+                for i, (r, f, p) in enumerate(zip(records, fitted, pooled))]
 
     def _final_targets(self, model, ctx) -> tuple[dict[str, float], float]:
         """Per-layer targets (layers the recipe names, or all with ``sensitivity``) and the overall target
@@ -208,7 +225,7 @@ class PruneRunner(StageRunner):
         from netpress.prune.masks import masks_from_state_dict
 
         if ctx is not None and self.hp.schedule == "budget":
-            ctx.notes["budget_rounds"] = _records(folder, "round", start=1)
+            ctx.notes["budget_rounds"] = self._annotated(_records(folder, "round", start=1))
         return apply_masks(model, masks_from_state_dict(state))
 
 
