@@ -2,6 +2,8 @@
 peer baseline built from PyTorch's own tools on the same trained nets.
 
 Usage: python bench/deep_compression.py [--models lenet300,lenet5] [--recipes deep-compression,max]
+(a recipe ``budget@z0`` is ``budget`` with every stage's ``confidence`` set to 0: its budget spent on the raw,
+smoothed validation drop, without the standard-error margin).
 Targets (issue 7): deep-compression >= 40x (LeNet-300-100) and >= 39x (LeNet-5) with <= 0.5 pt accuracy drop;
 max >= 50x for both within the same budget.
 """
@@ -23,7 +25,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, RUNS, dense_run, write_result  # noqa: E402
 
-from netpress.pipeline import compress, load_recipe  # noqa: E402
+from netpress.pipeline import compress, load_recipe, parse_recipe  # noqa: E402
 from netpress.train import evaluate, train  # noqa: E402
 
 PAPER = {"lenet300": {"error": "1.64 -> 1.58%", "size": "1070 KB -> 27 KB", "ratio": 40},
@@ -33,20 +35,52 @@ TARGET = {("lenet300", "deep-compression"): 40, ("lenet5", "deep-compression"): 
 BUDGET = 0.005  # accuracy drop allowed, a fraction (0.5 pt)
 
 
+def bench_recipe(recipe_name: str):
+    """A built-in recipe, or ``<name>@z<c>``: that recipe with every stage's ``confidence`` set to ``c``."""
+    if "@z" not in recipe_name:
+        return load_recipe(recipe_name)
+    base, z = recipe_name.split("@z")
+    doc = copy.deepcopy(load_recipe(base).source)
+    for stage in doc["stages"]:
+        for kind, fields in stage.items():
+            if kind in ("prune", "quantize"):
+                fields["confidence"] = float(z)
+    return parse_recipe(doc, recipe_name)
+
+
 def run_recipe(name: str, recipe_name: str, dense) -> dict:
-    recipe = load_recipe(recipe_name)
+    recipe = bench_recipe(recipe_name)
     model = copy.deepcopy(dense.model)
     out = RUNS / f"{name}_{recipe_name}.netp"
-    result = compress(model, dense.data, recipe=recipe, train_hp=_base_hp(name), out=out,
-                      workdir=RUNS / f"compress_{dense.id}_{recipe.digest()}",
+    workdir = RUNS / f"compress_{dense.id}_{recipe.digest()}"
+    result = compress(model, dense.data, recipe=recipe, train_hp=_base_hp(name), out=out, workdir=workdir,
                       report_dir=RESULTS / f"deep_compression_{name}_{recipe_name}",
                       title=f"{recipe_name}: {name} on Fashion-MNIST")
     s = result.summary()
+    rounds = result.notes.get("budget_rounds")
+    if rounds:
+        _test_drops(rounds, dense, workdir)
     return {"model": name, "recipe": recipe_name, **s, "drop_pt": 100 * (s["dense_accuracy"] - s["test_accuracy"]),
             "stages": result.rows, "layers": result.layers, "bits": result.notes.get("bits"),
             "layer_sparsity": {n: float((w == 0).float().mean()) for n, w in result.final_weights.items()},
-            "budget_rounds": result.notes.get("budget_rounds"), "lam_search": result.notes.get("lam_search"),
+            "budget_rounds": rounds, "lam_search": result.notes.get("lam_search"),
             "lam": result.notes.get("lam")}
+
+
+def _test_drops(rounds: list[dict], dense, workdir: Path) -> None:
+    """Each budget round's test-accuracy drop (a diagnostic read after the search: how well the validation
+    drops it decided on predict test drops), added to its record."""
+    from netpress.prune import apply_masks
+    from netpress.prune.masks import masks_from_state_dict
+
+    folder = next(workdir.glob("*_prune"))
+    reference = evaluate(dense.model, dense.data.test).accuracy
+    for i, record in enumerate(rounds, start=1):
+        state = torch.load(folder / f"round{i}" / "state.pt", weights_only=True)
+        model = copy.deepcopy(dense.model)
+        apply_masks(model, masks_from_state_dict(state))
+        model.load_state_dict(state)
+        record["test_drop"] = reference - evaluate(model, dense.data.test).accuracy
 
 
 def _base_hp(name: str):
@@ -95,13 +129,30 @@ PEER_RECIPES = ("deep-compression", "budget")  # rows that get a torch peer at t
 def _retrain_length(row: dict) -> str:
     """Epochs of retraining on the path to the row's pruned model: every round for a fixed schedule, the rounds up
     to the kept one for ``budget`` (rounds pruned past it are search cost, not part of the kept model's training)."""
-    stages = load_recipe(row["recipe"]).stages
+    stages = bench_recipe(row["recipe"]).stages
     prune = next(s.hparams for s in stages if s.kind == "prune")
     per_round = int(prune.retrain.get("steps", "1ep").rstrip("ep"))
     kept = [i + 1 for i, r in enumerate(row["budget_rounds"] or []) if r["chosen"]]
     rounds = prune.rounds if prune.schedule != "budget" else (kept[0] if kept else 0)
     after = sum(int(s.hparams.overrides.get("steps", "0ep").rstrip("ep")) for s in stages if s.kind == "train")
     return f"{rounds * per_round + after}ep"
+
+
+def _path_table(row: dict) -> list[str]:
+    """A budget row's pruning path: validation drops as measured and smoothed, and the test drops of the same
+    states (read after the search, never by it)."""
+    rounds = row.get("budget_rounds") or []
+    if not rounds or "fitted_drop" not in rounds[0]:
+        return []
+    md = ["", "Pruning path (drops in pt; validation: measured +- one standard error, smoothed +- pooled standard "
+          "error; test: the same round's state, before the final retraining and quantization):", "",
+          "| round | sparsity | val drop | smoothed | test drop | kept |", "|---|---|---|---|---|---|"]
+    for i, x in enumerate(rounds, start=1):
+        test = f"{100 * x['test_drop']:.2f}" if "test_drop" in x else ""
+        md.append(f"| {i} | {x['sparsity']:.4f} | {100 * x['drop']:.2f} +- {100 * x['se']:.2f} | "
+                  f"{100 * x['fitted_drop']:.2f} +- {100 * x['pooled_se']:.2f} | {test} | "
+                  f"{'**kept**' if x['chosen'] else ''} |")
+    return md
 
 
 def markdown(rows: list[dict], peers: list[dict], commands: list[str]) -> str:
@@ -112,7 +163,7 @@ def markdown(rows: list[dict], peers: list[dict], commands: list[str]) -> str:
           "| model | recipe | dense acc | compressed acc | drop (pt) | dense bytes | bytes | ratio | target | met | "
           "paper (MNIST) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        target = TARGET.get((r["model"], r["recipe"]))
+        target = TARGET.get((r["model"], r["recipe"].split("@")[0]))
         met = r["ratio"] >= target and r["drop_pt"] <= 100 * BUDGET
         p = PAPER[r["model"]]
         md.append(f"| {r['model']} | {r['recipe']} | {r['dense_accuracy']:.4f} | {r['test_accuracy']:.4f} | "
@@ -128,6 +179,7 @@ def markdown(rows: list[dict], peers: list[dict], commands: list[str]) -> str:
         md += [f"| {t['name']} | {t['weights']:,} | {t.get('kept_fraction') or 1:.3f} | {t.get('bits')} | "
                f"{t.get('weight_bits_coded') or 0:.2f} | {t.get('index_bits') or 0:.2f} | {t['total_bytes']:,} | "
                f"{t['ratio']:.1f}x |" for t in r["layers"] if t["kind"] == "codes"]
+        md += _path_table(r)
         md += ["", f"Report with plots: `bench/results/deep_compression_{r['model']}_{r['recipe']}/report.md`", ""]
     md += ["## Peer baseline: torch.nn.utils.prune + dynamic int8 + torch.save (+ gzip / xz)", "",
            "Same trained nets and the same per-layer sparsity as the netpress recipe named, retrained (SGD lr 0.01, "

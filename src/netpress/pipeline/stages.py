@@ -82,8 +82,6 @@ def _retrain(model: nn.Module, ctx: Context, overrides: dict, folder: Path | Non
           progress=ctx.progress, desc=desc)
 
 
-
-
 def _read_record(round_dir: Path | None) -> dict | None:
     path = None if round_dir is None else round_dir / "record.json"
     return json.loads(path.read_text()) if path is not None and path.exists() else None
@@ -142,9 +140,10 @@ class PruneRunner(StageRunner):
     def _budget(self, model, ctx, folder):
         """Prune along a path (``prune_fraction`` of the survivors per round, each round retrained from the last)
         until two rounds in a row are over the budget beyond doubt (drop minus ``confidence`` standard errors above
-        it: one noisy round does not end the path), the cap or ``rounds``; then keep the sparsest round whose drop, smoothed over the path
-        (:func:`netpress.pipeline.budget.choose_round`), fits the budget, or the input model if none does.
-        Each finished round is recorded with its state, so a rerun replays it."""
+        it: one noisy round does not end the path), the cap or ``rounds``; then keep the sparsest round whose
+        drop, smoothed over the path (:func:`netpress.pipeline.budget.choose_round`), fits the budget, or the
+        input model if none does. Each finished round is recorded with its state, so a rerun replays it (without
+        a folder the rounds' states are held in memory, on the CPU, until the choice)."""
         path, records, states, behind = copy.deepcopy(model), [], [], None
         for r in range(1, self.hp.rounds + 1):
             round_dir = None if folder is None else folder / f"round{r}"
@@ -153,7 +152,7 @@ class PruneRunner(StageRunner):
                 if behind is not None:  # the path model still holds an earlier state than the last replayed round
                     self._restore_round(path, behind)
                     behind = None
-                was_over = bool(records) and records[-1]["over"]
+                was_over = bool(records) and records[-1].get("over", False)
                 record, state = self._path_round(path, ctx, round_dir, was_over, f"budget round {r}")
                 states.append(state if folder is None else None)
             else:
@@ -196,7 +195,7 @@ class PruneRunner(StageRunner):
 
         if not records:
             return records
-        floor = 1.0 / max(records[0]["examples"], 1)
+        floor = 1.0 / max(records[0].get("examples", 10_000), 1)  # records of older runs lack the count
         chosen, fitted, pooled = choose_round([r["drop"] for r in records], [r["se"] for r in records],
                                               self.hp.accuracy_budget, self.hp.confidence, floor)
         return [{**r, "fitted_drop": f, "pooled_se": p, "chosen": i == chosen}
