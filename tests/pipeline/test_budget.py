@@ -271,7 +271,7 @@ def test_budget_recipe_end_to_end_on_digits(tmp_path):
     doc["stages"][3]["quantize"]["finetune"] = {"steps": "1ep", "lr": 0.001}
     out = tmp_path / "b.netp"
     result = compress(copy.deepcopy(model), data, recipe=parse_recipe(doc, "budget"), out=out, device="cpu",
-                      train_hp=TrainingHparams(batch_size=50))
+                      train_hp=TrainingHparams(batch_size=50), report_dir=tmp_path / "report")
     final = netpress.load(out)
     assert evaluate(final, data.val).accuracy >= ref - 0.004  # the whole budget holds on validation data
     assert result.rows[-1]["sparsity"] > 0.5 and result.rows[-1]["ratio"] > 15
@@ -280,6 +280,12 @@ def test_budget_recipe_end_to_end_on_digits(tmp_path):
     assert tensors["fc_out.bias"]["kind"] == "codes"
     for name in ("features.0.weight", "features.2.weight", "fc_out.weight"):  # float16 codebooks
         assert tensors[name]["codebook"].get("dtype") == "float16", name
+    report = (tmp_path / "report" / "report.md").read_text()  # the path, as a table and a plot
+    rounds = result.notes["budget_rounds"]
+    kept_rows = [line for line in report.splitlines() if line[:3].strip("| ").isdigit() and line.endswith("| kept |")]
+    assert len(kept_rows) == sum(r["chosen"] for r in rounds) == 1
+    assert f"| {len(rounds)} | {rounds[-1]['sparsity']:.4f} |" in report
+    assert (tmp_path / "report" / "budget.png").stat().st_size > 1000
     x = data.test.x[:64]
     with torch.no_grad():  # the model the pipeline measured is the one the file decodes to
         assert torch.equal(final.eval()(x), result.model.eval()(x))

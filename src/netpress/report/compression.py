@@ -1,6 +1,6 @@
 """The compression report: Markdown with the stage table (Deep Compression Table 1), the per-layer table
 (Tables 2-3) and PNG plots (weight distributions as in Fig. 3/5, per-layer sparsity and bits, accuracy and size
-per stage)."""
+per stage, and a budget schedule's pruning path)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -93,6 +93,42 @@ def plot_stages(rows: list[dict], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def budget_table(rounds: list[dict]) -> str:
+    """The budget schedule's pruning path: each round's measured and smoothed validation drop, and the kept one."""
+    lines = ["| round | sparsity | validation drop (pt) | smoothed (pt) | kept |", "|---|---|---|---|---|"]
+    for i, r in enumerate(rounds, start=1):
+        lines.append(f"| {i} | {r['sparsity']:.4f} | {100 * r['drop']:.2f} +- {100 * r['se']:.2f} | "
+                     f"{100 * r['fitted_drop']:.2f} +- {100 * r['pooled_se']:.2f} | {'kept' if r['chosen'] else ''} |")
+    return "\n".join(lines)
+
+
+def plot_budget_path(rounds: list[dict], path: Path) -> Path:
+    """Validation drop along the pruning path: measurements with one standard error, the monotone fit with its
+    pooled standard error, the budget, and the kept round."""
+    import numpy as np
+
+    fig, ax = new_figure(6.5, 3.8)
+    x = np.array([-np.log10(1 - r["sparsity"]) for r in rounds])  # density on a log scale: 0.1 -> 1, 0.01 -> 2
+    drop = np.array([100 * r["drop"] for r in rounds])
+    fit = np.array([100 * r["fitted_drop"] for r in rounds])
+    pooled = np.array([100 * r["pooled_se"] for r in rounds])
+    ax.errorbar(x, drop, yerr=[100 * r["se"] for r in rounds], fmt="o", color="tab:gray", capsize=3,
+                label="measured +- 1 s.e.")
+    ax.plot(x, fit, "-", color="tab:blue", label="monotone fit")
+    ax.fill_between(x, fit - pooled, fit + pooled, color="tab:blue", alpha=0.15)
+    ax.axhline(100 * rounds[0]["budget"], color="tab:red", linestyle="--", label="budget")
+    kept = [i for i, r in enumerate(rounds) if r["chosen"]]
+    if kept:
+        ax.plot(x[kept], fit[kept], "*", markersize=14, color="tab:green", label="kept")
+    ticks = [r["sparsity"] for r in rounds]
+    ax.set_xticks(x, [f"{s:.1%}" for s in ticks], rotation=45, fontsize=7)
+    ax.set_xlabel("sparsity")
+    ax.set_ylabel("validation accuracy drop (pt)")
+    ax.set_title("budget schedule: pruning path")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
 def write_report(result, folder: Path, title: str, snapshots: dict[str, torch.Tensor], layer: str) -> Path:
     """Write ``report.md`` and its PNGs into ``folder``; returns the Markdown path."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -105,6 +141,11 @@ def write_report(result, folder: Path, title: str, snapshots: dict[str, torch.Te
           "## Layers of the encoded file (Tables 2-3 style)", "", layer_table(result.layers), "",
           "![per-layer sparsity and bits](layers.png)", "",
           f"## Weight distribution of `{layer}` (Fig. 3 / Fig. 5 style)", "", "![weights](weights.png)", ""]
+    rounds = result.notes.get("budget_rounds") or []
+    if rounds and "fitted_drop" in rounds[0]:
+        plot_budget_path(rounds, folder / "budget.png")
+        md += ["## Budget schedule: the pruning path", "", budget_table(rounds), "",
+               "![validation drop along the pruning path](budget.png)", ""]
     path = folder / "report.md"
     atomic_write_text(path, "\n".join(md))
     return path
