@@ -18,6 +18,7 @@ from torch import nn
 
 from netpress.calibrate.inputs import call_model, check_inputs, first_tensor
 from netpress.errors import ConfigError
+from netpress.modes import eval_mode
 from netpress.registry import Registry
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (output, reference) -> (sum, count)
@@ -72,13 +73,9 @@ class OutputQuality:
 
 @torch.no_grad()
 def _outputs(model: nn.Module, inputs: list[Any]):
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for batch in inputs:
             yield first_tensor(call_model(model, batch))
-    finally:
-        model.train(was_training)
 
 
 def make_quality(model: nn.Module, inputs: Iterable[Any], quality: Union[str, QualityFn, None]) -> QualityFn:

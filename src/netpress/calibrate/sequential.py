@@ -18,6 +18,7 @@ from torch import nn
 
 from netpress.calibrate.inputs import call_model
 from netpress.calibrate.stats import InputStats, capture, layer_input, supports
+from netpress.modes import eval_mode
 
 Solver = Callable[[str, nn.Module, "InputStats | None"], Any]
 
@@ -42,12 +43,10 @@ def execution_groups(model: nn.Module, batch: Any, modules: dict[str, nn.Module]
         return hook
 
     handles = [m.register_forward_pre_hook(hook_for(n), with_kwargs=True) for n, m in modules.items()]
-    was_training = model.training
-    model.eval()
     try:
-        call_model(model, batch)
+        with eval_mode(model):
+            call_model(model, batch)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     groups: list[list[str]] = []

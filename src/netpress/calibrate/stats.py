@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from netpress.calibrate.inputs import call_model
+from netpress.modes import eval_mode
 
 SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -147,16 +148,14 @@ def capture(model: nn.Module, inputs: list[Any], modules: dict[str, nn.Module], 
         return hook
 
     handles = [m.register_forward_pre_hook(hook_for(n, m), with_kwargs=True) for n, m in modules.items()]
-    was_training = model.training
-    model.eval()
     try:
-        for batch in inputs:
-            try:
-                call_model(model, batch)
-            except _Stop:
-                pass
+        with eval_mode(model):
+            for batch in inputs:
+                try:
+                    call_model(model, batch)
+                except _Stop:
+                    pass
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return {name: acc.result() for name, acc in accs.items() if acc.n}

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from netpress.data.base import Batch, TensorData, batches
 from netpress.distill.hparams import DistillHparams
 from netpress.errors import ConfigError
+from netpress.modes import eval_mode
 from netpress.train.evaluate import resolve_device
 
 
@@ -73,11 +74,8 @@ def output_width(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Number of outputs (classes) of ``model`` for one input of ``input_shape``, from a zero probe."""
     p = next(iter(model.parameters()), None)
     device = p.device if p is not None else torch.device("cpu")
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         out = model(torch.zeros(1, *input_shape, device=device))
-    model.train(was_training)
     return int(out.shape[-1])
 
 

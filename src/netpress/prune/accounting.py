@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from netpress.modes import eval_mode
 from netpress.prune.masks import PRUNABLE_TYPES
 
 
@@ -32,15 +33,13 @@ def account(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[dict],
     positions = {}
     hooks = [m.register_forward_hook(lambda mod, i, o, n=n: positions.__setitem__(n, o[0].numel() // o.shape[-1] if isinstance(mod, nn.Linear) else o[0, 0].numel()))
              for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
-    was = model.training
-    model.eval()
     try:
-        dev = next(model.parameters()).device
-        model(torch.zeros(1, *input_shape, device=dev))
+        with eval_mode(model):
+            dev = next(model.parameters()).device
+            model(torch.zeros(1, *input_shape, device=dev))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was)
     rows = [_row(n, m, positions.get(n, 0)) for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
     return rows, _total(model, rows)
 

@@ -25,6 +25,7 @@ from torch.nn.utils import parametrize
 
 from netpress.data.base import DataSplits, batches
 from netpress.errors import ConfigError
+from netpress.modes import eval_mode
 from netpress.registry import Registry
 
 Tensors = dict[str, tuple[nn.Module, str]]
@@ -93,19 +94,17 @@ def effective_gradients(model: nn.Module, tensors: Tensors, data, batch_size: in
     Returns:
         ``(gradients, weights)`` by plain name; weights are the effective values.
     """
-    was_training = model.training
-    model.eval()
     dev = next(model.parameters()).device
     grads = {n: 0.0 for n in tensors}
     todo = data_batches(data, batch_size, num_batches)
-    for batch in todo:
-        with parametrize.cached():
-            ws = {n: getattr(m, a) for n, (m, a) in tensors.items()}
-            loss = loss_fn(model(batch.x.to(dev)), batch.y.to(dev))
-            gs = torch.autograd.grad(loss, list(ws.values()), allow_unused=True)
-        for n, g in zip(ws, gs):
-            grads[n] = grads[n] + (g if g is not None else torch.zeros_like(ws[n]))
-    model.train(was_training)
+    with eval_mode(model):
+        for batch in todo:
+            with parametrize.cached():
+                ws = {n: getattr(m, a) for n, (m, a) in tensors.items()}
+                loss = loss_fn(model(batch.x.to(dev)), batch.y.to(dev))
+                gs = torch.autograd.grad(loss, list(ws.values()), allow_unused=True)
+            for n, g in zip(ws, gs):
+                grads[n] = grads[n] + (g if g is not None else torch.zeros_like(ws[n]))
     weights = {n: getattr(m, a).detach() for n, (m, a) in tensors.items()}
     return {n: (g / len(todo)).detach() for n, g in grads.items()}, weights
 
@@ -217,16 +216,14 @@ class _ActivationStat(Score):
                 sums[n] = sums[n] + self.stat(flat)
                 counts[n] += flat.shape[0]
             hooks.append(m.register_forward_hook(hook))
-        was_training, dev = model.training, next(model.parameters()).device
-        model.eval()
+        dev = next(model.parameters()).device
         try:
-            with torch.no_grad():
+            with eval_mode(model), torch.no_grad():
                 for batch in data_batches(data, self.batch_size, self.num_batches):
                     model(batch.x.to(dev))
         finally:
             for h in hooks:
                 h.remove()
-            model.train(was_training)
         return {n: self.finish(sums[n] / max(counts[n], 1)) for n in tensors}
 
     def finish(self, mean: torch.Tensor) -> torch.Tensor:

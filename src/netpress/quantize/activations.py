@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from netpress.errors import ConfigError, NetpressError
+from netpress.modes import eval_mode
 from netpress.quantize.base import selected_tensors
 from netpress.quantize.calibration import CALIBRATORS
 from netpress.quantize.uniform import STEFakeQuantize, UniformSpec, qparams
@@ -149,15 +150,13 @@ def calibrate_activations(model: nn.Module, data: Dataset | None, examples: int 
     if data is None or len(data) == 0 or examples < 1:
         raise ConfigError("static activation calibration needs data (a calibration set with at least 1 example)")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    for q in quantizers:
-        q.observe()
-    for x in calibration_inputs(data, examples, batch_size):
-        model(x.to(device))
-    for q in quantizers:
-        q.freeze()
-    model.train(was_training)
+    with eval_mode(model):
+        for q in quantizers:
+            q.observe()
+        for x in calibration_inputs(data, examples, batch_size):
+            model(x.to(device))
+        for q in quantizers:
+            q.freeze()
     return model
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
+from netpress.modes import eval_mode
 from netpress.quantize.activations import (add_activation_quantizers, calibrate_activations, calibration_inputs,
                                            float_input_layers)
 from netpress.quantize.base import quantizer_of, remove_quantizer, selected_tensors
@@ -132,16 +133,14 @@ def input_means(model: nn.Module, tensors: dict, data, examples: int) -> dict[st
 
     for name, (module, _attr) in tensors.items():
         handles.append(module.register_forward_pre_hook(hook_for(name)))
-    was_training = model.training
-    model.eval()
     try:
-        device = next(model.parameters()).device
-        for x in calibration_inputs(data, examples):
-            model(x.to(device))
+        with eval_mode(model):
+            device = next(model.parameters()).device
+            for x in calibration_inputs(data, examples):
+                model(x.to(device))
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     missing = [n for n in tensors if n not in sums]
     if missing:
         raise ConfigError(f"bias correction: {missing[0]} saw no input during calibration")

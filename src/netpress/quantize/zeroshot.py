@@ -27,6 +27,7 @@ from torch import nn
 
 from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
+from netpress.modes import eval_mode
 from netpress.quantize.ptq import PTQHparams, ptq
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -124,14 +125,12 @@ def bn_statistics_loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     for m in layers.values():
         handles.append(m.register_forward_pre_hook(hook))
-    was_training = model.training
-    model.eval()
     try:
-        model(x)
+        with eval_mode(model):
+            model(x)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return torch.stack(terms).sum()
 
 
@@ -164,12 +163,8 @@ def inversion_loss(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, tv_
     Example:
         >>> inversion_loss(net, torch.randn(10, 1, 28, 28), torch.arange(10))
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         ce = nn.functional.cross_entropy(model(x), targets)
-    finally:
-        model.train(was_training)
     return ce + tv_weight * total_variation(x) + l2_weight * x.pow(2).mean()
 
 
@@ -195,13 +190,8 @@ def resolve_objective(model: nn.Module, hp: ZeroShotHparams) -> str:
 def output_classes(model: nn.Module, input_shape: Sequence[int]) -> int:
     """The model's output width, from one forward pass on a zero input (eval mode, no gradient)."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return int(model(torch.zeros(1, *input_shape, device=device)).shape[-1])
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        return int(model(torch.zeros(1, *input_shape, device=device)).shape[-1])
 
 
 def synthesis_loss(model: nn.Module, objective: str, hp: ZeroShotHparams):

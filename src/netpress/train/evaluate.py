@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from netpress.data.base import batches
 from netpress.errors import ConfigError
+from netpress.modes import eval_mode
 
 
 @dataclasses.dataclass
@@ -85,11 +86,7 @@ def _outputs(model: nn.Module, data: Dataset, batch_size: int, device):
     if device is None:
         p = next(iter(model.parameters()), None)
         device = p.device if p is not None else torch.device("cpu")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for batch in batches(data, batch_size):
             y = batch.y.to(device)
             yield model(batch.x.to(device)), y
-    finally:
-        model.train(was_training)
