@@ -15,8 +15,7 @@ from torch.utils.data import Dataset
 from netpress.data.base import Batch, TensorData, batches
 from netpress.distill.hparams import DistillHparams
 from netpress.errors import ConfigError
-from netpress.modes import eval_mode
-from netpress.train.evaluate import resolve_device
+from netpress.train.evaluate import output_width, resolve_device
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
@@ -68,15 +67,6 @@ def logit_matching_loss(student_logits: torch.Tensor, teacher_logits: torch.Tens
     if alpha == 1.0:
         return hard
     return alpha * hard + (1.0 - alpha) * F.mse_loss(student_logits, teacher_logits)
-
-
-def output_width(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Number of outputs (classes) of ``model`` for one input of ``input_shape``, from a zero probe."""
-    p = next(iter(model.parameters()), None)
-    device = p.device if p is not None else torch.device("cpu")
-    with eval_mode(model), torch.no_grad():
-        out = model(torch.zeros(1, *input_shape, device=device))
-    return int(out.shape[-1])
 
 
 def check_compatible(student: nn.Module, teacher: nn.Module, input_shape: tuple[int, ...],

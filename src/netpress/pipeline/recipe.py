@@ -53,8 +53,8 @@ class PruneStage(Hparams):
         schedule: ``iterative`` (``rounds`` prune-retrain rounds towards the targets, Han 2015), ``oneshot``,
             ``sensitivity`` (per-layer targets chosen from a sensitivity scan within ``accuracy_budget``), or
             ``budget`` (prune ``prune_fraction`` of the surviving weights per round, each round retrained from the
-            last, until a round's validation drop from the model entering the pipeline is over ``accuracy_budget``
-            beyond doubt, at most ``rounds`` rounds; then keep the sparsest round whose drop, smoothed by a
+            last, until two rounds in a row have a validation drop from the model entering the pipeline over
+            ``accuracy_budget`` beyond doubt, at most ``rounds`` rounds; then keep the sparsest round whose drop, smoothed by a
             monotone fit over the rounds, fits the budget: :mod:`netpress.pipeline.budget`).
         sparsity: global target fraction of zeros (for layers not in ``layers``); for ``budget``, the cap.
         layers: per-layer targets ``{name pattern, module type or kind ('conv', 'fc', 'embedding'): fraction}``

@@ -87,6 +87,10 @@ def _read_record(round_dir: Path | None) -> dict | None:
     return json.loads(path.read_text()) if path is not None and path.exists() else None
 
 
+def _round_state(round_dir: Path) -> dict:
+    return torch.load(round_dir / "state.pt", weights_only=True)
+
+
 def _records(folder: Path, prefix: str, start: int) -> list[dict]:
     """The records of consecutive trial folders ``<prefix><start>``, ``<prefix><start+1>``, ... that finished."""
     out, i = [], start
@@ -165,10 +169,7 @@ class PruneRunner(StageRunner):
         ctx.notes["budget_rounds"] = records
         chosen = next((i for i, rec in enumerate(records) if rec["chosen"]), -1)
         if chosen >= 0:
-            state = states[chosen] if folder is None else \
-                torch.load(folder / f"round{chosen + 1}" / "state.pt", weights_only=True)
-            self.rebuild(model, state, None, None)
-            model.load_state_dict(state)
+            self._load_round(model, states[chosen] if folder is None else _round_state(folder / f"round{chosen + 1}"))
         return model
 
     def _path_round(self, path, ctx, round_dir, was_over: bool, desc: str) -> tuple[dict, dict]:
@@ -215,8 +216,11 @@ class PruneRunner(StageRunner):
         return named, self.hp.sparsity
 
     def _restore_round(self, model, round_dir: Path) -> None:
-        state = torch.load(round_dir / "state.pt", weights_only=True)
-        self.rebuild(model, state, round_dir, None)
+        self._load_round(model, _round_state(round_dir))
+
+    def _load_round(self, model, state: dict) -> None:
+        """Give ``model`` a round's masks and values."""
+        self.rebuild(model, state, None, None)
         model.load_state_dict(state)
 
     def rebuild(self, model, state, folder, ctx):

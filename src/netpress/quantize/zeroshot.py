@@ -29,6 +29,7 @@ from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
 from netpress.modes import eval_mode
 from netpress.quantize.ptq import PTQHparams, ptq
+from netpress.train.evaluate import output_width
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 OBJECTIVES = ("auto", "bn", "inversion")
@@ -187,13 +188,6 @@ def resolve_objective(model: nn.Module, hp: ZeroShotHparams) -> str:
     return hp.objective
 
 
-def output_classes(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """The model's output width, from one forward pass on a zero input (eval mode, no gradient)."""
-    device = next(model.parameters()).device
-    with eval_mode(model), torch.no_grad():
-        return int(model(torch.zeros(1, *input_shape, device=device)).shape[-1])
-
-
 def synthesis_loss(model: nn.Module, objective: str, hp: ZeroShotHparams):
     """``loss(x, targets)`` of the resolved ``objective`` (``bn`` ignores the targets)."""
     if objective == "bn":
@@ -221,7 +215,7 @@ def synthesize_inputs(model: nn.Module, input_shape: Sequence[int], hp: ZeroShot
     """
     objective = resolve_objective(model, hp)
     loss_fn = synthesis_loss(model, objective, hp)
-    classes = output_classes(model, input_shape) if objective == "inversion" else 1
+    classes = output_width(model, tuple(input_shape)) if objective == "inversion" else 1
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(hp.seed)
     out = []

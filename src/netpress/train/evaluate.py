@@ -90,3 +90,13 @@ def _outputs(model: nn.Module, data: Dataset, batch_size: int, device):
         for batch in batches(data, batch_size):
             y = batch.y.to(device)
             yield model(batch.x.to(device)), y
+
+
+def output_width(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Number of outputs (classes) of ``model`` for one input of ``input_shape``, from a zero probe (eval mode,
+    no gradient; each submodule's mode is restored)."""
+    p = next(iter(model.parameters()), None)
+    device = p.device if p is not None else torch.device("cpu")
+    with eval_mode(model), torch.no_grad():
+        out = model(torch.zeros(1, *input_shape, device=device))
+    return int(out.shape[-1])
