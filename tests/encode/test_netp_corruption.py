@@ -23,7 +23,7 @@ def _rewrite(blob: bytes, edit) -> bytes:
     """Apply ``edit`` to the manifest and re-seal it with a valid checksum (a crafted, not a damaged, file)."""
     _, major, minor, flags, mlen, _ = container.HEADER.unpack_from(blob)
     n = container.HEADER.size
-    manifest = json.loads(container.zstd_decompress(blob[n:n + mlen], 1 << 26, "m", exact=False))
+    manifest = container.parse(blob)[0]  # also undoes the manifest dictionary (format 1.3)
     edit(manifest)
     return _seal(json.dumps(manifest).encode(), blob[n + mlen:], compress=rng_compress(manifest))
 
@@ -73,7 +73,10 @@ def test_truncation_anywhere(tmp_path, saved):
 def test_flipped_bits_name_the_section(tmp_path, saved):
     blob = saved.read_bytes()
     _expect(tmp_path, blob[:30] + bytes([blob[30] ^ 1]) + blob[31:], "manifest")
-    _expect(tmp_path, blob[:12] + bytes([blob[12] ^ 2]) + blob[13:], "header")  # unknown flag
+    _expect(tmp_path, blob[:12] + bytes([blob[12] ^ 4]) + blob[13:], "header")  # unknown flag
+    assert blob[12] == 3  # zstd manifest with the format-1.3 dictionary
+    _expect(tmp_path, blob[:12] + bytes([blob[12] ^ 2]) + blob[13:], "manifest")  # the dictionary flag cleared
+    _expect(tmp_path, blob[:12] + bytes([blob[12] ^ 1]) + blob[13:], "header")  # dictionary without zstd
     _expect(tmp_path, blob[:-3] + bytes([blob[-3] ^ 4]) + blob[-2:], "fc.")  # the last section belongs to fc
     manifest = netpress.encode.read_manifest(saved)
     conv = next(s for s in manifest["sections"] if s["name"] == "conv.weight/codebook")

@@ -5,7 +5,8 @@ Layout (little-endian)::
     0   8 bytes  magic b"\\x89NETP\\r\\n\\x1a"
     8   u16      format major version (readers reject other majors)
     10  u16      format minor version
-    12  u32      flags: bit 0 = the manifest is zstd-compressed; other bits must be 0
+    12  u32      flags: bit 0 = the manifest is zstd-compressed; bit 1 = with the frozen manifest dictionary
+                 (``manifest_v1.dict``, format 1.3; only with bit 0); other bits must be 0
     16  u32      stored manifest length M
     20  u32      CRC32 of the M stored manifest bytes
     24  M bytes  manifest: UTF-8 JSON (zstd frame if flag bit 0)
@@ -21,7 +22,11 @@ import zlib
 from pathlib import Path
 
 MAGIC = b"\x89NETP\r\n\x1a"
-MAJOR, MINOR = 1, 2  # 1.1: affine codes, float16 codebooks, zstd-planes, activation quantizers; 1.2: context coding
+MAJOR, MINOR = 1, 3  # 1.1: affine codes, float16 codebooks, zstd-planes, activation quantizers; 1.2: context coding;
+# 1.3: manifest compressed with a frozen zstd dictionary
+FLAG_MANIFEST_DICT = 2
+DICT_NAME = "manifest_v1.dict"
+DICT_SHA256 = "e78a1518b201b3d8aeecd3ab110b0add8d800ee0ee8bcccdeec297b19f295294"
 HEADER = struct.Struct("<8sHHIII")
 FLAG_ZSTD_MANIFEST = 1
 MAX_MANIFEST = 64 << 20
@@ -46,8 +51,9 @@ def write_file(path: str | os.PathLike, manifest: dict, sections: list[tuple[str
         table.append({"name": name, "offset": offset, "length": len(data), "crc32": zlib.crc32(data)})
         offset += len(data)
     manifest = {**manifest, "sections": table, "data_length": offset}
-    body = zstd_compress(json.dumps(manifest, separators=(",", ":"), sort_keys=True, allow_nan=False).encode())
-    header = HEADER.pack(MAGIC, MAJOR, MINOR, FLAG_ZSTD_MANIFEST, len(body), zlib.crc32(body))
+    flags, body = _compress_manifest(json.dumps(manifest, separators=(",", ":"), sort_keys=True,
+                                                allow_nan=False).encode())
+    header = HEADER.pack(MAGIC, MAJOR, MINOR, flags, len(body), zlib.crc32(body))
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -91,12 +97,15 @@ def parse(blob: bytes, verify: bool = True) -> tuple[dict, dict[str, bytes], int
     magic, major, minor, flags, mlen, mcrc = HEADER.unpack_from(blob)
     check(magic == MAGIC, "header", "not a .netp file (wrong magic bytes)")
     check(major == MAJOR, "header", f"format version {major}.{minor} is not supported (this reader: {MAJOR}.x)")
-    check(flags & ~FLAG_ZSTD_MANIFEST == 0, "header", f"unknown flags {flags:#x}")
+    check(flags & ~(FLAG_ZSTD_MANIFEST | FLAG_MANIFEST_DICT) == 0, "header", f"unknown flags {flags:#x}")
+    check(not flags & FLAG_MANIFEST_DICT or flags & FLAG_ZSTD_MANIFEST, "header",
+          "flag bit 1 (manifest dictionary) without bit 0 (zstd manifest)")
     check(mlen <= min(MAX_MANIFEST, len(blob) - HEADER.size), "manifest", f"length {mlen} does not fit the file")
     body = blob[HEADER.size:HEADER.size + mlen]
     check(zlib.crc32(body) == mcrc, "manifest", "checksum mismatch (corrupted)")
     if flags & FLAG_ZSTD_MANIFEST:
-        body = zstd_decompress(body, min(MAX_MANIFEST, MANIFEST_BASE + MANIFEST_RATIO * mlen), "manifest", exact=False)
+        body = zstd_decompress(body, min(MAX_MANIFEST, MANIFEST_BASE + MANIFEST_RATIO * mlen), "manifest", exact=False,
+                               dictionary=manifest_dictionary() if flags & FLAG_MANIFEST_DICT else None)
     manifest = parse_json(body)
     start = HEADER.size + mlen
     length = manifest.get("data_length")
@@ -153,14 +162,41 @@ def _sections(manifest: dict, blob: bytes, start: int, verify: bool) -> dict[str
     return out
 
 
-def zstd_compress(data: bytes, level: int = 19) -> bytes:
-    """A zstd frame (with its content size) of ``data``."""
+def _compress_manifest(text: bytes) -> tuple[int, bytes]:
+    """``(flags, stored manifest)``: the smaller zstd frame, with or without the manifest dictionary."""
+    plain = zstd_compress(text)
+    with_dict = zstd_compress(text, dictionary=manifest_dictionary())
+    if len(with_dict) < len(plain):
+        return FLAG_ZSTD_MANIFEST | FLAG_MANIFEST_DICT, with_dict
+    return FLAG_ZSTD_MANIFEST, plain
+
+
+_DICTIONARY = []
+
+
+def manifest_dictionary():
+    """The frozen zstd raw-content dictionary of format 1.3 manifests (checked against its SHA-256 once)."""
+    if not _DICTIONARY:
+        import hashlib
+        from importlib import resources
+
+        import zstandard
+
+        data = resources.files("netpress.encode").joinpath(DICT_NAME).read_bytes()
+        if hashlib.sha256(data).hexdigest() != DICT_SHA256:
+            raise RuntimeError(f"netpress/encode/{DICT_NAME} is not the frozen format-1.3 dictionary (reinstall)")
+        _DICTIONARY.append(zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_RAWCONTENT))
+    return _DICTIONARY[0]
+
+
+def zstd_compress(data: bytes, level: int = 19, dictionary=None) -> bytes:
+    """A zstd frame (with its content size) of ``data``, optionally against a ``zstandard`` dictionary."""
     import zstandard
 
-    return zstandard.ZstdCompressor(level=level).compress(data)
+    return zstandard.ZstdCompressor(level=level, dict_data=dictionary).compress(data)
 
 
-def zstd_decompress(data: bytes, limit: int, section: str, exact: bool = True) -> bytes:
+def zstd_decompress(data: bytes, limit: int, section: str, exact: bool = True, dictionary=None) -> bytes:
     """Decompress one zstd frame of at most ``limit`` bytes (exactly ``limit`` if ``exact``), never allocating more.
 
     Raises:
@@ -171,7 +207,7 @@ def zstd_decompress(data: bytes, limit: int, section: str, exact: bool = True) -
     try:
         declared = zstandard.frame_content_size(data)
         check(declared <= limit, section, f"zstd frame declares {declared} bytes, at most {limit} expected")
-        out = zstandard.ZstdDecompressor().decompress(data, max_output_size=limit)
+        out = zstandard.ZstdDecompressor(dict_data=dictionary).decompress(data, max_output_size=limit)
     except zstandard.ZstdError as exc:
         raise NetpressFormatError(section, f"zstd data does not decompress ({exc})") from None
     check(not exact or len(out) == limit, section, f"decompressed to {len(out)} bytes, expected {limit}")
