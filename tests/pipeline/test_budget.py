@@ -117,6 +117,17 @@ def test_isotonic_fit_matches_sklearn():
             assert fit.weights[i] == pytest.approx(sum(w[j] for j in block))
 
 
+def test_rounds_with_equal_drops_pool_their_evidence():
+    """On 300 validation examples one example (0.33 pt) outweighs a 0.3 pt budget, so no single round with an
+    unchanged prediction can be trusted; four rounds that all measured no drop together can (se 1/600)."""
+    from netpress.pipeline.budget import choose_round, isotonic
+
+    chosen, fitted, pooled = choose_round([0.0] * 4, [0.0] * 4, 0.003, 1.0, floor_se=1 / 300)
+    assert chosen == 3 and fitted == [0.0] * 4 and pooled == pytest.approx([1 / 600] * 4)
+    assert choose_round([0.0], [0.0], 0.003, 1.0, floor_se=1 / 300)[0] == -1
+    assert isotonic([0.1, 0.1, 0.3], [1.0, 2.0, 1.0]).weights == [3.0, 3.0, 1.0]
+
+
 def test_confidence_adds_standard_errors_of_the_paired_drop(trained, monkeypatch):
     """A drop of 5 in 2000 (0.25 pt) is within a 0.3 pt budget, but not once one standard error of the paired
     difference (~0.11 pt) is added."""

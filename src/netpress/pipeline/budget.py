@@ -33,7 +33,8 @@ class IsotonicFit:
 
 def isotonic(values: list[float], weights: list[float]) -> IsotonicFit:
     """Weighted isotonic regression (pool adjacent violators): the nondecreasing sequence minimising
-    ``sum w_i (y_i - f_i)**2``.
+    ``sum w_i (y_i - f_i)**2``. Equal neighbours are pooled too (the fit is the same): they measure one drop, so
+    their weights add.
 
     Args:
         values: measurements in path order.
@@ -45,7 +46,7 @@ def isotonic(values: list[float], weights: list[float]) -> IsotonicFit:
     blocks: list[list[float]] = []  # [mean, weight, count]
     for y, w in zip(values, weights):
         blocks.append([float(y), float(w), 1])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+        while len(blocks) > 1 and blocks[-2][0] >= blocks[-1][0]:
             (m1, w1, c1), (m2, w2, c2) = blocks[-2], blocks.pop()
             blocks[-1] = [(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, c1 + c2]
     fitted, pooled = [], []
