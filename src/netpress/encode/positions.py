@@ -1,6 +1,11 @@
 """Where the surviving weights are: relative indices with filler entries (Deep Compression Fig. 2), CSR, a
-bitmask, or dense (every position carries a value). Each method yields integer streams plus the ordered flat
-positions that carry a value ("entries").
+bitmask, enumerative rows, or dense (every position carries a value). Each method yields integer streams plus the
+ordered flat positions that carry a value ("entries").
+
+enum (1.3): per row of the ``[shape[0], rest]`` view, its count ``k`` and the rank of its set of columns among all
+``C(cols, k)`` sets (the combinatorial number system), in exactly ``ceil(log2 C(cols, k))`` bits: the size of the
+smallest code for "which ``k`` of these ``cols``", which iid coding of a bitmask reaches only when every row has
+the same density.
 
 relative(b): entry ``i`` is ``gap_i + 1`` positions after entry ``i-1`` (the first after position -1), with
 ``gap_i`` in ``[0, 2**b)``. A jump longer than ``2**b`` is bridged by filler entries every ``2**b`` positions;
@@ -9,13 +14,16 @@ a filler's value is the "zero" symbol. ``b`` is chosen per tensor to minimise ``
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
 from netpress.encode.errors import check
 
-METHODS = ("dense", "bitmask", "relative", "csr")
+METHODS = ("dense", "bitmask", "relative", "csr", "enum")
 MAX_GAP_BITS = 16
+ENUM_MAX_ELEMENTS = 1 << 20  # enum decodes in Python big integers (~1 us per element): offered up to this size
+ENUM_MAX_COLS = 4096
 
 
 @dataclasses.dataclass
@@ -90,6 +98,12 @@ def stream_counts(method: str, kept: np.ndarray, shape: tuple[int, ...], gap_bit
             col_counts += np.bincount(c, minlength=cols)
         return {"row_counts": (np.bincount(per_row, minlength=cols + 1), rows, cols + 1),
                 "cols": (col_counts, n, cols)}, 0
+    if method == "enum":  # the ranks are near-random bytes, but their histogram is counted, not assumed
+        rows, cols = _matrix(shape)
+        built = enumerative(kept, shape).streams
+        ranks = built["ranks"][0]
+        return {"row_counts": (np.bincount(built["row_counts"][0], minlength=cols + 1), rows, cols + 1),
+                "ranks": (np.bincount(ranks, minlength=256), len(ranks), 256)}, 0
     b = gap_bits
     gaps, fillers = np.zeros(1 << b, dtype=np.int64), 0
     for d in _gap_blocks(kept):
@@ -149,6 +163,93 @@ def _matrix(shape: tuple[int, ...]) -> tuple[int, int]:
     return rows, numel // max(rows, 1)
 
 
+def rank_widths(counts: np.ndarray, cols: int) -> list[int]:
+    """Bits of each row's rank: ``ceil(log2 C(cols, k))`` (0 for ``k`` in ``{0, cols}``)."""
+    return [(math.comb(cols, int(k)) - 1).bit_length() for k in counts]
+
+
+def rank_bytes(counts: np.ndarray, cols: int) -> int:
+    """Length of the ``ranks`` stream: every row's rank bits back to back, padded to a byte."""
+    return (sum(rank_widths(counts, cols)) + 7) // 8
+
+
+def enumerative(kept: np.ndarray, shape: tuple[int, ...]) -> Positions:
+    """Row counts and, per row, the combinatorial-number-system rank of its columns (see the module docstring).
+
+    Example:
+        >>> enumerative(np.array([1, 2, 4]), (2, 3)).streams["row_counts"][0].tolist()
+        [2, 1]
+    """
+    rows, cols = _matrix(shape)
+    r, c = np.divmod(np.asarray(kept, dtype=np.int64), cols)
+    counts = np.bincount(r, minlength=rows)
+    bits, start = [], 0
+    for k, width in zip(counts.tolist(), rank_widths(counts, cols)):
+        members = c[start:start + k].tolist()
+        start += k
+        if width:
+            bits.append(format(_rank(members), f"0{width}b"))
+    text = "".join(bits)
+    text += "0" * (-len(text) % 8)
+    ranks = np.frombuffer(int(text, 2).to_bytes(len(text) // 8, "big"), dtype=np.uint8) if text else \
+        np.empty(0, dtype=np.uint8)
+    return Positions("enum", {"rows": rows, "cols": cols}, {"row_counts": (counts, cols + 1), "ranks": (ranks, 256)},
+                     np.asarray(kept, dtype=np.int64))
+
+
+def _rank(members: list[int]) -> int:
+    """``sum C(c_t, t)`` over the increasing columns ``c_1 < c_2 < ...``, walking ``C(c, t)`` up incrementally
+    (one small multiply and divide a step, at most ``cols + k`` steps) instead of one ``math.comb`` a member."""
+    rank, c, v = 0, 0, 0  # v = C(c, t) once c >= t
+    for t, target in enumerate(members, start=1):
+        if target < t:  # C(t - 1, t) = 0: the first t columns are all members
+            continue
+        if c < t:
+            c, v = t, 1
+        while c < target:
+            c += 1
+            v = v * c // (c - t)
+        rank += v
+        v = v * (c - t) // (t + 1)  # C(c, t + 1)
+    return rank
+
+
+def _unrank(rank: int, k: int, cols: int) -> list[int]:
+    """The ``k`` increasing columns whose rank is ``rank`` (``0 <= rank < C(cols, k)``): from the largest column
+    down, each the largest ``c`` with ``C(c, t) <= rank``, with ``C`` updated incrementally (at most ``cols + k``
+    steps of one small multiply and divide)."""
+    out, t, c = [], k, cols - 1
+    v = math.comb(c, t)
+    while t > 0:
+        while v > rank:
+            v = v * (c - t) // c
+            c -= 1
+        out.append(c)
+        rank -= v
+        if t == 1:
+            break
+        v = v * t // c
+        c -= 1
+        t -= 1
+    return out[::-1]
+
+
+def _decode_enum(counts: np.ndarray, ranks: np.ndarray, rows: int, cols: int, section: str) -> np.ndarray:
+    check(len(counts) == rows and int(counts.max(initial=0)) <= cols, section, "enum row counts do not fit the rows")
+    widths = rank_widths(counts, cols)
+    check(len(ranks) == (sum(widths) + 7) // 8, section, "enum ranks have the wrong length")
+    text = format(int.from_bytes(ranks.astype(np.uint8).tobytes(), "big"), f"0{8 * len(ranks)}b") if len(ranks) else ""
+    check(text.count("1", sum(widths)) == 0, section, "enum padding bits are not zero")
+    entries, at = [], 0
+    for row, (k, width) in enumerate(zip(counts.tolist(), widths)):
+        rank = int(text[at:at + width], 2) if width else 0
+        at += width
+        check(rank < math.comb(cols, k), section, f"enum rank of row {row} is out of range")
+        if k:
+            entries.append(row * cols + np.array(_unrank(rank, k, cols), dtype=np.int64))
+    return np.concatenate(entries) if entries else np.empty(0, dtype=np.int64)
+
+
 def bitmask(kept: np.ndarray, numel: int) -> Positions:
     """One bit per position."""
     mask = np.zeros(numel, dtype=np.uint8)
@@ -176,7 +277,15 @@ def candidate_makers(kept: np.ndarray, shape: tuple[int, ...], gap_bits: int, de
               "bitmask": lambda: bitmask(kept, numel), "relative": lambda: relative(kept, gap_bits)}
     if numel and _matrix(shape)[1] >= 1:
         makers["csr"] = lambda: csr(kept, shape)
+    if enum_applies(shape):
+        makers["enum"] = lambda: enumerative(kept, shape)
     return makers
+
+
+def enum_applies(shape: tuple[int, ...]) -> bool:
+    """``enum`` is offered for tensors of at most 2**20 elements in rows of 2 to 4096 columns."""
+    numel = int(np.prod(shape, dtype=np.int64))
+    return 0 < numel <= ENUM_MAX_ELEMENTS and 2 <= _matrix(shape)[1] <= ENUM_MAX_COLS
 
 
 def stream_limits(method: str, params: dict, numel: int) -> dict[str, int]:
@@ -187,6 +296,8 @@ def stream_limits(method: str, params: dict, numel: int) -> dict[str, int]:
         return {"mask": numel}
     if method == "csr":
         return {"row_counts": int(params["rows"]), "cols": numel}
+    if method == "enum":
+        return {"row_counts": int(params["rows"]), "ranks": (numel + 7) // 8}
     return {}
 
 
@@ -198,6 +309,8 @@ def stream_alphabets(method: str, params: dict) -> dict[str, int]:
         return {"mask": 2}
     if method == "csr":
         return {"row_counts": int(params["cols"]) + 1, "cols": int(params["cols"])}
+    if method == "enum":
+        return {"row_counts": int(params["cols"]) + 1, "ranks": 256}
     return {}
 
 
@@ -207,8 +320,11 @@ def check_params(method: str, params: dict, shape: tuple[int, ...], section: str
     if method == "relative":
         b = params.get("b")
         check(isinstance(b, int) and 1 <= b <= MAX_GAP_BITS, section, f"bad gap width {b!r}")
-    if method == "csr":
-        check(params == dict(zip(("rows", "cols"), _matrix(shape))), section, "CSR dimensions do not fit the shape")
+    if method in ("csr", "enum"):
+        check(params == dict(zip(("rows", "cols"), _matrix(shape))), section,
+              f"{method} dimensions do not fit the shape")
+    if method == "enum":
+        check(enum_applies(shape), section, "enum positions need at most 2**20 elements in rows of 2-4096 columns")
 
 
 def decode(method: str, params: dict, streams: dict[str, np.ndarray], shape: tuple[int, ...], section: str) -> np.ndarray:
@@ -221,6 +337,8 @@ def decode(method: str, params: dict, streams: dict[str, np.ndarray], shape: tup
         return np.flatnonzero(streams["mask"])
     if method == "relative":
         entries = np.cumsum(streams["gaps"] + 1) - 1
+    elif method == "enum":
+        entries = _decode_enum(streams["row_counts"], streams["ranks"], params["rows"], params["cols"], section)
     else:
         counts, cols = streams["row_counts"], streams["cols"]
         check(len(counts) == params["rows"] and int(counts.sum()) == len(cols), section, "CSR row counts do not add up")
