@@ -270,6 +270,16 @@ def test_budget_recipe_needs_validation_data(trained):
         compress(copy.deepcopy(model), data.train, test_data=data.test, recipe="budget", device="cpu")
 
 
+def test_a_validation_set_too_small_for_the_budget_is_a_warning():
+    from netpress.pipeline.compress import coarse_validation
+
+    recipe = load_recipe("budget")
+    assert coarse_validation(recipe, 300) == ("300 validation examples: one example is 0.33 pt, more than the prune "
+                                              "stage's 0.30 pt budget; give more validation data for the budget to "
+                                              "be measurable")
+    assert coarse_validation(recipe, 334) is None and coarse_validation(load_recipe("deep-compression"), 10) is None
+
+
 def test_budget_recipe_end_to_end_on_digits(tmp_path):
     data = load_data("digits")
     model = build_model("lenet300", data.input_shape, data.num_classes, seed=0)
@@ -281,8 +291,9 @@ def test_budget_recipe_end_to_end_on_digits(tmp_path):
     doc["stages"][2]["train"] = {"steps": "2ep", "lr": 0.02}
     doc["stages"][3]["quantize"]["finetune"] = {"steps": "1ep", "lr": 0.001}
     out = tmp_path / "b.netp"
-    result = compress(copy.deepcopy(model), data, recipe=parse_recipe(doc, "budget"), out=out, device="cpu",
-                      train_hp=TrainingHparams(batch_size=50), report_dir=tmp_path / "report")
+    with pytest.warns(UserWarning, match="300 validation examples"):
+        result = compress(copy.deepcopy(model), data, recipe=parse_recipe(doc, "budget"), out=out, device="cpu",
+                          train_hp=TrainingHparams(batch_size=50), report_dir=tmp_path / "report")
     final = netpress.load(out)
     assert evaluate(final, data.val).accuracy >= ref - 0.004  # the whole budget holds on validation data
     assert result.rows[-1]["sparsity"] > 0.5 and result.rows[-1]["ratio"] > 15

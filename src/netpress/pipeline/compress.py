@@ -8,6 +8,7 @@ import dataclasses
 import json
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -106,6 +107,9 @@ def compress(
         if data.val is None or not len(data.val):
             raise ConfigError(f"recipe {recipe.name} spends a validation-accuracy budget: give validation data")
         ctx.reference_correct = correctness(model, data.val)
+        coarse = coarse_validation(recipe, len(data.val))
+        if coarse:
+            warnings.warn(coarse, stacklevel=2)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "recipe.json", json.dumps(recipe.to_dict(), indent=2) + "\n")
@@ -132,6 +136,26 @@ def spends_budget(recipe: Recipe) -> bool:
     """Whether a stage decides by the validation accuracy against the model entering the pipeline."""
     return any((s.kind == "prune" and s.hparams.schedule == "budget")
                or (s.kind == "quantize" and isinstance(s.hparams.lam, list)) for s in recipe.stages)
+
+
+def coarse_validation(recipe: Recipe, examples: int) -> str | None:
+    """A one-line warning when one validation example is worth more than a budget some stage spends (then no
+    single measurement can show that budget is kept; only rounds that changed nothing, pooled, can), else None.
+
+    Example:
+        >>> coarse_validation(load_recipe("budget"), 5000) is None
+        True
+    """
+    budgets = [(s.kind, s.hparams.accuracy_budget) for s in recipe.stages
+               if (s.kind == "prune" and s.hparams.schedule == "budget")
+               or (s.kind == "quantize" and isinstance(s.hparams.lam, list))]
+    if not budgets or examples <= 0:
+        return None
+    kind, budget = min(budgets, key=lambda kb: kb[1])
+    if 1.0 / examples <= budget:
+        return None
+    return (f"{examples} validation examples: one example is {100 / examples:.2f} pt, more than the {kind} stage's "
+            f"{100 * budget:.2f} pt budget; give more validation data for the budget to be measurable")
 
 
 def _largest_layer(model: nn.Module) -> str:
