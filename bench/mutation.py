@@ -66,6 +66,7 @@ T_SHARING = ("tests/quantize/test_quant_sharing.py", "tests/quantize/test_quant_
 T_ANS = ("tests/encode/test_ans.py", "tests/encode/test_netp_corruption.py")
 T_HUFFMAN = ("tests/encode/test_huffman.py", "tests/encode/test_netp_corruption.py")
 T_POSITIONS = ("tests/encode/test_positions.py", "tests/encode/test_netp_container.py")
+T_ENUM = ("tests/encode/test_enum_positions.py", "tests/encode/test_positions.py")
 T_CONTAINER = ("tests/encode/test_netp_corruption.py", "tests/encode/test_netp_container.py")
 T_ENCODE = ("tests/encode",)  # checks several files may exercise: the whole encode suite
 T_STAGES = ("tests/pipeline/test_stages.py",)
@@ -204,8 +205,11 @@ MUTANTS: list[Mutant] = [
       *T_BUDGET),
     M("budget-stops-on-one-round", "pipeline/stages.py", '"stop": (over and was_over) or', '"stop": over or',
       "one noisy round over budget ends the pruning path", *T_BUDGET),
-    M("isotonic-no-pooling", "pipeline/budget.py", "while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:",
+    M("isotonic-no-pooling", "pipeline/budget.py", "while len(blocks) > 1 and blocks[-2][0] >= blocks[-1][0]:",
       "while False:", "the path's drops are not smoothed (no monotone fit)", *T_BUDGET),
+    M("isotonic-ties-apart", "pipeline/budget.py", "while len(blocks) > 1 and blocks[-2][0] >= blocks[-1][0]:",
+      "while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:",
+      "rounds with equal drops do not pool their evidence", *T_BUDGET),
     M("isotonic-unweighted", "pipeline/budget.py", "weights = [1.0 / max(s, floor_se) ** 2 for s in ses]",
       "weights = [1.0 for s in ses]", "noisy rounds weigh as much as precise ones", *T_BUDGET),
     M("budget-no-standard-error", "pipeline/stages.py", '"within": drop + confidence * se <= budget + 1e-12',
@@ -245,6 +249,15 @@ MUTANTS: list[Mutant] = [
     M("gap-bits-max", "encode/positions.py", "return min((int(entries[b]) * (b + value_bits), b)",
       "return max((int(entries[b]) * (b + value_bits), b)",
       "the relative-index width maximises the cost", *T_POSITIONS),
+    M("enum-rank-step", "encode/positions.py", "v = v * (c - t) // (t + 1)  # C(c, t + 1)",
+      "v = v * (c - t) // (t + 2)  # C(c, t + 1)", "enum ranks use a wrong binomial after each member", *T_ENUM),
+    M("enum-rank-range-unchecked", "encode/positions.py", "check(rank < math.comb(cols, k), section",
+      "check(True, section", "enum ranks beyond C(cols, k) are accepted", *T_ENUM),
+    M("enum-padding-unchecked", "encode/positions.py", 'check(text.count("1", sum(widths)) == 0',
+      "check(True", "enum ranks with nonzero padding bits are accepted", *T_ENUM),
+    M("enum-width-short", "encode/positions.py", "return [(math.comb(cols, int(k)) - 1).bit_length() for k in counts]",
+      "return [max((math.comb(cols, int(k)) - 1).bit_length() - 1, 0) for k in counts]",
+      "enum rank fields one bit short", *T_ENUM),
     M("section-crc-unchecked", "encode/container.py",
       'check(not verify or zlib.crc32(data) == crc, where, "checksum mismatch (corrupted)")', "None",
       "section checksums are not verified", *T_CONTAINER),
