@@ -168,11 +168,6 @@ def rank_widths(counts: np.ndarray, cols: int) -> list[int]:
     return [(math.comb(cols, int(k)) - 1).bit_length() for k in counts]
 
 
-def rank_bytes(counts: np.ndarray, cols: int) -> int:
-    """Length of the ``ranks`` stream: every row's rank bits back to back, padded to a byte."""
-    return (sum(rank_widths(counts, cols)) + 7) // 8
-
-
 def enumerative(kept: np.ndarray, shape: tuple[int, ...]) -> Positions:
     """Row counts and, per row, the combinatorial-number-system rank of its columns (see the module docstring).
 

@@ -134,8 +134,12 @@ def compress(
 
 def spends_budget(recipe: Recipe) -> bool:
     """Whether a stage decides by the validation accuracy against the model entering the pipeline."""
-    return any((s.kind == "prune" and s.hparams.schedule == "budget")
-               or (s.kind == "quantize" and isinstance(s.hparams.lam, list)) for s in recipe.stages)
+    return bool(_budget_stages(recipe))
+
+
+def _budget_stages(recipe: Recipe) -> list:
+    return [s for s in recipe.stages if (s.kind == "prune" and s.hparams.schedule == "budget")
+            or (s.kind == "quantize" and isinstance(s.hparams.lam, list))]
 
 
 def coarse_validation(recipe: Recipe, examples: int) -> str | None:
@@ -146,9 +150,7 @@ def coarse_validation(recipe: Recipe, examples: int) -> str | None:
         >>> coarse_validation(load_recipe("budget"), 5000) is None
         True
     """
-    budgets = [(s.kind, s.hparams.accuracy_budget) for s in recipe.stages
-               if (s.kind == "prune" and s.hparams.schedule == "budget")
-               or (s.kind == "quantize" and isinstance(s.hparams.lam, list))]
+    budgets = [(s.kind, s.hparams.accuracy_budget) for s in _budget_stages(recipe)]
     if not budgets or examples <= 0:
         return None
     kind, budget = min(budgets, key=lambda kb: kb[1])
