@@ -309,7 +309,7 @@ def test_position_streams_have_the_alphabet_their_method_fixes(tmp_path, small_r
         gaps["alphabet"] *= 2
     with monkeypatch.context() as patch:  # enum positions are smaller here; this test needs relative ones
         patch.setattr("netpress.encode.positions.enum_applies", lambda shape: False)
-        registry_file = _write(tmp_path, b"", "r.netp")
+        registry_file = tmp_path / "r.netp"
         netpress.save(small_registry_model, registry_file)
     manifest = read_manifest(registry_file)
     assert tensor(manifest, "features.0.weight")["positions"]["method"] == "relative"
