@@ -323,3 +323,31 @@ def test_a_finished_budget_pipeline_reports_its_search_when_restored(trained, mo
     assert len(first.notes["budget_rounds"]) == 3 and first.notes["lam_search"]
     for key in ("budget_rounds", "lam_search", "lam"):
         assert again.notes[key] == first.notes[key], key
+
+
+def test_calibrated_ecsq_rounds_from_training_inputs_and_rebuilds(trained, monkeypatch, tmp_path):
+    """``calibration``: GPTQ-style ECSQ from training inputs only, codebooks fine-tuned after, and a finished stage
+    rebuilt from its folder and state is the same model."""
+    from netpress.quantize import activations
+
+    model, data = trained
+    seen = []
+    real = activations.calibration_inputs
+    monkeypatch.setattr(activations, "calibration_inputs", lambda ds, n, **kw: seen.append((ds, n)) or real(ds, n, **kw))
+    finetune = {"steps": "5it", "lr": 0.001}
+    runner = QuantizeRunner(QuantizeStage(method="ecsq", bits=4, lam=0.02, calibration=300, finetune=finetune))
+    out = runner.run(copy.deepcopy(model), _ctx(data, tmp_path), tmp_path)
+    assert seen and all(ds is data.train and n == 300 for ds, n in seen)
+    assert {c.method for c in export_codes(out).values()} == {"ecsq-gptq"}
+    frozen = QuantizeRunner(QuantizeStage(method="ecsq", bits=4, lam=0.02, calibration=300)).run(
+        copy.deepcopy(model), _ctx(data), None)
+    tuned_books = [c.codebook for c in export_codes(out).values()]
+    assert any(not torch.equal(a, b.codebook) for a, b in zip(tuned_books, export_codes(frozen).values()))
+    plain = QuantizeRunner(QuantizeStage(method="ecsq", bits=4, lam=0.02)).run(copy.deepcopy(model), _ctx(data), None)
+    assert any(not torch.equal(a.indices, b.indices)
+               for a, b in zip(export_codes(frozen).values(), export_codes(plain).values()))  # rounding moved
+    state = out.state_dict()
+    rebuilt = runner.rebuild(copy.deepcopy(model), state, tmp_path, _ctx(data, tmp_path))
+    rebuilt.load_state_dict(state)
+    x = data.test.x[:64]
+    assert torch.equal(rebuilt(x), out(x))

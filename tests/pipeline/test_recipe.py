@@ -34,6 +34,9 @@ def test_user_recipe_file(tmp_path):
     ({"stages": [{"train": {"lr": 0}}]}, "stages[0].train.lr must be > 0"),
     ({"stages": [{"distill": {"temperature": 0}}]}, "stages[0].distill.temperature: must be > 0"),
     ({"stages": [{"lowrank": {"energy": 1.5}}]}, "stages[0].lowrank.energy: must be in (0, 1]"),
+    ({"stages": [{"quantize": {"calibration": 512}}]}, "stages[0].quantize.calibration: used only by method ecsq"),
+    ({"stages": [{"quantize": {"method": "ecsq", "calibration": -1}}]},
+     "stages[0].quantize.calibration: must be a number of examples >= 0"),
 ])
 def test_bad_recipes_name_the_key(doc, message):
     with pytest.raises(RecipeError) as exc:

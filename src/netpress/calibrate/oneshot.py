@@ -1,9 +1,10 @@
 """One-shot, data-aware compression of a pretrained model: calibration inputs in, compressed model out.
 
 Per layer, in execution order (:func:`netpress.calibrate.sequential.layerwise`): prune (Wanda or SparseGPT), then
-quantize (GPTQ, uniform or k-means) from the layer's input statistics. SparseGPT followed by uniform GPTQ runs as
-one joint sweep (``joint=True``). Layers without an input matrix (e.g. ``nn.Embedding``) are quantized by
-round-to-nearest / plain k-means and not pruned (no input statistics exist for them); the report says so.
+quantize (GPTQ: uniform, k-means or ECSQ levels) from the layer's input statistics. SparseGPT followed by uniform
+GPTQ runs as one joint sweep (``joint=True``). Layers without an input matrix (e.g. ``nn.Embedding``) are quantized
+by round-to-nearest / plain k-means / plain ECSQ and not pruned (no input statistics exist for them); the report
+says so.
 
 Example:
     >>> net = oneshot(net, batches, prune=WandaHparams(n=2, m=4), quantize=GPTQHparams(bits=4))
@@ -61,7 +62,7 @@ def oneshot(model: nn.Module, inputs: Iterable[Any], *, prune: WandaHparams | Sp
         inputs: calibration batches: tensors (``model(x)``), tuples (``model(*t)``) or mappings such as tokenizer
             output (``model(**d)``); replayed once per layer group.
         prune: :class:`WandaHparams` or :class:`SparseGPTHparams` (unstructured or N:M), or None.
-        quantize: :class:`GPTQHparams` (uniform per channel/group, or k-means), ``{tensor: GPTQHparams}`` for
+        quantize: :class:`GPTQHparams` (uniform per channel/group, k-means or ECSQ), ``{tensor: GPTQHparams}`` for
             every selected tensor (mixed precision, e.g. from :func:`netpress.quantize.allocate_bits`), or None.
         layers: which weights (see :func:`select_layers`; default every Linear/Conv weight).
         quality: how the result is scored in the report: ``'mse'`` (default) / ``'cosine'`` against the original

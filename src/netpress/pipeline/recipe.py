@@ -122,6 +122,9 @@ class QuantizeStage(Hparams):
             fine-tuned model stays within ``accuracy_budget`` is kept (the last one if none does).
         biases: bits of per-tensor uniform codes for the biases of the quantized layers; 0 keeps them float.
         confidence: for the ``lam`` search: as :class:`PruneStage`'s.
+        calibration: for ``ecsq``: training examples whose layer inputs guide the rounding (GPTQ-style error
+            feedback, layer by layer, then centroids refitted for the least layer-output error; see
+            :mod:`netpress.quantize.gptq`); 0 = each weight to its own best level.
     """
 
     method: str = "kmeans"
@@ -133,6 +136,7 @@ class QuantizeStage(Hparams):
     lam: Any = 0.0
     biases: int = 0
     confidence: float = 1.0
+    calibration: int = 0
 
     def validate(self) -> None:
         require(self.method in QUANT_METHODS, f"method: unknown {self.method!r}; known: {', '.join(QUANT_METHODS)}")
@@ -150,6 +154,9 @@ class QuantizeStage(Hparams):
         require(isinstance(self.lam, (int, float)) or self.method == "ecsq", f"lam: a list is searched only by method ecsq")
         require(isinstance(self.biases, int) and not isinstance(self.biases, bool) and 0 <= self.biases <= 16,
                 f"biases: must be 0 (float) or bits in 1-16, got {self.biases!r}")
+        require(isinstance(self.calibration, int) and not isinstance(self.calibration, bool) and self.calibration >= 0,
+                f"calibration: must be a number of examples >= 0, got {self.calibration!r}")
+        require(not self.calibration or self.method == "ecsq", "calibration: used only by method ecsq")
         _check_confidence(self.confidence)
         _check_overrides("finetune", self.finetune)
 

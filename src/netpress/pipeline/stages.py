@@ -244,7 +244,7 @@ class QuantizeRunner(StageRunner):
         lams = self.hp.lam if isinstance(self.hp.lam, list) else [self.hp.lam]
         lam, tuned = self._search_lam(model, ctx, folder, bits, lams) if len(lams) > 1 else (lams[0], None)
         ctx.notes["lam"] = lam
-        self._share(model, bits, lam)
+        self._share(model, bits, lam, ctx)
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "bits.json").write_text(json.dumps(bits))
@@ -272,7 +272,7 @@ class QuantizeRunner(StageRunner):
             trial = None
             if record is None:
                 trial = copy.deepcopy(model)
-                self._share(trial, bits, lam)
+                self._share(trial, bits, lam, ctx)
                 _retrain(trial, ctx, self.hp.finetune, trial_dir, f"ecsq lam {lam:g}")
                 record = {"lam": lam, **ctx.budget_check(trial, self.hp.accuracy_budget, self.hp.confidence)}
                 if trial_dir is not None:
@@ -294,7 +294,7 @@ class QuantizeRunner(StageRunner):
         weights = plain_state_dict(model)
         return {n: _fit_bits(b, int((weights[n] != 0).sum())) for n, b in bits.items()}
 
-    def _share(self, model, bits: dict[str, int], lam: float = 0.0) -> None:
+    def _share(self, model, bits: dict[str, int], lam: float, ctx) -> None:
         from netpress.prune import strip
         from netpress.quantize import UniformSpec, quantize_weights, share_weights
 
@@ -302,6 +302,8 @@ class QuantizeRunner(StageRunner):
         if self.hp.method == "uniform":  # per-channel affine codes at each tensor's bits
             specs = {n: UniformSpec(bits=b, granularity="channel") for n, b in bits.items()}
             quantize_weights(model, specs, names=list(bits))
+        elif self.hp.method == "ecsq" and self.hp.calibration:
+            _calibrated_ecsq(model, bits, lam, ctx.data.train, self.hp.calibration)
         elif self.hp.method == "ecsq":  # the rate weight relative to each tensor's variance
             from netpress.quantize.ecsq import ecsq_weights
 
@@ -318,8 +320,22 @@ class QuantizeRunner(StageRunner):
         ctx.notes["bits"], ctx.notes["lam"] = bits, lam
         if isinstance(self.hp.lam, list):
             ctx.notes["lam_search"] = _records(folder, "lam", start=0)
-        self._share(model, bits, lam)
+        self._share(model, bits, lam, ctx)
         return model
+
+
+def _calibrated_ecsq(model: nn.Module, bits: dict[str, int], lam: float, train_data, examples: int) -> None:
+    """ECSQ levels rounded with GPTQ error feedback from ``examples`` training inputs (layer by layer, each layer
+    calibrated on the already quantized ones), left as trainable codebooks for the centroid fine-tune."""
+    from netpress.calibrate import oneshot
+    from netpress.quantize.activations import calibration_inputs
+    from netpress.quantize.codebook import trainable_codebooks
+    from netpress.quantize.gptq import GPTQHparams
+
+    hps = {name: GPTQHparams(bits=b, method="ecsq", lam=lam) for name, b in bits.items()}
+    oneshot(model, list(calibration_inputs(train_data, examples)), quantize=hps, progress=False)
+    del model.netpress_oneshot  # the one-shot report; the pipeline reports on its own
+    trainable_codebooks(model, list(bits))
 
 
 def _one_scale(bits: int, size: int):

@@ -54,6 +54,26 @@ def attach(module: nn.Module, attr: str, quantizer: WeightQuantizer) -> None:
         module.parametrizations[attr].original.requires_grad_(False)
 
 
+def trainable_codebooks(model: nn.Module, names) -> None:
+    """Make the codebooks of the table-form quantizers on ``names`` (plain names) learnable, in place: centroid
+    fine-tuning after a one-shot solver that leaves them frozen (e.g. GPTQ's ``kmeans`` / ``ecsq`` methods).
+
+    Raises:
+        KeyError: a name that is not quantized.
+
+    Example:
+        >>> trainable_codebooks(oneshot(net, batches, quantize=GPTQHparams(method="ecsq")), ["fc1.weight"])
+    """
+    from netpress.quantize.base import quantized_tensors
+
+    found = quantized_tensors(model)
+    for name in names:
+        module, attr, quantizer, position = found[name]
+        if isinstance(quantizer, CodebookWeight) and not isinstance(quantizer.codebook, nn.Parameter):
+            module.parametrizations[attr][position] = CodebookWeight(
+                quantizer.indices, quantizer.codebook, quantizer.bits, quantizer.axis, quantizer.method)
+
+
 @torch.no_grad()
 def round_codebooks(model: nn.Module, dtype: torch.dtype = torch.float16) -> list[str]:
     """Round every :class:`CodebookWeight`'s codebook to the nearest ``dtype`` values, in place (kept float32).

@@ -10,7 +10,11 @@ block of ``blocksize`` columns). The same sweep with a pruning rule instead of r
 Rounding targets:
 - uniform per channel / per group: values on the grid of :func:`netpress.quantize.uniform.uniform_codes`
   (per-row clip ratio chosen by a grid search on the layer output error, ``tr(E H E^T)``);
-- a k-means codebook (netpress's 1-D k-means of the weights, then nearest-centroid rounding with error feedback).
+- a k-means codebook (netpress's 1-D k-means of the weights, then nearest-centroid rounding with error feedback);
+- an entropy-constrained (ECSQ) codebook: each column goes to the level minimising squared error plus ``lam`` x
+  its code length (:func:`netpress.quantize.ecsq.ecsq_assign`) on the live, error-compensated weights; the levels'
+  probabilities then follow the swept assignment and the centroids are refitted for the least output error, and the
+  sweep runs again from the refitted codebook (``ECSQ_PASSES`` sweeps in all).
 
 Weights that are exactly zero (pruned) stay zero; their error is compensated like any other.
 
@@ -21,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from torch import nn
@@ -32,7 +37,8 @@ from netpress.quantize.base import WeightQuantizer, check_finite, quantizer_of, 
 from netpress.quantize.codes import PRUNED, Codes
 from netpress.quantize.uniform import UniformSpec, fake_quantize, qparams, uniform_codes
 
-METHODS = ("uniform", "kmeans")
+METHODS = ("uniform", "kmeans", "ecsq")
+ECSQ_PASSES = 2  # sweep + refit rounds of the ecsq method (a second pass re-rounds against the refitted levels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +46,10 @@ class GPTQHparams(Hparams):
     """GPTQ options.
 
     Attributes:
-        bits: bits per weight (uniform levels or k-means codebook size ``2**bits``).
-        method: ``uniform`` (integer grid with scale and zero point) or ``kmeans`` (one codebook per tensor).
+        bits: bits per weight (uniform levels or k-means codebook size ``2**bits``; ``ecsq``: at most
+            ``2**bits`` levels).
+        method: ``uniform`` (integer grid with scale and zero point), ``kmeans`` (one codebook per tensor) or
+            ``ecsq`` (one entropy-constrained codebook per tensor, for an entropy-coded file).
         granularity: uniform grid per ``channel`` (output row) or per ``group`` of ``group_size`` inputs.
         group_size: inputs per group (``group``; Linear weights only).
         symmetric: symmetric uniform range (zero point fixed) instead of the tight affine range.
@@ -50,9 +58,12 @@ class GPTQHparams(Hparams):
         act_order: round columns in order of decreasing ``H`` diagonal (groups then use ranges fixed up front).
         clip_grid: clip ratios tried per row (1 = min-max only), from 1 down to ``clip_min``.
         clip_min: the smallest clip ratio tried.
-        kmeans_iterations: Lloyd iterations of the codebook fit (``kmeans``).
+        kmeans_iterations: Lloyd iterations of the codebook fit (``kmeans``; ``ecsq``: alternations).
         kmeans_refit: after the GPTQ assignment, re-solve the centroids for the least output error
-            ``tr(E H E^T)`` given the assignment (a k x k linear system; ``kmeans`` with data).
+            ``tr(E H E^T)`` given the assignment (a k x k linear system; ``kmeans`` / ``ecsq`` with data).
+        lam: ``ecsq``'s rate weight, relative to the variance of the tensor's nonzero weights (``lam * var(w)``
+            squared weight units per bit, as :func:`netpress.quantize.ecsq.ecsq_weights` with ``relative``);
+            0 = k-means levels.
         step: ``0``: a fixed-rate grid of ``2**bits`` levels fitted to each row's range (clip search). ``> 0``: an
             entropy-coded grid (``uniform`` per channel): one step of ``step`` x the tensor's standard deviation for
             every row, ``bits`` only capping the levels (a row whose range needs more gets a wider step). The
@@ -73,6 +84,7 @@ class GPTQHparams(Hparams):
     kmeans_iterations: int = 100
     kmeans_refit: bool = True
     step: float = 0.0
+    lam: float = 0.0
 
     def validate(self) -> None:
         require(isinstance(self.bits, int) and not isinstance(self.bits, bool) and 1 <= self.bits <= 16,
@@ -88,6 +100,9 @@ class GPTQHparams(Hparams):
         require(isinstance(self.step, (int, float)) and self.step >= 0, f"step must be >= 0, got {self.step!r}")
         require(not self.step or (self.method == "uniform" and self.granularity == "channel"),
                 "step (an entropy-coded grid) needs method='uniform' and granularity='channel'")
+        require(isinstance(self.lam, (int, float)) and math.isfinite(self.lam) and self.lam >= 0,
+                f"lam must be a finite number >= 0, got {self.lam!r}")
+        require(not self.lam or self.method == "ecsq", "lam (a rate weight) needs method='ecsq'")
 
     def spec(self) -> UniformSpec:
         """The uniform grid of a ``[out, in]`` weight matrix (per row, or per group along the inputs)."""
@@ -226,6 +241,23 @@ class CodebookRounder(Rounder):
         return q * self.keep[:, j]
 
 
+class ECSQRounder(Rounder):
+    """Send each weight to the level minimising ``(w - c_k)^2 + lam * (-log2 p_k)``; zeros outside ``keep``
+    stay zero."""
+
+    def __init__(self, codebook: torch.Tensor, probs: torch.Tensor, lam: float, keep: torch.Tensor):
+        self.codebook, self.probs, self.lam, self.keep = codebook.double(), probs.double(), lam, keep.clone()
+
+    def permute(self, perm: torch.Tensor) -> None:
+        self.keep = self.keep[:, perm]
+
+    def column(self, j: int, w: torch.Tensor) -> torch.Tensor:
+        from netpress.quantize.ecsq import ecsq_assign
+
+        labels = ecsq_assign(w[:, j].double().cpu(), self.codebook, self.probs, self.lam).to(w.device)
+        return self.codebook.to(w.device, w.dtype)[labels] * self.keep[:, j]
+
+
 def nearest(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Index of the nearest codebook entry of each value (ties: the lower index)."""
     return (values.reshape(-1, 1) - codebook.reshape(1, -1)).abs().argmin(1).reshape(values.shape)
@@ -243,6 +275,8 @@ def check_weight(name: str, w: torch.Tensor, hp: GPTQHparams) -> None:
             raise ConfigError(f"{name}: group_size {hp.group_size} does not divide {w.shape[1]} inputs")
     if hp.method == "kmeans" and int((w != 0).sum()) < 2 ** hp.bits:
         raise ConfigError(f"{name}: {2 ** hp.bits} centroids but only {int((w != 0).sum())} nonzero weights")
+    if hp.method == "ecsq" and not bool((w != 0).any()):
+        raise ConfigError(f"{name} has no nonzero weights to quantize; exclude it")
 
 
 def gptq_codes(w: torch.Tensor, hessian: torch.Tensor | None, hp: GPTQHparams = GPTQHparams(),
@@ -270,6 +304,8 @@ def gptq_codes(w: torch.Tensor, hessian: torch.Tensor | None, hp: GPTQHparams = 
     mat = w.detach().reshape(w.shape[0], -1)
     keep = mat != 0
     dtype = hessian.dtype if hessian is not None else torch.float32
+    if hp.method == "ecsq":
+        return ecsq_gptq_codes(w.detach(), hessian, hp)
     if hp.method == "kmeans":
         book = _kmeans_codebook(mat, hp)
         rounder: Rounder = CodebookRounder(book.to(dtype), keep)
@@ -285,6 +321,46 @@ def gptq_codes(w: torch.Tensor, hessian: torch.Tensor | None, hp: GPTQHparams = 
             book = refit_codebook(mat.to(dtype), idx, book.to(dtype), hessian).float()
         return Codes(idx.reshape(w.shape), book.float().clone(), hp.bits, None, "kmeans-gptq")
     return rounder.codes(q, w.shape)
+
+
+def ecsq_gptq_codes(w: torch.Tensor, hessian: torch.Tensor | None, hp: GPTQHparams) -> Codes:
+    """ECSQ levels of a weight (``[out, in]`` or conv in im2col order), rounded with error feedback (see the module
+    docstring).
+
+    Without ``hessian`` this is plain ECSQ of the nonzero weights. Levels no weight uses are dropped, the rest keep
+    their order; zeros get index ``PRUNED``.
+
+    Returns:
+        :class:`Codes` of ``w``'s shape, ``method='ecsq-gptq'`` (``'ecsq'`` without data).
+
+    Example:
+        >>> codes = ecsq_gptq_codes(fc.weight, hessian, GPTQHparams(bits=5, method="ecsq", lam=0.02))
+    """
+    from netpress.quantize.ecsq import _nonzero_variance, ecsq
+
+    mat = w.reshape(w.shape[0], -1)
+    keep = mat != 0
+    lam = hp.lam * _nonzero_variance(mat)
+    fit = ecsq(mat[keep].float().cpu(), hp.bits, lam, hp.kmeans_iterations)
+    used = fit.probs > 0
+    renumber = torch.cumsum(used.long(), 0) - 1
+    book, probs = fit.centroids[used].double(), fit.probs[used].double()
+    labels = torch.full(mat.shape, PRUNED, dtype=torch.int64)
+    labels[keep.cpu()] = renumber[fit.labels]
+    for _ in range(ECSQ_PASSES if hessian is not None else 0):
+        swept = obs_sweep(mat, hessian, ECSQRounder(book, probs, lam, keep), blocksize=hp.blocksize,
+                          percdamp=hp.percdamp, act_order=hp.act_order)
+        labels = nearest(swept.double().cpu(), book).masked_fill(~keep.cpu(), PRUNED)
+        counts = torch.bincount(labels[labels >= 0], minlength=len(book)).double()
+        probs = counts / counts.sum()
+        if hp.kmeans_refit:
+            book = refit_codebook(mat.double().cpu(), labels, book, hessian.double().cpu())
+    alive = torch.unique(labels[labels >= 0])
+    renumber = torch.full((len(book),), PRUNED, dtype=torch.int64)
+    renumber[alive] = torch.arange(len(alive))
+    labels = torch.where(labels >= 0, renumber[labels.clamp_min(0)], labels)
+    method = "ecsq-gptq" if hessian is not None else "ecsq"
+    return Codes(labels.reshape(w.shape).to(w.device), book[alive].float().to(w.device), hp.bits, None, method)
 
 
 def refit_codebook(w: torch.Tensor, labels: torch.Tensor, codebook: torch.Tensor,
