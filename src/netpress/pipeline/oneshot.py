@@ -74,8 +74,9 @@ class OneshotQuantize(Hparams):
 
     Attributes:
         method: a registered one-shot quantizer: ``gptq`` (error-compensating rounding to a uniform grid),
-            ``gptq-kmeans`` (k-means codebook, GPTQ assignment), ``uniform`` (round to nearest), ``kmeans``
-            (weight sharing). Tensors without input statistics (embeddings) fall back to round-to-nearest.
+            ``gptq-kmeans`` (k-means codebook, GPTQ assignment), ``gptq-ecsq`` (entropy-constrained levels, GPTQ
+            assignment: for an entropy-coded file), ``uniform`` (round to nearest), ``kmeans`` (weight sharing).
+            Tensors without input statistics (embeddings) fall back to round-to-nearest (``gptq-ecsq``: plain ECSQ).
         bits: an int for every selected tensor, or ``{selector: bits}`` (first matching key wins).
         granularity: uniform codes per ``tensor``, ``channel`` or ``group`` (``gptq``: a weight that
             ``group_size`` does not split into several groups gets per-channel codes).
@@ -89,6 +90,7 @@ class OneshotQuantize(Hparams):
         act_order: ``gptq`` only: round the columns with the largest input energy first.
         awq: ``gptq`` methods: scale the selected Linear weights activation-aware first (AWQ, see
             :mod:`netpress.calibrate.awq`; folds that would change the model's output are skipped).
+        lam: ``gptq-ecsq`` only: the rate weight relative to each tensor's weight variance (0 = k-means levels).
     """
 
     method: str = "uniform"
@@ -101,6 +103,7 @@ class OneshotQuantize(Hparams):
     step: float = 0.0
     act_order: bool = False
     awq: bool = False
+    lam: float = 0.0
 
     def validate(self) -> None:
         require(self.method in QUANTIZERS, f"method: unknown {self.method!r}; known: {', '.join(QUANTIZERS.names())}")
@@ -121,6 +124,9 @@ class OneshotQuantize(Hparams):
         require(not self.act_order or self.method.startswith("gptq"), "act_order: only for the gptq methods")
         require(isinstance(self.awq, bool), f"awq: must be true or false, got {self.awq!r}")
         require(not self.awq or self.method.startswith("gptq"), "awq: only for the gptq methods")
+        require(isinstance(self.lam, (int, float)) and not isinstance(self.lam, bool) and 0 <= self.lam < float("inf"),
+                f"lam: must be a number >= 0, got {self.lam!r}")
+        require(not self.lam or self.method == "gptq-ecsq", "lam: only for method gptq-ecsq")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +210,8 @@ def _gptq(method: str):
 
         group = hp.group_size or 128
         per_tensor = {n: GPTQHparams(bits=b, method=method, granularity=_granularity(model, n, hp.granularity, group),
-                                     group_size=group, step=float(hp.step), act_order=hp.act_order)
+                                     group_size=group, step=float(hp.step), act_order=hp.act_order,
+                                     lam=float(hp.lam))
                       for n, b in bits.items()}
         if hp.awq:
             _awq(model, calib, per_tensor)
@@ -234,6 +241,7 @@ def _granularity(model: nn.Module, name: str, granularity: str, group_size: int)
 
 QUANTIZERS.register("gptq", _gptq("uniform"))
 QUANTIZERS.register("gptq-kmeans", _gptq("kmeans"))
+QUANTIZERS.register("gptq-ecsq", _gptq("ecsq"))
 
 
 def stage_tensors(model: nn.Module, select) -> list[str]:
