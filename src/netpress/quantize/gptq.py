@@ -301,11 +301,11 @@ def gptq_codes(w: torch.Tensor, hessian: torch.Tensor | None, hp: GPTQHparams = 
         True
     """
     check_weight(name, w, hp)
+    if hp.method == "ecsq":
+        return ecsq_gptq_codes(w.detach(), hessian, hp)
     mat = w.detach().reshape(w.shape[0], -1)
     keep = mat != 0
     dtype = hessian.dtype if hessian is not None else torch.float32
-    if hp.method == "ecsq":
-        return ecsq_gptq_codes(w.detach(), hessian, hp)
     if hp.method == "kmeans":
         book = _kmeans_codebook(mat, hp)
         rounder: Rounder = CodebookRounder(book.to(dtype), keep)
