@@ -153,6 +153,23 @@ def _check(bits: int, lam: float, iterations: int) -> None:
         raise ConfigError(f"iterations must be >= 1, got {iterations}")
 
 
+def compact_levels(labels: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Renumber ``labels`` (indices into ``count`` levels; ``PRUNED`` passes through) onto the levels in use.
+
+    Returns:
+        ``(labels, used)``: the renumbered labels and the sorted indices of the used levels, so the compacted
+        codebook is ``codebook[used]`` (same order).
+
+    Example:
+        >>> compact_levels(torch.tensor([3, -1, 0, 3]), 4)
+        (tensor([ 1, -1,  0,  1]), tensor([0, 3]))
+    """
+    used = torch.unique(labels[labels >= 0])  # sorted
+    renumber = torch.full((count,), PRUNED, dtype=torch.int64)
+    renumber[used] = torch.arange(len(used))
+    return torch.where(labels >= 0, renumber[labels.clamp_min(0)], labels), used
+
+
 def ecsq_codebook(w: torch.Tensor, bits: int, lam: float, iterations: int = 100) -> CodebookWeight:
     """ECSQ of the nonzero entries of ``w`` as a trainable :class:`CodebookWeight`; zeros get index -1.
 
@@ -167,11 +184,9 @@ def ecsq_codebook(w: torch.Tensor, bits: int, lam: float, iterations: int = 100)
     flat = w.detach().reshape(-1).float().cpu()
     alive = flat != 0
     result = ecsq(flat[alive], bits, lam, iterations)
-    used = torch.unique(result.labels)  # sorted
-    renumber = torch.full((len(result.centroids),), -1, dtype=torch.int64)
-    renumber[used] = torch.arange(len(used))
+    labels, used = compact_levels(result.labels, len(result.centroids))
     indices = torch.full(flat.shape, PRUNED, dtype=torch.int64)
-    indices[alive] = renumber[result.labels]
+    indices[alive] = labels
     return CodebookWeight(indices.reshape(w.shape).to(w.device), result.centroids[used].to(w.device), bits,
                           method="ecsq")
 

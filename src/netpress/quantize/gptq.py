@@ -336,17 +336,16 @@ def ecsq_gptq_codes(w: torch.Tensor, hessian: torch.Tensor | None, hp: GPTQHpara
     Example:
         >>> codes = ecsq_gptq_codes(fc.weight, hessian, GPTQHparams(bits=5, method="ecsq", lam=0.02))
     """
-    from netpress.quantize.ecsq import _nonzero_variance, ecsq
+    from netpress.quantize.ecsq import _nonzero_variance, compact_levels, ecsq
 
     mat = w.reshape(w.shape[0], -1)
     keep = mat != 0
     lam = hp.lam * _nonzero_variance(mat)
     fit = ecsq(mat[keep].float().cpu(), hp.bits, lam, hp.kmeans_iterations)
-    used = fit.probs > 0
-    renumber = torch.cumsum(used.long(), 0) - 1
+    kept_labels, used = compact_levels(fit.labels, len(fit.centroids))
     book, probs = fit.centroids[used].double(), fit.probs[used].double()
     labels = torch.full(mat.shape, PRUNED, dtype=torch.int64)
-    labels[keep.cpu()] = renumber[fit.labels]
+    labels[keep.cpu()] = kept_labels
     for _ in range(ECSQ_PASSES if hessian is not None else 0):
         swept = obs_sweep(mat, hessian, ECSQRounder(book, probs, lam, keep), blocksize=hp.blocksize,
                           percdamp=hp.percdamp, act_order=hp.act_order)
@@ -355,12 +354,9 @@ def ecsq_gptq_codes(w: torch.Tensor, hessian: torch.Tensor | None, hp: GPTQHpara
         probs = counts / counts.sum()
         if hp.kmeans_refit:
             book = refit_codebook(mat.double().cpu(), labels, book, hessian.double().cpu())
-    alive = torch.unique(labels[labels >= 0])
-    renumber = torch.full((len(book),), PRUNED, dtype=torch.int64)
-    renumber[alive] = torch.arange(len(alive))
-    labels = torch.where(labels >= 0, renumber[labels.clamp_min(0)], labels)
+    labels, used = compact_levels(labels, len(book))
     method = "ecsq-gptq" if hessian is not None else "ecsq"
-    return Codes(labels.reshape(w.shape).to(w.device), book[alive].float().to(w.device), hp.bits, None, method)
+    return Codes(labels.reshape(w.shape).to(w.device), book[used].float().to(w.device), hp.bits, None, method)
 
 
 def refit_codebook(w: torch.Tensor, labels: torch.Tensor, codebook: torch.Tensor,
