@@ -168,7 +168,7 @@ def test_budget_schedule_resumes_without_repeating_rounds(trained, monkeypatch, 
     assert all(torch.equal(a[k], c[k]) for k in a)
 
 
-def _lam_search(trained, monkeypatch, verdicts, lams, folder=None, finetune=None):
+def _lam_search(trained, monkeypatch, verdicts, lams, folder=None, finetune=None, qat=None):
     model, data = trained
     seen = []
 
@@ -178,7 +178,7 @@ def _lam_search(trained, monkeypatch, verdicts, lams, folder=None, finetune=None
 
     monkeypatch.setattr(stages_module, "correctness", scripted)
     runner = QuantizeRunner(QuantizeStage(method="ecsq", bits=5, lam=lams, accuracy_budget=0.005, confidence=0,
-                                          finetune=finetune or {}))
+                                          finetune=finetune or {}, qat=qat or {}))
     ctx = _ctx(data, folder)
     out = runner.run(copy.deepcopy(model), ctx, folder)
     return out, ctx.notes, seen
@@ -351,3 +351,50 @@ def test_calibrated_ecsq_rounds_from_training_inputs_and_rebuilds(trained, monke
     rebuilt.load_state_dict(state)
     x = data.test.x[:64]
     assert torch.equal(rebuilt(x), out(x))
+
+
+QAT = {"steps": "10it", "lr": 0.01}
+
+
+def test_ecsq_qat_trains_under_the_levels_then_rounds_the_trained_weights_and_rebuilds(trained, tmp_path):
+    """``qat``: the float weights move under the ECSQ forward pass (pruned zeros kept), the rounding is a plain ECSQ
+    of those trained weights, and a finished stage rebuilt from its folder and state is the same model."""
+    model, data = trained
+    pruned = copy.deepcopy(model)
+    with torch.no_grad():
+        pruned.features[0].weight[:, ::3] = 0
+    hp = dict(method="ecsq", bits=4, lam=0.1, finetune={"steps": "5it", "lr": 0.001})
+    runner = QuantizeRunner(QuantizeStage(**hp, qat=QAT))
+    out = runner.run(copy.deepcopy(pruned), _ctx(data, tmp_path), tmp_path)
+    assert (tmp_path / "qat").is_dir()
+    state = out.state_dict()
+    floats = {k: v for k, v in state.items() if k.endswith("weight.original")}
+    assert any(not torch.equal(v, pruned.state_dict()[k.replace(".parametrizations.weight.original", ".weight")])
+               for k, v in floats.items())  # training moved the weights
+    assert bool((floats["features.0.parametrizations.weight.original"][:, ::3] == 0).all())
+    assert all(len(torch.unique(v)) > 16 for v in floats.values())  # rounded from floats, not from qat's levels
+    reference = copy.deepcopy(pruned)
+    stages_module._restore_floats(reference, state)
+    names = [n for n in plain_state_dict(reference) if n.endswith("weight")]
+    ecsq_weights(reference, 4, 0.1, names=names, relative=True)
+    got, want = export_codes(out), export_codes(reference)
+    assert all(torch.equal(got[n].indices, want[n].indices) for n in names)  # ECSQ of the trained weights
+    without = QuantizeRunner(QuantizeStage(**hp)).run(copy.deepcopy(pruned), _ctx(data), None)
+    assert any(not torch.equal(got[n].indices, export_codes(without)[n].indices) for n in names)
+    rebuilt = runner.rebuild(copy.deepcopy(pruned), state, tmp_path, _ctx(data, tmp_path))
+    rebuilt.load_state_dict(state)
+    x = data.test.x[:64]
+    assert torch.equal(rebuilt(x), out(x))
+    again = runner.run(copy.deepcopy(pruned), _ctx(data, tmp_path), tmp_path)  # resumes the finished training
+    assert torch.equal(again(x), out(x))
+
+
+def test_ecsq_search_with_qat_keeps_the_trial_a_single_rate_run_would_make(trained, monkeypatch):
+    finetune = {"steps": "5it", "lr": 0.001}
+    searched, notes, _ = _lam_search(trained, monkeypatch, [False, True], [0.5, 0.02], finetune=finetune, qat=QAT)
+    model, data = trained
+    plain = QuantizeRunner(QuantizeStage(method="ecsq", bits=5, lam=0.02, finetune=finetune, qat=QAT)).run(
+        copy.deepcopy(model), _ctx(data), None)
+    assert notes["lam"] == 0.02
+    got, want = searched.state_dict(), plain.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)

@@ -37,6 +37,8 @@ def test_user_recipe_file(tmp_path):
     ({"stages": [{"quantize": {"calibration": 512}}]}, "stages[0].quantize.calibration: used only by method ecsq"),
     ({"stages": [{"quantize": {"method": "ecsq", "calibration": -1}}]},
      "stages[0].quantize.calibration: must be a number of examples >= 0"),
+    ({"stages": [{"quantize": {"qat": {"steps": "1ep"}}}]}, "stages[0].quantize.qat: used only by method ecsq"),
+    ({"stages": [{"quantize": {"method": "ecsq", "qat": {"epochs": 3}}}]}, "stages[0].quantize.qat: "),
 ])
 def test_bad_recipes_name_the_key(doc, message):
     with pytest.raises(RecipeError) as exc:

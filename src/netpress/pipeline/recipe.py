@@ -125,6 +125,10 @@ class QuantizeStage(Hparams):
         calibration: for ``ecsq``: training examples whose layer inputs guide the rounding (GPTQ-style error
             feedback, layer by layer, then centroids refitted for the least layer-output error; see
             :mod:`netpress.quantize.gptq`); 0 = each weight to its own best level.
+        qat: for ``ecsq``: TrainingHparams overrides for quantization-aware training before the rounding: the
+            forward pass uses each weight's ECSQ level at this ``lam``, gradients pass straight through to the
+            float weights, the levels are re-solved every epoch (:mod:`netpress.quantize.ecsq_qat`); ``{}`` =
+            none.
     """
 
     method: str = "kmeans"
@@ -137,6 +141,7 @@ class QuantizeStage(Hparams):
     biases: int = 0
     confidence: float = 1.0
     calibration: int = 0
+    qat: dict = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:
         require(self.method in QUANT_METHODS, f"method: unknown {self.method!r}; known: {', '.join(QUANT_METHODS)}")
@@ -157,8 +162,10 @@ class QuantizeStage(Hparams):
         require(isinstance(self.calibration, int) and not isinstance(self.calibration, bool) and self.calibration >= 0,
                 f"calibration: must be a number of examples >= 0, got {self.calibration!r}")
         require(not self.calibration or self.method == "ecsq", "calibration: used only by method ecsq")
+        require(not self.qat or self.method == "ecsq", "qat: used only by method ecsq")
         _check_confidence(self.confidence)
         _check_overrides("finetune", self.finetune)
+        _check_overrides("qat", self.qat)
 
 
 @dataclasses.dataclass(frozen=True)

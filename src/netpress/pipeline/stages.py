@@ -74,12 +74,13 @@ class StageRunner:
 RUNNERS: Registry[Callable[..., StageRunner]] = Registry("stage")
 
 
-def _retrain(model: nn.Module, ctx: Context, overrides: dict, folder: Path | None, desc: str) -> None:
+def _retrain(model: nn.Module, ctx: Context, overrides: dict, folder: Path | None, desc: str,
+             callbacks: Callable[[TrainingHparams], list] | None = None) -> None:
     if not overrides:
         return
     hp = ctx.train_hp.replace(**overrides)
     train(model, ctx.data, hp, checkpoint_dir=folder, device=ctx.device, loss_fn=ctx.loss_fn,
-          progress=ctx.progress, desc=desc)
+          progress=ctx.progress, desc=desc, callbacks=callbacks(hp) if callbacks else ())
 
 
 def _read_record(round_dir: Path | None) -> dict | None:
@@ -244,6 +245,10 @@ class QuantizeRunner(StageRunner):
         lams = self.hp.lam if isinstance(self.hp.lam, list) else [self.hp.lam]
         lam, tuned = self._search_lam(model, ctx, folder, bits, lams) if len(lams) > 1 else (lams[0], None)
         ctx.notes["lam"] = lam
+        if tuned is not None:  # the rounding starts from the trial's float weights (changed by qat)
+            _restore_floats(model, tuned)
+        else:
+            self._qat(model, bits, lam, ctx, None if folder is None else folder / "qat")
         self._share(model, bits, lam, ctx)
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
@@ -272,6 +277,7 @@ class QuantizeRunner(StageRunner):
             trial = None
             if record is None:
                 trial = copy.deepcopy(model)
+                self._qat(trial, bits, lam, ctx, None if trial_dir is None else trial_dir / "qat")
                 self._share(trial, bits, lam, ctx)
                 _retrain(trial, ctx, self.hp.finetune, trial_dir, f"ecsq lam {lam:g}")
                 record = {"lam": lam, **ctx.budget_check(trial, self.hp.accuracy_budget, self.hp.confidence)}
@@ -293,6 +299,18 @@ class QuantizeRunner(StageRunner):
             bits = sensitive_bits(model, ctx.data, self.hp)
         weights = plain_state_dict(model)
         return {n: _fit_bits(b, int((weights[n] != 0).sum())) for n, b in bits.items()}
+
+    def _qat(self, model, bits: dict[str, int], lam: float, ctx, folder: Path | None) -> None:
+        """Quantization-aware training at ``lam`` (``qat`` settings), leaving float weights for the rounding."""
+        if not self.hp.qat:
+            return
+        from netpress.data.base import iterations_per_epoch
+        from netpress.quantize.ecsq_qat import RefitLevels, ecsq_qat, finish_qat
+
+        ecsq_qat(model, bits, lam, names=list(bits), relative=True)
+        _retrain(model, ctx, self.hp.qat, folder, f"ecsq qat lam {lam:g}",
+                 lambda hp: [RefitLevels(iterations_per_epoch(len(ctx.data.train), hp.batch_size))])
+        finish_qat(model)
 
     def _share(self, model, bits: dict[str, int], lam: float, ctx) -> None:
         from netpress.prune import strip
@@ -320,8 +338,25 @@ class QuantizeRunner(StageRunner):
         ctx.notes["bits"], ctx.notes["lam"] = bits, lam
         if isinstance(self.hp.lam, list):
             ctx.notes["lam_search"] = _records(folder, "lam", start=0)
+        _restore_floats(model, state)
         self._share(model, bits, lam, ctx)
         return model
+
+
+@torch.no_grad()
+def _restore_floats(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy the float weights under ``state``'s quantizers (``<module>.parametrizations.<attr>.original``) into
+    ``model``, parametrized or not: the values a deterministic rounding starts from."""
+    from torch.nn.utils import parametrize
+
+    for key, value in state.items():
+        if not key.endswith(".original") or ".parametrizations." not in key:
+            continue
+        module_name, attr = key[: -len(".original")].rsplit(".parametrizations.", 1)
+        module = model.get_submodule(module_name)
+        target = (module.parametrizations[attr].original if parametrize.is_parametrized(module, attr)
+                  else getattr(module, attr))
+        target.copy_(value)
 
 
 def _calibrated_ecsq(model: nn.Module, bits: dict[str, int], lam: float, train_data, examples: int) -> None:

@@ -20,7 +20,9 @@ from netpress.quantize.base import WeightQuantizer, check_finite, quantizer_of, 
 from netpress.quantize.codes import PRUNED, Codes
 
 
-class _GatedSTE(torch.autograd.Function):
+class GatedSTE(torch.autograd.Function):
+    """``apply(w, value, gate)``: the value ``value`` exactly; the gradient reaches ``w`` where ``gate`` is set."""
+
     @staticmethod
     def forward(ctx, w, value, gate):
         ctx.save_for_backward(gate)
@@ -57,7 +59,7 @@ class BinaryWeight(WeightQuantizer):
         return Codes(indices, torch.stack([-alpha, alpha], dim=1).float(), 1, 0, "binary")
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return _GatedSTE.apply(w, self.codes(w).decode().to(w.dtype), _gate(w, self.clip))
+        return GatedSTE.apply(w, self.codes(w).decode().to(w.dtype), _gate(w, self.clip))
 
 
 class TernaryWeight(WeightQuantizer):
@@ -80,7 +82,7 @@ class TernaryWeight(WeightQuantizer):
         return Codes(indices, book, 2, 0, "ternary")
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return _GatedSTE.apply(w, self.codes(w).decode().to(w.dtype), _gate(w, self.clip))
+        return GatedSTE.apply(w, self.codes(w).decode().to(w.dtype), _gate(w, self.clip))
 
 
 def _gate(w: torch.Tensor, clip: float) -> torch.Tensor:
