@@ -31,22 +31,22 @@ SOURCE = "budget@z0"
 REUSED = ("00_distill", "01_prune", "02_train")
 
 
-def variant(lam: float, calibration: int):
-    """The source recipe with one fixed ``lam`` and the given ``calibration``."""
+def variant(lam: float, calibration: int, qat: dict | None = None):
+    """The source recipe with one fixed ``lam``, the given ``calibration`` and (if given) ``qat`` settings."""
     doc = copy.deepcopy(bench_recipe(SOURCE).source)
     for stage in doc["stages"]:
         if "quantize" in stage:
-            stage["quantize"].update(lam=lam, calibration=calibration)
-    return parse_recipe(doc, f"{SOURCE}-lam{lam:g}-cal{calibration}")
+            stage["quantize"].update(lam=lam, calibration=calibration, **({"qat": qat} if qat else {}))
+    return parse_recipe(doc, f"{SOURCE}-lam{lam:g}-cal{calibration}{'-qat' if qat else ''}")
 
 
-def measure(name: str, lam: float, calibration: int) -> dict:
+def measure(name: str, lam: float, calibration: int, qat: dict | None = None) -> dict:
     dense = dense_run(name)
     source = RUNS / f"compress_{dense.id}_{bench_recipe(SOURCE).digest()}"
     missing = [s for s in REUSED if not (source / s / "done.json").exists()]
     if missing:
         raise SystemExit(f"{source} lacks {missing}: run bench/deep_compression.py --models {name} --recipes {SOURCE}")
-    recipe = variant(lam, calibration)
+    recipe = variant(lam, calibration, qat)
     workdir = RUNS / f"ecsq_calibration_{dense.id}_{recipe.digest()}"
     workdir.mkdir(parents=True, exist_ok=True)
     for stage in REUSED:  # the same first stages: reuse them (the pipeline resumes finished stages)
@@ -58,7 +58,7 @@ def measure(name: str, lam: float, calibration: int) -> dict:
     s = result.summary()
     dense_val = evaluate(dense.model, dense.data.val).accuracy
     val = evaluate(result.model, dense.data.val).accuracy
-    return {"model": name, "lam": lam, "calibration": calibration, "bytes": s["bytes"], "ratio": s["ratio"],
+    return {"model": name, "lam": lam, "calibration": calibration, "qat": qat, "bytes": s["bytes"], "ratio": s["ratio"],
             "val_drop_pt": 100 * (dense_val - val), "test_drop_pt": 100 * (s["dense_accuracy"] - s["test_accuracy"]),
             "test_accuracy": s["test_accuracy"]}
 
