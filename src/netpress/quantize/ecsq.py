@@ -219,11 +219,7 @@ def ecsq_weights(model: nn.Module, bits: int | dict[str, int], lam: float, *, na
     tensors = selected_tensors(model, names, exclude)
     per_tensor = bits_per_tensor(bits, tensors)
     _check(1, lam, iterations)
-    values = {name: getattr(m, attr).detach() for name, (m, attr) in tensors.items()}
-    for name, w in values.items():
-        check_finite(name, w)
-        if not bool((w != 0).any()):
-            raise ConfigError(f"{name} has no nonzero weights to quantize; exclude it")
+    values = nonzero_values(tensors)
     if is_masked(model):
         strip(model)
     for name, (module, attr) in tensors.items():
@@ -232,6 +228,20 @@ def ecsq_weights(model: nn.Module, bits: int | dict[str, int], lam: float, *, na
         scaled = lam * _nonzero_variance(values[name]) if relative else lam
         _attach(module, attr, ecsq_codebook(values[name], per_tensor[name], scaled, iterations))
     return model
+
+
+def nonzero_values(tensors: dict) -> dict[str, torch.Tensor]:
+    """``{name: detached value}`` of ``{name: (module, attr)}``, each finite with a nonzero entry.
+
+    Raises:
+        ConfigError: NaN/Inf or all-zero values, naming the tensor.
+    """
+    values = {name: getattr(m, attr).detach() for name, (m, attr) in tensors.items()}
+    for name, w in values.items():
+        check_finite(name, w)
+        if not bool((w != 0).any()):
+            raise ConfigError(f"{name} has no nonzero weights to quantize; exclude it")
+    return values
 
 
 def _nonzero_variance(w: torch.Tensor) -> float:

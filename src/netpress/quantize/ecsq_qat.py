@@ -14,11 +14,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from netpress.errors import ConfigError
-from netpress.quantize.base import (WeightQuantizer, bits_per_tensor, check_finite, quantized_tensors,
-                                    selected_tensors)
+from netpress.quantize.base import WeightQuantizer, bits_per_tensor, quantized_tensors, selected_tensors
 from netpress.quantize.binary import GatedSTE
 from netpress.quantize.codes import PRUNED, Codes, index_dtype
-from netpress.quantize.ecsq import _check, _nonzero_variance, compact_levels, ecsq, ecsq_assign
+from netpress.quantize.ecsq import _check, _nonzero_variance, compact_levels, ecsq, ecsq_assign, nonzero_values
 
 
 class ECSQTrainWeight(WeightQuantizer):
@@ -93,16 +92,14 @@ def ecsq_qat(model: nn.Module, bits: int | dict[str, int], lam: float, *, names:
     tensors = selected_tensors(model, names, exclude)
     per_tensor = bits_per_tensor(bits, tensors)
     _check(1, lam, 1)
+    values = nonzero_values(tensors)
     for name, (module, attr) in tensors.items():
-        check_finite(name, getattr(module, attr))
-        if not bool((getattr(module, attr) != 0).any()):
-            raise ConfigError(f"{name} has no nonzero weights to quantize; exclude it")
         if quantizer_of(module, attr) is not None:
             raise ConfigError(f"{name} is already quantized; quantization-aware training starts from float weights")
     if is_masked(model):
         strip(model)
     for name, (module, attr) in tensors.items():
-        w = getattr(module, attr).detach()
+        w = values[name]
         scaled = lam * _nonzero_variance(w) if relative else lam
         parametrize.register_parametrization(module, attr, ECSQTrainWeight(w, per_tensor[name], scaled))
     return model
@@ -146,7 +143,7 @@ def finish_qat(model: nn.Module) -> list[str]:
         The plain names of the weights left in float.
     """
     done = []
-    for name, (module, attr, quantizer, position) in quantized_tensors(model).items():
+    for name, (module, attr, quantizer, _) in quantized_tensors(model).items():
         if not isinstance(quantizer, ECSQTrainWeight):
             continue
         if len(module.parametrizations[attr]) != 1:
