@@ -168,6 +168,36 @@ def test_budget_schedule_resumes_without_repeating_rounds(trained, monkeypatch, 
     assert all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_a_ramped_budget_round_is_agp_from_the_last_rounds_sparsity(trained, monkeypatch):
+    """With ``ramp`` a round's pruning is spread over its retraining: the same model as AGP (Zhu & Gupta's cubic
+    ramp, from the round's starting sparsity to its target over the first half of 20 iterations) trained from the
+    previous round's state; without ``ramp`` the round differs (all pruned before the retraining)."""
+    from netpress.prune.schedules import AGP
+
+    retrain = {"steps": "20it", "batch_size": 100}
+    ramped, records, _ = _prune_budget(trained, monkeypatch, prune_fraction=0.4, rounds=2, ramp=0.5, retrain=retrain)
+    assert [round(r["sparsity"], 3) for r in records] == [0.4, 0.64] and sparsity(ramped) == pytest.approx(0.64, abs=1e-3)
+    model, data = trained
+    oracle, seen = copy.deepcopy(model), []
+
+    class Watch:
+        def on_step_end(self, it, m, opt):
+            seen.append(sparsity(m))
+
+    hp = TrainingHparams().replace(**retrain)
+    for start, target in [(0.0, 0.4), (0.4, 0.64)]:
+        agp = AGP(target, start=0, end=10, every=1, initial=start, score="magnitude", scope="global")
+        train(agp.attach(oracle), data, hp, callbacks=[agp, Watch()], device="cpu")
+    a, b = plain_state_dict(ramped), plain_state_dict(oracle)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # the cubic ramp: 0.4 * (1 - (1 - t / 10) ** 3) after iteration t, at the target from iteration 10
+    assert seen[1] == pytest.approx(0.4 * (1 - 0.8 ** 3), abs=2e-3) and seen[4] == pytest.approx(0.35, abs=2e-3)
+    assert seen[9] == pytest.approx(0.4, abs=1e-3)
+    at_once, _, _ = _prune_budget(trained, monkeypatch, prune_fraction=0.4, rounds=2, retrain=retrain)
+    c = plain_state_dict(at_once)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
 def _lam_search(trained, monkeypatch, verdicts, lams, folder=None, finetune=None, qat=None):
     model, data = trained
     seen = []
@@ -254,6 +284,9 @@ def test_quantized_biases_are_stored_as_codes(trained, tmp_path):
     ({"prune": {"schedule": "budget", "prune_fraction": 1.0}}, "prune_fraction: must be a fraction in (0, 1)"),
     ({"prune": {"schedule": "budget", "layers": {"fc": 0.9}}}, "layers: not used by schedule budget"),
     ({"prune": {"schedule": "budget", "confidence": 9}}, "confidence: must be a number of standard errors"),
+    ({"prune": {"schedule": "budget", "ramp": 1.5, "retrain": {"steps": "1ep"}}}, "ramp: must be a fraction in .0, 1., got 1.5"),
+    ({"prune": {"schedule": "iterative", "ramp": 0.5, "retrain": {"steps": "1ep"}}}, "ramp: only for schedule budget"),
+    ({"prune": {"schedule": "budget", "ramp": 0.5}}, "ramp: spreads pruning over the retraining: give retrain"),
     ({"quantize": {"method": "kmeans", "lam": [0.1, 0]}}, "lam: a list is searched only by method ecsq"),
     ({"quantize": {"method": "ecsq", "lam": []}}, "lam: must be a number >= 0 or a non-empty list"),
     ({"quantize": {"method": "ecsq", "lam": -1}}, "lam: must be a number >= 0"),

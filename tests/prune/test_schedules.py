@@ -67,6 +67,13 @@ def test_agp_cubic_and_in_training(synthetic):
     assert sparsity(model) == pytest.approx(0.8, abs=1e-3)
 
 
+def test_agp_reaches_the_final_target_when_end_is_off_the_every_grid(synthetic):
+    agp = AGP(0.8, start=0, end=24, every=5)  # prunes at 5, 10, 15, 20 and at 24
+    model = agp.attach(net())
+    train(model, synthetic, HP.replace(steps="25it"), callbacks=[agp], device="cpu")
+    assert sparsity(model) == pytest.approx(0.8, abs=1e-3)
+
+
 def test_agp_resume_matches_uninterrupted(synthetic, tmp_path):
     hp = HP.replace(steps="20it", eval_every="10it")
     a = AGP(0.7, start=0, end=20, every=4)

@@ -70,6 +70,9 @@ class PruneStage(Hparams):
             model, same examples) added to the smoothed drop before it is compared with the budget (and taken off
             a round's drop to decide that it is over); 0 compares the raw drop, 1 keeps a round only if the budget
             holds with about 84% one-sided confidence.
+        ramp: for ``budget``: the fraction of each round's retraining over which that round's pruning is spread
+            (AGP's cubic ramp, Zhu & Gupta 2017, from the round's starting sparsity to its target); 0 prunes
+            all of it before the retraining.
     """
 
     schedule: str = "iterative"
@@ -82,6 +85,7 @@ class PruneStage(Hparams):
     accuracy_budget: float = 0.005
     prune_fraction: float = 0.4
     confidence: float = 1.0
+    ramp: float = 0.0
 
     def validate(self) -> None:
         require(self.schedule in SCHEDULES, f"schedule: unknown {self.schedule!r}; known: {', '.join(SCHEDULES)}")
@@ -100,6 +104,10 @@ class PruneStage(Hparams):
         require(self.schedule != "budget" or not self.layers,
                 "layers: not used by schedule budget (it prunes by score under the scope; set sparsity as the cap)")
         _check_overrides("retrain", self.retrain)
+        require(isinstance(self.ramp, (int, float)) and not isinstance(self.ramp, bool) and 0 <= self.ramp <= 1,
+                f"ramp: must be a fraction in [0, 1], got {self.ramp!r}")
+        require(not self.ramp or self.schedule == "budget", f"ramp: only for schedule budget, not {self.schedule!r}")
+        require(not self.ramp or bool(self.retrain), "ramp: spreads pruning over the retraining: give retrain")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ from torch import nn
 from netpress.data import DataSplits
 from netpress.fileio import atomic_torch_save, atomic_write_text
 from netpress.prune.masks import plain_state_dict
-from netpress.prune.schedules import round_targets
+from netpress.prune.schedules import AGP, round_targets
 from netpress.pipeline.recipe import (DistillStage, EncodeStage, LowRankStage, PruneStage, QuantizeStage, layer_refs,
                                       layer_value)
 from netpress.registry import Registry
@@ -177,9 +177,15 @@ class PruneRunner(StageRunner):
         from netpress.prune import apply_masks, compute_masks
         from netpress.prune.masks import sparsity
 
-        target = min(self.hp.sparsity, 1 - (1 - sparsity(path)) * (1 - self.hp.prune_fraction))
-        apply_masks(path, compute_masks(path, target, score=self.hp.score, scope=self.hp.scope, data=ctx.data))
-        _retrain(path, ctx, self.hp.retrain, round_dir, desc)
+        start = sparsity(path)
+        target = min(self.hp.sparsity, 1 - (1 - start) * (1 - self.hp.prune_fraction))
+        kwargs = dict(score=self.hp.score, scope=self.hp.scope, data=ctx.data)
+        if self.hp.ramp:
+            ramp = lambda hp: [self._ramp(path, hp, ctx, start, target, kwargs)]
+            _retrain(path, ctx, self.hp.retrain, round_dir, desc, callbacks=ramp)
+        else:
+            apply_masks(path, compute_masks(path, target, **kwargs))
+            _retrain(path, ctx, self.hp.retrain, round_dir, desc)
         check = ctx.budget_check(path, self.hp.accuracy_budget, self.hp.confidence)
         over = check["drop"] - self.hp.confidence * check["se"] > self.hp.accuracy_budget + 1e-12
         record = {"sparsity": target, **check, "over": over,
@@ -190,6 +196,19 @@ class PruneRunner(StageRunner):
             atomic_torch_save(state, round_dir / "state.pt")
             atomic_write_text(round_dir / "record.json", json.dumps(record, indent=2) + "\n")  # last: round done
         return record, state
+
+    def _ramp(self, path, hp, ctx, start: float, target: float, kwargs: dict):
+        """The AGP callback that takes ``path`` from ``start`` to ``target`` sparsity over the first ``ramp`` of
+        a retraining under ``hp`` (about 40 pruning steps); ``path`` gets its mask slots now, before a
+        checkpoint of the round is resumed."""
+        from netpress.data import iterations_per_epoch
+        from netpress.units import Steps
+
+        total = Steps.parse(hp.steps).iterations(iterations_per_epoch(len(ctx.data.train), hp.batch_size))
+        end = max(1, round(self.hp.ramp * total))
+        agp = AGP(target, start=0, end=end, every=max(1, end // 40), initial=start, **kwargs)
+        agp.attach(path)
+        return agp
 
     def _annotated(self, records: list[dict]) -> list[dict]:
         """``records`` with each round's smoothed drop, pooled standard error and whether it is the one kept."""

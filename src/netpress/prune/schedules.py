@@ -141,7 +141,7 @@ class AGP:
     """Automated Gradual Pruning (Zhu & Gupta 2017) as a trainer callback.
 
     The target at iteration t is ``s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0))^3`` on ``[t0, t1]``, applied
-    every ``every`` iterations; it is a pure function of the iteration, and masks live in the model's state
+    every ``every`` iterations and at ``t1`` (so the final target is reached); it is a pure function of the iteration, and masks live in the model's state
     dict, so a resumed run prunes exactly as an uninterrupted one. Call :meth:`attach` before training (and
     before a checkpoint is resumed) so the model has mask slots.
 
@@ -176,5 +176,5 @@ class AGP:
         return model
 
     def on_step_end(self, iteration: int, model: nn.Module, optimizer) -> None:
-        if self.start <= iteration <= self.end and (iteration - self.start) % self.every == 0:
+        if self.start <= iteration <= self.end and ((iteration - self.start) % self.every == 0 or iteration == self.end):
             prune(model, self.target(iteration), **self.kwargs)
