@@ -17,7 +17,7 @@ from torch import nn
 from netpress.data import DataSplits
 from netpress.fileio import atomic_torch_save, atomic_write_text
 from netpress.prune.masks import plain_state_dict
-from netpress.prune.schedules import AGP, round_targets
+from netpress.prune.schedules import AGP, round_targets, training_iterations
 from netpress.pipeline.recipe import (DistillStage, EncodeStage, LowRankStage, PruneStage, QuantizeStage, layer_refs,
                                       layer_value)
 from netpress.registry import Registry
@@ -180,12 +180,10 @@ class PruneRunner(StageRunner):
         start = sparsity(path)
         target = min(self.hp.sparsity, 1 - (1 - start) * (1 - self.hp.prune_fraction))
         kwargs = dict(score=self.hp.score, scope=self.hp.scope, data=ctx.data)
-        if self.hp.ramp:
-            ramp = lambda hp: [self._ramp(path, hp, ctx, start, target, kwargs)]
-            _retrain(path, ctx, self.hp.retrain, round_dir, desc, callbacks=ramp)
-        else:
+        ramp = (lambda hp: [self._ramp(path, hp, ctx, start, target, kwargs)]) if self.hp.ramp else None
+        if ramp is None:
             apply_masks(path, compute_masks(path, target, **kwargs))
-            _retrain(path, ctx, self.hp.retrain, round_dir, desc)
+        _retrain(path, ctx, self.hp.retrain, round_dir, desc, callbacks=ramp)
         check = ctx.budget_check(path, self.hp.accuracy_budget, self.hp.confidence)
         over = check["drop"] - self.hp.confidence * check["se"] > self.hp.accuracy_budget + 1e-12
         record = {"sparsity": target, **check, "over": over,
@@ -201,11 +199,7 @@ class PruneRunner(StageRunner):
         """The AGP callback that takes ``path`` from ``start`` to ``target`` sparsity over the first ``ramp`` of
         a retraining under ``hp`` (about 40 pruning steps); ``path`` gets its mask slots now, before a
         checkpoint of the round is resumed."""
-        from netpress.data import iterations_per_epoch
-        from netpress.units import Steps
-
-        total = Steps.parse(hp.steps).iterations(iterations_per_epoch(len(ctx.data.train), hp.batch_size))
-        end = max(1, round(self.hp.ramp * total))
+        end = max(1, round(self.hp.ramp * training_iterations(hp, ctx.data)))
         agp = AGP(target, start=0, end=end, every=max(1, end // 40), initial=start, **kwargs)
         agp.attach(path)
         return agp

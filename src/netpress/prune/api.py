@@ -18,11 +18,10 @@ from netpress.errors import ConfigError
 from netpress.hparams import Hparams, require
 from netpress.prune.core import compute_masks
 from netpress.prune.masks import strip
-from netpress.prune.schedules import AGP, ScheduleHparams, iterative_prune, parse_schedule
+from netpress.prune.schedules import AGP, ScheduleHparams, iterative_prune, parse_schedule, training_iterations
 from netpress.prune.scope import check_fraction
 from netpress.prune.scores import resolve_score
 from netpress.train import TrainingHparams, train
-from netpress.units import Steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,9 +125,7 @@ def _mask_kwargs(hp: PruneHparams) -> dict:
 
 
 def _agp(model, data, hp, retrain_hp, device) -> dict:
-    from netpress.data import iterations_per_epoch
-
-    total = Steps.parse(retrain_hp.steps).iterations(iterations_per_epoch(len(data.train), retrain_hp.batch_size))
+    total = training_iterations(retrain_hp, data)
     agp = AGP(hp.sparsity, start=0, end=max(2, int(0.75 * total)), every=max(1, total // 40),
               data=data if hp.score not in ("magnitude", "random") else None, **_mask_kwargs(hp))
     train(agp.attach(model), data, retrain_hp, callbacks=[agp], device=device)

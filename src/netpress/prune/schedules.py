@@ -69,11 +69,16 @@ def parse_schedule(text: str, **extra) -> ScheduleHparams:
     return ScheduleHparams(kind=kind, rounds=rounds, **extra)
 
 
+def training_iterations(hp: TrainingHparams, data: DataSplits) -> int:
+    """The number of optimizer steps ``hp.steps`` means on ``data.train`` at ``hp.batch_size``."""
+    return Steps.parse(hp.steps).iterations(iterations_per_epoch(len(data.train), hp.batch_size))
+
+
 def _remaining(hp: TrainingHparams, start: int, data: DataSplits) -> TrainingHparams:
     """Retraining from rewind point ``start`` runs the rest of ``hp.steps`` (the schedule spans all of it)."""
     if start == 0:
         return hp
-    total = Steps.parse(hp.steps).iterations(iterations_per_epoch(len(data.train), hp.batch_size))
+    total = training_iterations(hp, data)
     require(start < total, f"rewind point {start}it is not inside the retraining length {hp.steps}")
     return hp.replace(steps=f"{total - start}it")
 
@@ -141,8 +146,8 @@ class AGP:
     """Automated Gradual Pruning (Zhu & Gupta 2017) as a trainer callback.
 
     The target at iteration t is ``s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0))^3`` on ``[t0, t1]``, applied
-    every ``every`` iterations and at ``t1`` (so the final target is reached); it is a pure function of the iteration, and masks live in the model's state
-    dict, so a resumed run prunes exactly as an uninterrupted one. Call :meth:`attach` before training (and
+    every ``every`` iterations and at ``t1`` (so the final target is reached); it is a pure function of the
+    iteration, and masks live in the model's state dict, so a resumed run prunes exactly as an uninterrupted one. Call :meth:`attach` before training (and
     before a checkpoint is resumed) so the model has mask slots.
 
     Example:
