@@ -198,6 +198,41 @@ def test_a_ramped_budget_round_is_agp_from_the_last_rounds_sparsity(trained, mon
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_a_ramped_round_killed_mid_ramp_resumes_to_the_same_model(trained, monkeypatch, tmp_path):
+    """A crash in round 2's retraining, while its AGP ramp is still pruning (iteration 7 of 20, ramp over the
+    first 10), resumes from the round's last checkpoint (iteration 5) to the model of an uninterrupted run."""
+    retrain = {"steps": "20it", "batch_size": 100, "eval_every": "5it"}
+    hp = dict(prune_fraction=0.4, rounds=2, ramp=0.5, retrain=retrain)
+    whole, _, _ = _prune_budget(trained, monkeypatch, folder=tmp_path / "whole", **hp)
+    calls, results, real_train = [], [], stages_module.train
+
+    class Crash(Exception):
+        pass
+
+    class KillAt7:
+        def on_step_end(self, it, m, opt):
+            if it == 7:
+                raise Crash
+
+    def crashing_train(model, data, hparams, callbacks=(), **kw):
+        calls.append(kw["checkpoint_dir"])
+        extra = [KillAt7()] if len(calls) == 2 else []
+        results.append(real_train(model, data, hparams, callbacks=[*callbacks, *extra], **kw))
+        return results[-1]
+
+    monkeypatch.setattr(stages_module, "train", crashing_train)
+    with pytest.raises(Crash):
+        _prune_budget(trained, monkeypatch, folder=tmp_path / "cut", **hp)
+    assert (tmp_path / "cut" / "round2" / "checkpoint.pt").exists()
+    assert not (tmp_path / "cut" / "round2" / "record.json").exists()
+    resumed, records, _ = _prune_budget(trained, monkeypatch, folder=tmp_path / "cut", **hp)
+    assert calls[2:] == [tmp_path / "cut" / "round2"]  # round 1 replayed from its record, round 2 resumed
+    assert results[-1].resumed_from == 5
+    a, b = plain_state_dict(whole), plain_state_dict(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert sparsity(resumed) == pytest.approx(0.64, abs=1e-3)
+
+
 def _lam_search(trained, monkeypatch, verdicts, lams, folder=None, finetune=None, qat=None):
     model, data = trained
     seen = []
