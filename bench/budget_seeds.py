@@ -7,11 +7,12 @@ order of the retraining batches; seed 0 is the one deep_compression.py uses) and
 of ratio and test drop, how many runs meet the issue-15 target (>= 64x within 0.5 pt of test drop), and how well
 each round's validation drop predicted its test drop along the pruning path (test is read after the search).
 
-Variants: ``budget`` (one standard error of margin), ``budget@z0`` (raw smoothed validation drop), and
-``budget@z0+ramp`` (the same with ``ramp: 0.75``: each round's pruning spread over its retraining).
+Variants: ``budget`` (one standard error of margin), ``budget@z0`` (raw smoothed validation drop), and suffixes
+``+ramp`` (``ramp: 0.75``: each round's pruning spread over its retraining) and ``+control`` (``control: true``:
+budgets measured from the input model retrained like one round with nothing pruned, when it is the more accurate).
 
 Usage: python bench/budget_seeds.py [--model lenet300] [--seeds 0,1,2,3] [--variants budget@z0,budget,budget@z0+ramp]
-       [--jobs 2]
+       [--jobs 2]   (the committed results: --variants budget@z0,budget,budget@z0+ramp,budget@z0+control,budget+control)
 """
 from __future__ import annotations
 
@@ -33,23 +34,26 @@ from common import RESULTS, RUNS, dense_run, write_result  # noqa: E402
 
 TARGET = {"lenet300": 64, "lenet5": 160}
 BUDGET_PT = 0.5
+EXTRAS = {"ramp": {"ramp": 0.75}, "control": {"control": True}}  # variant suffixes: prune-stage settings
 
 
 def variant_recipe(variant: str):
-    """``budget``, ``budget@z<c>`` (every stage's confidence ``c``), either with ``+ramp`` (prune ``ramp: 0.75``)."""
+    """``budget``, ``budget@z<c>`` (every stage's confidence ``c``), with any of ``+ramp`` (prune ``ramp: 0.75``)
+    and ``+control`` (prune ``control: true``)."""
     from netpress.pipeline import load_recipe, parse_recipe
 
-    base, _, extra = variant.partition("+")
+    base, *extras = variant.split("+")
+    unknown = set(extras) - set(EXTRAS)
+    if unknown:
+        raise SystemExit(f"unknown variant suffix +{sorted(unknown)[0]} (known: {', '.join('+' + e for e in EXTRAS)})")
     name, _, z = base.partition("@z")
     doc = copy.deepcopy(load_recipe(name).source)
     for stage in doc["stages"]:
         for kind, fields in stage.items():
             if z and kind in ("prune", "quantize"):
                 fields["confidence"] = float(z)
-            if extra == "ramp" and kind == "prune":
-                fields["ramp"] = 0.75
-    if extra not in ("", "ramp"):
-        raise SystemExit(f"unknown variant suffix +{extra} (known: +ramp)")
+            if kind == "prune":
+                fields.update({k: v for e in extras for k, v in EXTRAS[e].items()})
     return parse_recipe(doc, variant)
 
 
@@ -72,11 +76,26 @@ def run_one(job: tuple[str, str, int]) -> dict:
     rounds = result.notes.get("budget_rounds") or []
     test_drops = _round_test_drops(len(rounds), dense, workdir)
     return {"model": model_name, "variant": variant, "seed": seed, "ratio": s["ratio"], "bytes": s["bytes"],
+            "control_gain_pt": _control_gain(dense, workdir),
             "test_drop_pt": 100 * (s["dense_accuracy"] - s["test_accuracy"]),
             "val_drop_pt": 100 * (ref_val - evaluate(result.model, dense.data.val).accuracy),
             "sparsity": result.rows[-1]["sparsity"], "lam": result.notes.get("lam"),
             "rounds": [{"sparsity": r["sparsity"], "val_drop_pt": 100 * r["drop"], "test_drop_pt": t,
                         "chosen": r["chosen"]} for r, t in zip(rounds, test_drops)]}
+
+
+def _control_gain(dense, workdir: Path) -> dict | None:
+    """With ``+control``: what the control's retraining alone (nothing pruned) added to validation and test
+    accuracy over the dense net, in pt (its final weights are in its training checkpoint)."""
+    from netpress.train import evaluate
+
+    ckpt = next(workdir.glob("*_prune"), workdir) / "control" / "checkpoint.pt"
+    if not ckpt.exists():
+        return None
+    control = copy.deepcopy(dense.model)
+    control.load_state_dict(torch.load(ckpt, weights_only=True)["model"])
+    return {split: 100 * (evaluate(control, getattr(dense.data, split)).accuracy
+                          - evaluate(dense.model, getattr(dense.data, split)).accuracy) for split in ("val", "test")}
 
 
 def _round_test_drops(n: int, dense, workdir: Path) -> list[float]:
@@ -111,8 +130,13 @@ def summarize(runs: list[dict], target: float) -> list[dict]:
                     "mean_val_drop_pt": statistics.fmean(r["val_drop_pt"] for r in mine),
                     "met": sum(r["ratio"] >= target and r["test_drop_pt"] <= BUDGET_PT for r in mine),
                     "round_gap_pt": statistics.fmean(gaps) if gaps else float("nan"),
-                    "round_gap_sd_pt": statistics.stdev(gaps) if len(gaps) > 1 else float("nan")})
+                    "round_gap_sd_pt": statistics.stdev(gaps) if len(gaps) > 1 else float("nan"),
+                    "control_gain_pt": _mean_gain([r["control_gain_pt"] for r in mine if r.get("control_gain_pt")])})
     return out
+
+
+def _mean_gain(gains: list[dict]) -> dict | None:
+    return {k: statistics.fmean(g[k] for g in gains) for k in ("val", "test")} if gains else None
 
 
 def plot(runs: list[dict], target: float, path: Path) -> None:
@@ -144,17 +168,25 @@ def markdown(runs: list[dict], summary: list[dict], model: str, target: float, d
           f"within {BUDGET_PT} pt of test drop. Drops in pt from the dense net; 'round gap' is the mean (test - "
           "validation) drop over every pruning round of every run (before the final retraining and quantization); "
           "`budget` and `budget@z0` with the same seed run the same rounds (they differ only in where the path stops "
-          "and which round and rate they keep), so their round gaps are not independent.",
+          "and which round and rate they keep), so their round gaps are not independent. With `+control` a round's "
+          "validation drop is measured from the budget reference (the control when it is the more accurate); the "
+          "final val drop column is always from the dense net.",
           "", "| variant | runs | ratio (median, min-max) | test drop (mean, max) | final val drop (mean) | met | "
-          "round gap (mean +- sd) |", "|---|---|---|---|---|---|---|"]
+          "round gap (mean +- sd) | control's own gain, val / test (mean) |", "|---|---|---|---|---|---|---|---|"]
     md += [f"| {s['variant']} | {s['runs']} | {s['median_ratio']:.1f}x ({s['min_ratio']:.1f}-{s['max_ratio']:.1f}) | "
            f"{s['mean_test_drop_pt']:.2f} ({s['max_test_drop_pt']:.2f}) | {s['mean_val_drop_pt']:.2f} | "
-           f"{s['met']}/{s['runs']} | {s['round_gap_pt']:+.2f} +- {s['round_gap_sd_pt']:.2f} |" for s in summary]
+           f"{s['met']}/{s['runs']} | {s['round_gap_pt']:+.2f} +- {s['round_gap_sd_pt']:.2f} | {_gain(s)} |"
+           for s in summary]
     md += ["", "![ratio vs test drop per seed; validation vs test drop per round](budget_seeds.png)", "",
            "| variant | seed | ratio | test drop | val drop | sparsity | lam |", "|---|---|---|---|---|---|---|"]
     md += [f"| {r['variant']} | {r['seed']} | {r['ratio']:.1f}x | {r['test_drop_pt']:.2f} | {r['val_drop_pt']:.2f} | "
            f"{r['sparsity']:.4f} | {r['lam']} |" for r in runs]
     return "\n".join(md)
+
+
+def _gain(summary: dict) -> str:
+    g = summary["control_gain_pt"]
+    return "" if g is None else f"{g['val']:+.2f} / {g['test']:+.2f}"
 
 
 def main() -> None:

@@ -233,6 +233,64 @@ def test_a_ramped_round_killed_mid_ramp_resumes_to_the_same_model(trained, monke
     assert sparsity(resumed) == pytest.approx(0.64, abs=1e-3)
 
 
+def _budget_with_control(trained, monkeypatch, input_wrong: int, control_wrong: int, folder=None, control=True):
+    """A planted knee at 0.7 sparsity, then 0.1 pt lost per 0.01 of sparsity; the input model gets ``input_wrong``
+    of N validation examples wrong, the control (the only model measured at sparsity 0) ``control_wrong``."""
+    model, data = trained
+    calls = []
+
+    def fake_correctness(m, dataset, **kw):
+        s = sparsity(m)
+        calls.append(s)
+        return _wrong(control_wrong if s == 0 else round(N * max(0.0, s - 0.7) / 10))
+
+    monkeypatch.setattr(stages_module, "correctness", fake_correctness)
+    runner = PruneRunner(PruneStage(schedule="budget", scope="global", accuracy_budget=0.003, confidence=0.0,
+                                    prune_fraction=0.4, rounds=6, control=control,
+                                    retrain={"steps": "2it", "batch_size": 100}))
+    ctx = _ctx(data, folder)
+    ctx.reference_correct = _wrong(input_wrong)
+    out = runner.run(copy.deepcopy(model), ctx, folder)
+    return out, ctx, calls
+
+
+def test_a_more_accurate_control_becomes_the_budget_reference(trained, monkeypatch):
+    """Input model 1 pt below its retrained control: measured from the input model the 1 pt the retraining gave
+    is spent too (0.784 kept: 0.84 pt past the knee, -0.16 pt from the input model); measured from the control
+    only the 0.3 pt budget is (0.64 kept), and the later stages' reference is the control's correctness."""
+    _, without, _ = _budget_with_control(trained, monkeypatch, input_wrong=N // 100, control_wrong=0, control=False)
+    chosen = [r["sparsity"] for r in without.notes["budget_rounds"] if r["chosen"]]
+    assert [round(c, 3) for c in chosen] == [0.784]
+    pruned, ctx, calls = _budget_with_control(trained, monkeypatch, input_wrong=N // 100, control_wrong=0)
+    assert calls[0] == 0.0  # the control is measured before any round
+    assert sparsity(pruned) == pytest.approx(0.64, abs=1e-3)
+    assert ctx.notes["budget_control"] == {"input_val_accuracy": 0.99, "control_val_accuracy": 1.0,
+                                           "reference": "control"}
+    assert torch.equal(ctx.reference_correct, _wrong(0))
+
+
+def test_a_less_accurate_control_leaves_the_input_model_as_reference(trained, monkeypatch):
+    _, ctx, _ = _budget_with_control(trained, monkeypatch, input_wrong=0, control_wrong=N // 100)
+    assert ctx.notes["budget_control"]["reference"] == "input"
+    assert torch.equal(ctx.reference_correct, _wrong(0))
+    assert [round(r["sparsity"], 3) for r in ctx.notes["budget_rounds"] if r["chosen"]] == [0.64]
+
+
+def test_the_control_is_trained_once_and_restored_with_its_stage(trained, monkeypatch, tmp_path):
+    _, first, calls = _budget_with_control(trained, monkeypatch, N // 100, 0, folder=tmp_path)
+    assert calls.count(0.0) == 1 and (tmp_path / "control" / "correct.pt").exists()
+    _, again, calls = _budget_with_control(trained, monkeypatch, N // 100, 0, folder=tmp_path)
+    assert calls == []  # control and every round replayed from the folder
+    assert torch.equal(again.reference_correct, _wrong(0))
+    # a finished stage restored by the pipeline sets the same reference for the stages after it
+    runner = PruneRunner(PruneStage(schedule="budget", control=True, retrain={"steps": "2it"}))
+    ctx = _ctx(trained[1], tmp_path)
+    ctx.reference_correct = _wrong(N // 100)
+    model = copy.deepcopy(trained[0])
+    runner.rebuild(model, plain_state_dict(model), tmp_path, ctx)
+    assert torch.equal(ctx.reference_correct, _wrong(0)) and ctx.notes["budget_control"]["reference"] == "control"
+
+
 def _lam_search(trained, monkeypatch, verdicts, lams, folder=None, finetune=None, qat=None):
     model, data = trained
     seen = []
@@ -322,6 +380,9 @@ def test_quantized_biases_are_stored_as_codes(trained, tmp_path):
     ({"prune": {"schedule": "budget", "ramp": 1.5, "retrain": {"steps": "1ep"}}}, "ramp: must be a fraction in .0, 1., got 1.5"),
     ({"prune": {"schedule": "iterative", "ramp": 0.5, "retrain": {"steps": "1ep"}}}, "ramp: only for schedule budget"),
     ({"prune": {"schedule": "budget", "ramp": 0.5}}, "ramp: spreads pruning over the retraining: give retrain"),
+    ({"prune": {"schedule": "budget", "control": "yes", "retrain": {"steps": "1ep"}}}, "control: must be true or false"),
+    ({"prune": {"schedule": "oneshot", "control": True, "retrain": {"steps": "1ep"}}}, "control: only for schedule budget"),
+    ({"prune": {"schedule": "budget", "control": True}}, "control: is the input model retrained like one round: give"),
     ({"quantize": {"method": "kmeans", "lam": [0.1, 0]}}, "lam: a list is searched only by method ecsq"),
     ({"quantize": {"method": "ecsq", "lam": []}}, "lam: must be a number >= 0 or a non-empty list"),
     ({"quantize": {"method": "ecsq", "lam": -1}}, "lam: must be a number >= 0"),
@@ -466,3 +527,13 @@ def test_ecsq_search_with_qat_keeps_the_trial_a_single_rate_run_would_make(train
     assert notes["lam"] == 0.02
     got, want = searched.state_dict(), plain.state_dict()
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_the_report_says_what_the_budget_drops_are_measured_from():
+    from netpress.report.compression import _reference_line
+
+    assert _reference_line(None) == []
+    line = _reference_line({"input_val_accuracy": 0.9038, "control_val_accuracy": 0.906, "reference": "control"})[0]
+    assert line.startswith("Drops measured from the control") and "0.9038 input model, 0.9060 control" in line
+    assert "the input model (the control" in _reference_line({"input_val_accuracy": 0.91, "control_val_accuracy": 0.9,
+                                                               "reference": "input"})[0]

@@ -73,6 +73,10 @@ class PruneStage(Hparams):
         ramp: for ``budget``: the fraction of each round's retraining over which that round's pruning is spread
             (AGP's cubic ramp, Zhu & Gupta 2017, from the round's starting sparsity to its target); 0 prunes
             all of it before the retraining.
+        control: for ``budget``: first retrain the input model like one round with nothing pruned (a control) and
+            measure this and every later stage's budget from whichever of the input model and the control is
+            more accurate on the validation data, so accuracy that the extra training alone adds on validation
+            data (it need not carry over to test data) is not spent as budget.
     """
 
     schedule: str = "iterative"
@@ -86,6 +90,7 @@ class PruneStage(Hparams):
     prune_fraction: float = 0.4
     confidence: float = 1.0
     ramp: float = 0.0
+    control: bool = False
 
     def validate(self) -> None:
         require(self.schedule in SCHEDULES, f"schedule: unknown {self.schedule!r}; known: {', '.join(SCHEDULES)}")
@@ -108,6 +113,11 @@ class PruneStage(Hparams):
                 f"ramp: must be a fraction in [0, 1], got {self.ramp!r}")
         require(not self.ramp or self.schedule == "budget", f"ramp: only for schedule budget, not {self.schedule!r}")
         require(not self.ramp or bool(self.retrain), "ramp: spreads pruning over the retraining: give retrain")
+        require(isinstance(self.control, bool), f"control: must be true or false, got {self.control!r}")
+        require(not self.control or self.schedule == "budget",
+                f"control: only for schedule budget, not {self.schedule!r}")
+        require(not self.control or bool(self.retrain), "control: is the input model retrained like one round: "
+                "give retrain")
 
 
 @dataclasses.dataclass(frozen=True)

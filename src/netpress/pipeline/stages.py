@@ -149,6 +149,8 @@ class PruneRunner(StageRunner):
         drop, smoothed over the path (:func:`netpress.pipeline.budget.choose_round`), fits the budget, or the
         input model if none does. Each finished round is recorded with its state, so a rerun replays it (without
         a folder the rounds' states are held in memory, on the CPU, until the choice)."""
+        if self.hp.control:
+            self._control_reference(model, ctx, folder)
         path, records, states, behind = copy.deepcopy(model), [], [], None
         for r in range(1, self.hp.rounds + 1):
             round_dir = None if folder is None else folder / f"round{r}"
@@ -194,6 +196,26 @@ class PruneRunner(StageRunner):
             atomic_torch_save(state, round_dir / "state.pt")
             atomic_write_text(round_dir / "record.json", json.dumps(record, indent=2) + "\n")  # last: round done
         return record, state
+
+    def _control_reference(self, model, ctx, folder) -> None:
+        """With ``control``: the input model retrained like one round, nothing pruned; whichever of it and the
+        input model is more accurate on validation data becomes the budget reference of this and later stages.
+        Its per-example correctness is stored in ``<folder>/control`` (a rerun or a restored stage reads it)."""
+        control_dir = None if folder is None else folder / "control"
+        stored = None if control_dir is None else control_dir / "correct.pt"
+        if stored is not None and stored.exists():
+            correct = torch.load(stored, weights_only=True)
+        else:
+            control = copy.deepcopy(model)
+            _retrain(control, ctx, self.hp.retrain, control_dir, "budget control (nothing pruned)")
+            correct = correctness(control, ctx.data.val)
+            if stored is not None:
+                atomic_torch_save(correct, stored)
+        inputs, retrained = float(ctx.reference_correct.double().mean()), float(correct.double().mean())
+        if retrained > inputs:
+            ctx.reference_correct = correct
+        ctx.notes["budget_control"] = {"input_val_accuracy": inputs, "control_val_accuracy": retrained,
+                                       "reference": "control" if retrained > inputs else "input"}
 
     def _ramp(self, path, hp, ctx, start: float, target: float, kwargs: dict):
         """The AGP callback that takes ``path`` from ``start`` to ``target`` sparsity over the first ``ramp`` of
@@ -242,6 +264,8 @@ class PruneRunner(StageRunner):
         from netpress.prune.masks import masks_from_state_dict
 
         if ctx is not None and self.hp.schedule == "budget":
+            if self.hp.control:
+                self._control_reference(model, ctx, folder)
             ctx.notes["budget_rounds"] = self._annotated(_records(folder, "round", start=1))
         return apply_masks(model, masks_from_state_dict(state))
 

@@ -102,6 +102,16 @@ def budget_table(rounds: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _reference_line(control: dict | None) -> list[str]:
+    """What the budget drops are measured from, when the stage trained a control."""
+    if not control:
+        return []
+    which = "the control (the input model retrained like one round, nothing pruned)" \
+        if control["reference"] == "control" else "the input model (the control was not more accurate)"
+    return [f"Drops measured from {which}: validation accuracy {control['input_val_accuracy']:.4f} input model, "
+            f"{control['control_val_accuracy']:.4f} control.", ""]
+
+
 def plot_budget_path(rounds: list[dict], path: Path) -> Path:
     """Validation drop along the pruning path: measurements with one standard error, the monotone fit with its
     pooled standard error, the budget, and the kept round."""
@@ -144,8 +154,8 @@ def write_report(result, folder: Path, title: str, snapshots: dict[str, torch.Te
     rounds = result.notes.get("budget_rounds") or []
     if rounds and "fitted_drop" in rounds[0]:
         plot_budget_path(rounds, folder / "budget.png")
-        md += ["## Budget schedule: the pruning path", "", budget_table(rounds), "",
-               "![validation drop along the pruning path](budget.png)", ""]
+        md += ["## Budget schedule: the pruning path", "", *_reference_line(result.notes.get("budget_control")),
+               budget_table(rounds), "", "![validation drop along the pruning path](budget.png)", ""]
     path = folder / "report.md"
     atomic_write_text(path, "\n".join(md))
     return path
