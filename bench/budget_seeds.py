@@ -12,7 +12,7 @@ Variants: ``budget`` (one standard error of margin), ``budget@z0`` (raw smoothed
 budgets measured from the input model retrained like one round with nothing pruned, when it is the more accurate).
 
 Usage: python bench/budget_seeds.py [--model lenet300] [--seeds 0,1,2,3] [--variants budget@z0,budget,budget@z0+ramp]
-       [--jobs 2]   (the committed results: --variants budget@z0,budget,budget@z0+ramp,budget@z0+control,budget+control)
+       [--jobs 2] [--val-size N]   (the committed results: --variants budget@z0,budget,budget@z0+ramp,budget@z0+control,budget+control)
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, RUNS, dense_run, write_result  # noqa: E402
+from deep_compression import _test_drops  # noqa: E402
 
 TARGET = {"lenet300": 64, "lenet5": 160}
 BUDGET_PT = 0.5
@@ -57,15 +58,15 @@ def variant_recipe(variant: str):
     return parse_recipe(doc, variant)
 
 
-def run_one(job: tuple[str, str, int]) -> dict:
+def run_one(job: tuple[str, str, int, int]) -> dict:
     """One compression of the dense ``model`` under ``variant`` with data order ``seed`` (cached in bench/.runs)."""
     from common import DENSE
     from netpress.pipeline import compress
     from netpress.train import evaluate
 
     torch.set_num_threads(1)
-    model_name, variant, seed = job
-    dense = dense_run(model_name)
+    model_name, variant, seed, val_size = job
+    dense = dense_run(model_name, val_size=val_size)
     recipe = variant_recipe(variant)
     workdir = RUNS / f"seeds_{dense.id}_{recipe.digest()}_s{seed}"
     hp = DENSE[model_name][1].replace(data_order_seed=seed)
@@ -74,14 +75,14 @@ def run_one(job: tuple[str, str, int]) -> dict:
     s = result.summary()
     ref_val = evaluate(dense.model, dense.data.val).accuracy
     rounds = result.notes.get("budget_rounds") or []
-    test_drops = _round_test_drops(len(rounds), dense, workdir)
+    _test_drops(rounds, dense, workdir)  # each round's test drop, read after the search
     return {"model": model_name, "variant": variant, "seed": seed, "ratio": s["ratio"], "bytes": s["bytes"],
             "control_gain_pt": _control_gain(dense, workdir),
             "test_drop_pt": 100 * (s["dense_accuracy"] - s["test_accuracy"]),
             "val_drop_pt": 100 * (ref_val - evaluate(result.model, dense.data.val).accuracy),
             "sparsity": result.rows[-1]["sparsity"], "lam": result.notes.get("lam"),
-            "rounds": [{"sparsity": r["sparsity"], "val_drop_pt": 100 * r["drop"], "test_drop_pt": t,
-                        "chosen": r["chosen"]} for r, t in zip(rounds, test_drops)]}
+            "rounds": [{"sparsity": r["sparsity"], "val_drop_pt": 100 * r["drop"], "test_drop_pt": 100 * r["test_drop"],
+                        "chosen": r["chosen"]} for r in rounds]}
 
 
 def _control_gain(dense, workdir: Path) -> dict | None:
@@ -96,24 +97,6 @@ def _control_gain(dense, workdir: Path) -> dict | None:
     control.load_state_dict(torch.load(ckpt, weights_only=True)["model"])
     return {split: 100 * (evaluate(control, getattr(dense.data, split)).accuracy
                           - evaluate(dense.model, getattr(dense.data, split)).accuracy) for split in ("val", "test")}
-
-
-def _round_test_drops(n: int, dense, workdir: Path) -> list[float]:
-    """Test drop (pt) of each of the ``n`` stored budget rounds' states, read after the search."""
-    from netpress.prune import apply_masks
-    from netpress.prune.masks import masks_from_state_dict
-    from netpress.train import evaluate
-
-    folder = next(workdir.glob("*_prune"))
-    reference = evaluate(dense.model, dense.data.test).accuracy
-    out = []
-    for i in range(1, n + 1):
-        state = torch.load(folder / f"round{i}" / "state.pt", weights_only=True)
-        model = copy.deepcopy(dense.model)
-        apply_masks(model, masks_from_state_dict(state))
-        model.load_state_dict(state)
-        out.append(100 * (reference - evaluate(model, dense.data.test).accuracy))
-    return out
 
 
 def summarize(runs: list[dict], target: float) -> list[dict]:
@@ -161,9 +144,11 @@ def plot(runs: list[dict], target: float, path: Path) -> None:
     plt.close(fig)
 
 
-def markdown(runs: list[dict], summary: list[dict], model: str, target: float, dense: dict) -> str:
+def markdown(runs: list[dict], summary: list[dict], model: str, target: float, dense: dict, val_size: int,
+             stem: str) -> str:
     md = [f"# Budget recipes across data-order seeds ({model}, Fashion-MNIST)", "",
-          f"Same dense net (validation accuracy {dense['val']:.4f}, test {dense['test']:.4f}), "
+          f"Same dense net (validation accuracy {dense['val']:.4f} on {val_size:,} images carved from the training "
+          f"set, test {dense['test']:.4f}), "
           f"{len({r['seed'] for r in runs})} data orders of every retraining; target >= {target:g}x "
           f"within {BUDGET_PT} pt of test drop. Drops in pt from the dense net; 'round gap' is the mean (test - "
           "validation) drop over every pruning round of every run (before the final retraining and quantization); "
@@ -177,7 +162,7 @@ def markdown(runs: list[dict], summary: list[dict], model: str, target: float, d
            f"{s['mean_test_drop_pt']:.2f} ({s['max_test_drop_pt']:.2f}) | {s['mean_val_drop_pt']:.2f} | "
            f"{s['met']}/{s['runs']} | {s['round_gap_pt']:+.2f} +- {s['round_gap_sd_pt']:.2f} | {_gain(s)} |"
            for s in summary]
-    md += ["", "![ratio vs test drop per seed; validation vs test drop per round](budget_seeds.png)", "",
+    md += ["", f"![ratio vs test drop per seed; validation vs test drop per round]({stem}.png)", "",
            "| variant | seed | ratio | test drop | val drop | sparsity | lam |", "|---|---|---|---|---|---|---|"]
     md += [f"| {r['variant']} | {r['seed']} | {r['ratio']:.1f}x | {r['test_drop_pt']:.2f} | {r['val_drop_pt']:.2f} | "
            f"{r['sparsity']:.4f} | {r['lam']} |" for r in runs]
@@ -195,6 +180,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3")
     ap.add_argument("--variants", default="budget@z0,budget,budget@z0+ramp")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--val-size", type=int, default=-1,
+                    help="validation images carved from the training set (default: the dataset's 5,000); the dense "
+                         "net is then trained on the rest, and results go to budget_seeds_val<N>")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = args.variants.split(",")
@@ -202,9 +190,9 @@ def main() -> None:
         variant_recipe(v)  # bad names fail before any work
     from netpress.train import evaluate
 
-    base = dense_run(args.model)  # trained (or found) once, before the workers start
+    base = dense_run(args.model, val_size=args.val_size)  # trained (or found) once, before the workers start
     dense = {"val": evaluate(base.model, base.data.val).accuracy, "test": evaluate(base.model, base.data.test).accuracy}
-    jobs = [(args.model, v, s) for v in variants for s in seeds]
+    jobs = [(args.model, v, s, args.val_size) for v in variants for s in seeds]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         runs = []
         for run in pool.map(run_one, jobs):
@@ -213,11 +201,12 @@ def main() -> None:
                   f"val drop {run['val_drop_pt']:.2f} pt", flush=True)
     target = TARGET[args.model]
     summary = summarize(runs, target)
+    stem = "budget_seeds" if args.val_size < 0 else f"budget_seeds_val{args.val_size}"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(runs, target, RESULTS / "budget_seeds.png")
-    md = markdown(runs, summary, args.model, target, dense)
-    write_result("budget_seeds", {"model": args.model, "target": target, "dense": dense, "summary": summary,
-                                  "runs": runs}, md)
+    plot(runs, target, RESULTS / f"{stem}.png")
+    md = markdown(runs, summary, args.model, target, dense, len(base.data.val), stem)
+    write_result(stem, {"model": args.model, "target": target, "dense": dense, "val_size": len(base.data.val),
+                        "summary": summary, "runs": runs}, md)
     print(md)
 
 

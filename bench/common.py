@@ -35,10 +35,12 @@ DENSE = {
 }
 
 
-def dense_run(name: str, data: str = "fashion-mnist") -> TrainedRun:
-    """The trained dense baseline ``name`` (``lenet300`` or ``lenet5``), trained on first use then reused."""
+def dense_run(name: str, data: str = "fashion-mnist", val_size: int = -1) -> TrainedRun:
+    """The trained dense baseline ``name`` (``lenet300`` or ``lenet5``), trained on first use then reused;
+    ``val_size`` other than the dataset's default (-1) carves a validation set of that size instead."""
     model_hp, train_hp = DENSE[name]
-    return train_run(model_hp, DataHparams(data), train_hp, root=RUNS, data=load_data(DataHparams(data)))
+    data_hp = DataHparams(data, val_size=val_size)
+    return train_run(model_hp, data_hp, train_hp, root=RUNS, data=load_data(data_hp))
 
 
 def write_result(stem: str, payload: dict, markdown: str) -> None:
