@@ -212,10 +212,11 @@ class PruneRunner(StageRunner):
             if stored is not None:
                 atomic_torch_save(correct, stored)
         inputs, retrained = float(ctx.reference_correct.double().mean()), float(correct.double().mean())
-        if retrained > inputs:
+        use_control = retrained > inputs
+        if use_control:
             ctx.reference_correct = correct
         ctx.notes["budget_control"] = {"input_val_accuracy": inputs, "control_val_accuracy": retrained,
-                                       "reference": "control" if retrained > inputs else "input"}
+                                       "reference": "control" if use_control else "input"}
 
     def _ramp(self, path, hp, ctx, start: float, target: float, kwargs: dict):
         """The AGP callback that takes ``path`` from ``start`` to ``target`` sparsity over the first ``ramp`` of
