@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, RUNS, dense_run, write_result  # noqa: E402
-from deep_compression import _test_drops  # noqa: E402
+from deep_compression import _test_drops, bench_recipe_doc  # noqa: E402
 
 TARGET = {"lenet300": 64, "lenet5": 160}
 BUDGET_PT = 0.5
@@ -41,20 +41,16 @@ EXTRAS = {"ramp": {"ramp": 0.75}, "control": {"control": True}}  # variant suffi
 def variant_recipe(variant: str):
     """``budget``, ``budget@z<c>`` (every stage's confidence ``c``), with any of ``+ramp`` (prune ``ramp: 0.75``)
     and ``+control`` (prune ``control: true``)."""
-    from netpress.pipeline import load_recipe, parse_recipe
+    from netpress.pipeline import parse_recipe
 
     base, *extras = variant.split("+")
     unknown = set(extras) - set(EXTRAS)
     if unknown:
         raise SystemExit(f"unknown variant suffix +{sorted(unknown)[0]} (known: {', '.join('+' + e for e in EXTRAS)})")
-    name, _, z = base.partition("@z")
-    doc = copy.deepcopy(load_recipe(name).source)
+    doc = bench_recipe_doc(base)
     for stage in doc["stages"]:
-        for kind, fields in stage.items():
-            if z and kind in ("prune", "quantize"):
-                fields["confidence"] = float(z)
-            if kind == "prune":
-                fields.update({k: v for e in extras for k, v in EXTRAS[e].items()})
+        if "prune" in stage:
+            stage["prune"].update({k: v for e in extras for k, v in EXTRAS[e].items()})
     return parse_recipe(doc, variant)
 
 

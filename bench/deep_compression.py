@@ -42,13 +42,18 @@ def bench_recipe(recipe_name: str):
     recipe_name = recipe_name.split("/")[0]
     if "@z" not in recipe_name:
         return load_recipe(recipe_name)
-    base, z = recipe_name.split("@z")
+    return parse_recipe(bench_recipe_doc(recipe_name), recipe_name)
+
+
+def bench_recipe_doc(recipe_name: str) -> dict:
+    """The YAML document of ``<name>`` or ``<name>@z<c>`` (a copy, free to edit)."""
+    base, _, z = recipe_name.partition("@z")
     doc = copy.deepcopy(load_recipe(base).source)
     for stage in doc["stages"]:
         for kind, fields in stage.items():
-            if kind in ("prune", "quantize"):
+            if z and kind in ("prune", "quantize"):
                 fields["confidence"] = float(z)
-    return parse_recipe(doc, recipe_name)
+    return doc
 
 
 def row_label(recipe_name: str, val_size: int) -> str:

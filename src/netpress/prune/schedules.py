@@ -147,8 +147,8 @@ class AGP:
 
     The target at iteration t is ``s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0))^3`` on ``[t0, t1]``, applied
     every ``every`` iterations and at ``t1`` (so the final target is reached); it is a pure function of the
-    iteration, and masks live in the model's state dict, so a resumed run prunes exactly as an uninterrupted one. Call :meth:`attach` before training (and
-    before a checkpoint is resumed) so the model has mask slots.
+    iteration, and masks live in the model's state dict, so a resumed run prunes exactly as an uninterrupted one.
+    Call :meth:`attach` before training (and before a checkpoint is resumed) so the model has mask slots.
 
     Example:
         >>> agp = AGP(0.9, start=0, end=1000, every=50)
